@@ -1,0 +1,300 @@
+# How each control plane component is configured, started and health-checked
+# (sourced by up.sh / down.sh after lib.sh; not executed on its own).
+
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+PKI="$STATE_DIR/pki"
+LOGS="$STATE_DIR/logs"
+PIDS="$STATE_DIR/pids"
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+
+binary_of() {
+  case "$1" in
+    etcd) echo "$ETCD_BIN_DIR/etcd" ;;
+    kwok) echo "$KWOK_BIN_DIR/kwok" ;;
+    *) echo "$KUBE_BIN_DIR/$1" ;;
+  esac
+}
+
+port_of() {
+  case "$1" in
+    etcd) echo "$ETCD_CLIENT_PORT $ETCD_PEER_PORT" ;;
+    kube-apiserver) echo "$APISERVER_PORT" ;;
+    kube-controller-manager) echo "$CONTROLLER_MANAGER_PORT" ;;
+    kube-scheduler) echo "$SCHEDULER_PORT" ;;
+    kwok) echo "$KWOK_PORT" ;;
+  esac
+}
+
+# pid_of NAME: prints the pid of our running component, or fails. The pid must still
+# run our binary (pids get reused), so we never signal a stranger.
+pid_of() {
+  local file="$PIDS/$1.pid" pid exe
+  [[ -f "$file" ]] || return 1
+  pid=$(<"$file")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  [[ "$exe" == "$(binary_of "$1")" ]] || return 1
+  echo "$pid"
+}
+
+all_running() {
+  local name
+  for name in "${COMPONENTS[@]}"; do pid_of "$name" >/dev/null || return 1; done
+}
+
+describe_not_running() {
+  local name down=()
+  for name in "${COMPONENTS[@]}"; do pid_of "$name" >/dev/null || down+=("$name"); done
+  if ((${#down[@]})); then echo "not running: ${down[*]}"; else echo "API server not ready"; fi
+}
+
+# --- health checks (each a single quick probe) -----------------------------------
+etcd_healthy() {
+  curl -fsS --max-time 2 "http://$LISTEN_ADDRESS:$ETCD_CLIENT_PORT/health" | grep -q '"health":"true"'
+}
+apiserver_ready() {
+  curl -fsS --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://$LISTEN_ADDRESS:$APISERVER_PORT/readyz" >/dev/null
+}
+component_healthy() { # component_healthy PORT (self-signed serving certs: -k)
+  curl -fsSk --max-time 2 "https://$LISTEN_ADDRESS:$1/healthz" >/dev/null
+}
+kwok_healthy() {
+  curl -fsS --max-time 2 "http://$LISTEN_ADDRESS:$KWOK_PORT/healthz" >/dev/null
+}
+kubectl_quiet() {
+  "$KUBE_BIN_DIR/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" --request-timeout=5s "$@" >/dev/null 2>&1
+}
+
+# wait_until DESCRIPTION CMD...: polls CMD until it succeeds or $DEADLINE passes;
+# fails fast, with the log tail, when a component process has died.
+wait_until() {
+  local what=$1; shift
+  log "waiting for $what..."
+  until "$@" 2>/dev/null; do
+    local name
+    for name in "${STARTED[@]}"; do
+      if ! pid_of "$name" >/dev/null; then
+        tail -n 30 "$LOGS/$name.log" >&2 || true
+        die "$name exited while waiting for $what; last log lines above, full log: $LOGS/$name.log"
+      fi
+    done
+    if (( SECONDS >= DEADLINE )); then
+      die "timed out after ${READY_TIMEOUT_SECONDS}s waiting for $what; logs in $LOGS/ (raise SUANLI_READY_TIMEOUT_SECONDS on a slow machine)"
+    fi
+    sleep 0.2
+  done
+}
+
+check_ports_free() {
+  local name port used
+  for name in "${COMPONENTS[@]}"; do
+    for port in $(port_of "$name"); do
+      used=$(ss -ltnpH "sport = :$port" 2>/dev/null || true)
+      [[ -z "$used" ]] || die "port $port (for $name) is already in use: $used
+  stop whatever holds it, or choose other ports with SUANLI_APISERVER_PORT, SUANLI_ETCD_CLIENT_PORT,
+  SUANLI_ETCD_PEER_PORT, SUANLI_CONTROLLER_MANAGER_PORT, SUANLI_SCHEDULER_PORT, SUANLI_KWOK_PORT"
+    done
+  done
+}
+
+# Every listening socket of our processes must be on 127.0.0.1 (nothing on 0.0.0.0/::).
+check_loopback_only() {
+  local name pid bad
+  for name in "${COMPONENTS[@]}"; do
+    pid=$(pid_of "$name") || continue
+    bad=$(ss -ltnpH 2>/dev/null | grep "pid=$pid," | awk '{print $4}' | grep -v "^$LISTEN_ADDRESS:" || true)
+    [[ -z "$bad" ]] || die "$name listens on a non-loopback address: $bad (this is a bug in tests/cluster/components.sh)"
+  done
+}
+
+# --- certificates -----------------------------------------------------------------
+# sign NAME SUBJECT EXTENSIONS: key + certificate signed by the local CA.
+sign() {
+  local name=$1 subject=$2 ext=$3
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/$name.key" -subj "$subject" \
+    -out "$PKI/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 365 -sha256 -extfile <(printf '%s\n' "$ext") -out "$PKI/$name.crt" 2>/dev/null
+  rm -f "$PKI/$name.csr"
+}
+
+generate_pki() {
+  log "generating certificates in $PKI"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 -subj "/CN=suanli-local-ca" \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+  local client="basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+  sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  sign admin "/O=system:masters/CN=suanli-admin" "$client"
+  sign kube-controller-manager "/CN=system:kube-controller-manager" "$client"
+  sign kube-scheduler "/CN=system:kube-scheduler" "$client"
+  # kwok plays every kubelet of the fake nodes (node and pod status, leases, deletes).
+  sign kwok "/O=system:masters/CN=kwok-controller" "$client"
+  openssl genrsa -out "$PKI/service-account.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/service-account.key" -pubout -out "$PKI/service-account.pub" 2>/dev/null
+  chmod 600 "$PKI"/*.key
+}
+
+# write_kubeconfig FILE USER: a kubeconfig with the certificates embedded.
+write_kubeconfig() {
+  local file=$1 user=$2
+  cat > "$file" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: suanli-local
+  cluster:
+    server: https://$LISTEN_ADDRESS:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 < "$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 < "$PKI/$user.crt")
+    client-key-data: $(base64 -w0 < "$PKI/$user.key")
+contexts:
+- name: suanli-local
+  context: {cluster: suanli-local, user: $user}
+current-context: suanli-local
+KUBECONFIG
+  chmod 600 "$file"
+}
+
+write_kubeconfigs() {
+  write_kubeconfig "$STATE_DIR/kubeconfig" admin
+  local name
+  for name in kube-controller-manager kube-scheduler kwok; do
+    write_kubeconfig "$PKI/$name.kubeconfig" "$name"
+  done
+}
+
+# Facts about this cluster for tools and tests (tests/cluster/pytest_plugin.py).
+write_cluster_env() {
+  cat > "$STATE_DIR/cluster.env" <<ENV
+KUBE_VERSION=$KUBE_VERSION
+ETCD_VERSION=$ETCD_VERSION
+KWOK_VERSION=$KWOK_VERSION
+APISERVER_URL=https://$LISTEN_ADDRESS:$APISERVER_PORT
+ETCD_URL=http://$LISTEN_ADDRESS:$ETCD_CLIENT_PORT
+CONTROLLER_MANAGER_HEALTHZ=https://$LISTEN_ADDRESS:$CONTROLLER_MANAGER_PORT/healthz
+SCHEDULER_HEALTHZ=https://$LISTEN_ADDRESS:$SCHEDULER_PORT/healthz
+KWOK_HEALTHZ=http://$LISTEN_ADDRESS:$KWOK_PORT/healthz
+ENV
+}
+
+# --- processes --------------------------------------------------------------------
+STARTED=()
+# launch NAME ARGS...: runs the component detached from this shell's session (a Ctrl-C
+# in the caller's terminal must not kill half a cluster), logs to logs/NAME.log.
+launch() {
+  local name=$1; shift
+  local bin
+  bin=$(binary_of "$name")
+  [[ -x "$bin" ]] || die "$bin is missing; run bash tests/cluster/build.sh"
+  log "starting $name (log: $LOGS/$name.log)"
+  setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! > "$PIDS/$name.pid"
+  STARTED+=("$name")
+}
+
+start_etcd() {
+  launch etcd \
+    --name suanli-local \
+    --data-dir "$STATE_DIR/etcd" \
+    --listen-client-urls "http://$LISTEN_ADDRESS:$ETCD_CLIENT_PORT" \
+    --advertise-client-urls "http://$LISTEN_ADDRESS:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls "http://$LISTEN_ADDRESS:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://$LISTEN_ADDRESS:$ETCD_PEER_PORT" \
+    --initial-cluster "suanli-local=http://$LISTEN_ADDRESS:$ETCD_PEER_PORT" \
+    --initial-cluster-state new \
+    --quota-backend-bytes 2147483648 \
+    --unsafe-no-fsync \
+    --log-level warn
+}
+
+start_apiserver() {
+  launch kube-apiserver \
+    --bind-address "$LISTEN_ADDRESS" \
+    --advertise-address "$LISTEN_ADDRESS" \
+    --secure-port "$APISERVER_PORT" \
+    --etcd-servers "http://$LISTEN_ADDRESS:$ETCD_CLIENT_PORT" \
+    --tls-cert-file "$PKI/apiserver.crt" \
+    --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$PKI/service-account.pub" \
+    --service-account-signing-key-file "$PKI/service-account.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --allow-privileged=true \
+    --profiling=false \
+    --v=1
+}
+
+start_controller_manager() {
+  local kubeconfig="$PKI/kube-controller-manager.kubeconfig"
+  launch kube-controller-manager \
+    --kubeconfig "$kubeconfig" \
+    --authentication-kubeconfig "$kubeconfig" \
+    --authorization-kubeconfig "$kubeconfig" \
+    --bind-address "$LISTEN_ADDRESS" \
+    --secure-port "$CONTROLLER_MANAGER_PORT" \
+    --controllers '*' \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file "$PKI/service-account.key" \
+    --root-ca-file "$PKI/ca.crt" \
+    --cluster-signing-cert-file "$PKI/ca.crt" \
+    --cluster-signing-key-file "$PKI/ca.key" \
+    --cluster-name suanli-local \
+    --leader-elect=true \
+    --profiling=false \
+    --v=1
+}
+
+start_scheduler() {
+  local kubeconfig="$PKI/kube-scheduler.kubeconfig"
+  launch kube-scheduler \
+    --kubeconfig "$kubeconfig" \
+    --authentication-kubeconfig "$kubeconfig" \
+    --authorization-kubeconfig "$kubeconfig" \
+    --bind-address "$LISTEN_ADDRESS" \
+    --secure-port "$SCHEDULER_PORT" \
+    --leader-elect=true \
+    --profiling=false \
+    --v=1
+}
+
+start_kwok() {
+  launch kwok \
+    --kubeconfig "$PKI/kwok.kubeconfig" \
+    --config "$CLUSTER_DIR/kwok-stages.yaml" \
+    --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --server-address "$LISTEN_ADDRESS:$KWOK_PORT" \
+    --node-ip 10.244.0.1 \
+    --cidr 10.244.0.0/16
+}
+
+# stop NAME: SIGTERM, wait (deadline), then SIGKILL. Only our own recorded pids.
+stop_component() {
+  local name=$1 pid deadline
+  pid=$(pid_of "$name") || { rm -f "$PIDS/$name.pid"; return 0; }
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + ${SUANLI_STOP_TIMEOUT_SECONDS:-15}))
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( SECONDS >= deadline )); then
+      log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+  done
+  rm -f "$PIDS/$name.pid"
+}
