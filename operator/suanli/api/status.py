@@ -1,0 +1,126 @@
+"""Status of both kinds: what the operator (or `suanli plan`) decided and observed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from suanli.api import common
+
+Phase = Literal["Pending", "Queued", "Deferred", "Bound", "Running", "Succeeded", "Failed", "Invalid"]
+PHASES: tuple[Phase, ...] = ("Pending", "Queued", "Deferred", "Bound", "Running", "Succeeded", "Failed", "Invalid")
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+
+class Breakdown(common.Model):
+    """The three factor scores in [0, 1] that were combined into the score."""
+
+    accelerator: float = Field(description="Effective speed for the job's precision, speedup/(1+speedup).")
+    locality: float = Field(description="runtime/(runtime+transfer).")
+    energy: float = Field(description="Carbon and cost of the estimated energy against a national reference.")
+
+
+class Binding(common.Model):
+    """Where the job was placed."""
+
+    center: str = Field(description="ComputeCenter name.")
+    pool: str = Field(description="Pool name in that center.")
+    accelerator_type: str = Field(description="GPU, NPU, DCU or MLU.")
+    model: str = Field(description="Accelerator model.")
+    score: float = Field(description="Weighted score in [0, 1].")
+    breakdown: Breakdown = Field(description="Factor scores.")
+
+
+class Estimates(common.Model):
+    """What running on the bound pool is expected to cost."""
+
+    runtime_seconds: float = Field(description="Runtime on the pool, seconds.")
+    transfer_seconds: float = Field(description="Data transfer before start, seconds.")
+    energy_k_wh: float = Field(alias="energyKWh", description="Facility energy (PUE included), kWh.")
+    carbon_kg: float = Field(description="Carbon over the run window, kg CO2e.")
+    cost: float = Field(description="Electricity cost over the run window, currency units.")
+
+
+class Candidate(common.Model):
+    """A feasible pool and its score."""
+
+    center: str
+    pool: str
+    score: float
+    breakdown: Breakdown
+
+
+class Rejection(common.Model):
+    """A pool that was not feasible, and why."""
+
+    center: str
+    pool: str
+    reason: str = Field(description="Why this pool cannot take the job, for a person.")
+
+
+class WorkloadRef(common.Model):
+    """The Kubernetes workload running the job."""
+
+    api_version: str = Field(default="batch/v1")
+    kind: str = Field(default="Job")
+    namespace: str
+    name: str
+    cluster: str | None = Field(default=None, description="Center whose cluster runs it (member clusters).")
+
+
+class EnergyReport(common.Model):
+    """Energy settled after the job finished."""
+
+    k_wh: float = Field(alias="kWh", description="Facility energy used, kWh.")
+    carbon_kg: float = Field(description="Carbon emitted, kg CO2e.")
+    source: Literal["estimate", "measured"] = Field(description="estimate, or measured from exporters.")
+
+
+class ComputeJobStatus(common.Model):
+    """What happened to the job."""
+
+    phase: Phase = Field(default="Pending", description="Pending, Queued, Deferred, Bound, Running, Succeeded, Failed, Invalid.")
+    message: str = Field(default="", description="The latest decision in one sentence.")
+    binding: Binding | None = None
+    estimates: Estimates | None = None
+    planned_start: str | None = Field(default=None, description="When a Deferred job will start (RFC 3339).")
+    candidates: list[Candidate] = Field(default_factory=list, description="Top feasible pools, best first.")
+    rejected: list[Rejection] = Field(default_factory=list, description="Pools that were not feasible, and why.")
+    workload_ref: WorkloadRef | None = None
+    bound_time: str | None = Field(default=None, description="When the job was bound (RFC 3339).")
+    start_time: str | None = Field(default=None, description="When the workload started running.")
+    completion_time: str | None = Field(default=None, description="When the workload finished.")
+    energy: EnergyReport | None = Field(default=None, description="Settled energy after completion.")
+    conditions: list[common.Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class PoolStatus(common.Model):
+    """Accelerator accounting of one pool from real Nodes and Pods."""
+
+    name: str
+    capacity: int = Field(default=0, description="Accelerators on Ready, schedulable nodes.")
+    allocated: int = Field(default=0, description="Accelerators requested by non-terminated pods.")
+    free: int = Field(default=0, description="capacity - allocated.")
+    ready_nodes: int = Field(default=0, description="Ready, schedulable nodes matching the selector.")
+    expected_nodes: int = Field(default=0, description="spec.pools[].expected.nodes.")
+
+
+class EnergyStatus(common.Model):
+    """The center's energy ledger for the current budget period."""
+
+    period_start: str | None = Field(default=None, description="Start of the current budget period (RFC 3339).")
+    used_k_wh: float = Field(default=0, alias="usedKWh", description="Settled energy this period, kWh.")
+    reserved_k_wh: float = Field(default=0, alias="reservedKWh", description="Estimated energy of running jobs, kWh.")
+    remaining_k_wh: float | None = Field(default=None, alias="remainingKWh", description="Budget left, kWh.")
+
+
+class ComputeCenterStatus(common.Model):
+    """What the operator observes about the center."""
+
+    pools: list[PoolStatus] = Field(default_factory=list)
+    free_accelerators: int = Field(default=0, description="Free accelerators over all pools.")
+    energy: EnergyStatus | None = None
+    conditions: list[common.Condition] = Field(default_factory=list)
+    observed_generation: int | None = None

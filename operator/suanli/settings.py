@@ -1,0 +1,58 @@
+"""Operator and core settings: one validated tree, every field with a default, a unit and a why.
+
+Pure data: nothing here reads files or the environment. `suanli run --config FILE` (and the
+Helm chart's ConfigMap) load YAML into `Settings`; tests build it directly.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ScoringSettings(_Section):
+    """Constants of the factor formulas (see README, "How Suanli scores")."""
+
+    reference_grid_grams_per_kwh: float = Field(
+        default=536.6, gt=0, description="gCO2e/kWh a job is compared against: China's national 2022 grid factor."
+    )
+    reference_pue: float = Field(default=1.42, ge=1, description="PUE of the reference site: national average 2025.")
+    reference_price_per_kwh: float = Field(
+        default=0.6, gt=0, description="Currency/kWh of the reference site: a typical eastern industrial tariff."
+    )
+    carbon_share: float = Field(
+        default=0.7, ge=0, le=1, description="Share of carbon (vs cost) in the energy factor; cost gets the rest."
+    )
+    default_runtime_seconds: float = Field(
+        default=3600, gt=0, description="Runtime assumed for jobs without runtime.estimatedDuration, seconds."
+    )
+    candidates_shown: int = Field(default=5, ge=1, description="How many feasible pools a status lists.")
+    rejections_shown: int = Field(default=20, ge=1, description="How many rejected pools a status lists.")
+
+
+class DeferralSettings(_Section):
+    """When a job with a deadline may wait for cleaner power."""
+
+    enabled: bool = Field(default=True, description="Allow deferral at all.")
+    min_carbon_saving: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Defer only if the best later start cuts the job's carbon by at least this fraction (0.2 = 20%).",
+    )
+    step_seconds: float = Field(
+        default=900, gt=0, description="Granularity of candidate start times besides schedule edges, seconds."
+    )
+    max_horizon_seconds: float = Field(
+        default=7 * 86400, gt=0, description="Never look further ahead than this for a start, seconds."
+    )
+
+
+class Settings(_Section):
+    """Everything tunable, with defaults that work out of the box."""
+
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings, description="Scoring constants.")
+    deferral: DeferralSettings = Field(default_factory=DeferralSettings, description="Deferral to cleaner power.")

@@ -1,0 +1,1 @@
+"""Trace-driven simulator: drives the same placement core with a virtual clock."""
