@@ -39,7 +39,7 @@ class ClusterRef(common.Model):
 class Link(common.Model):
     """Measured reach from this center to data held in another region."""
 
-    region: str = Field(min_length=1, description="Region the data lives in.")
+    region: str = Field(min_length=1, max_length=63, description="Region the data lives in.")
     bandwidth_gbps: float = Field(gt=0, description="Usable bandwidth to that region, Gbit/s.")
     latency_ms: float = Field(default=0, ge=0, description="Round-trip latency to that region, ms.")
 
@@ -50,7 +50,7 @@ class Network(common.Model):
     default_bandwidth_gbps: float = Field(
         default=10, gt=0, description="Bandwidth to any region without a link, Gbit/s."
     )
-    links: list[Link] = Field(default_factory=list, description="Per-region overrides.")
+    links: list[Link] = Field(default_factory=list, max_length=64, description="Per-region overrides.")
 
     @field_validator("links")
     @classmethod
@@ -154,6 +154,7 @@ class Pool(common.Model):
     accelerator_type: AcceleratorType = Field(description="GPU, NPU, DCU or MLU.")
     model: str = Field(
         min_length=1,
+        max_length=63,
         description="Catalog model name (A100, H100, Ascend910B, Z100, MLU370...); unknown models "
         "must give powerWatts, peakTFLOPS and memoryGiB.",
     )
@@ -169,7 +170,7 @@ class Pool(common.Model):
     memory_gi_b: float | None = Field(default=None, gt=0, alias="memoryGiB", description="Memory per accelerator, GiB.")
     power_watts: float | None = Field(default=None, gt=0, description="Board power per accelerator, W.")
     peak_tflops: dict[Precision, float] | None = Field(
-        default=None, alias="peakTFLOPS", description="Dense peak TFLOPS per precision (TOPS for int8)."
+        default=None, max_length=6, alias="peakTFLOPS", description="Dense peak TFLOPS per precision (TOPS for int8)."
     )
     expected: Expected = Field(description="Expected nodes: capacity for plan/simulate, Degraded below it.")
 
@@ -219,7 +220,7 @@ class ComputeCenterSpec(common.Model):
     cluster: ClusterRef | None = Field(default=None, description="Member cluster; omitted: the operator's own.")
     network: Network = Field(default_factory=Network, description="Reach to data held in other regions.")
     energy: Energy = Field(default_factory=Energy, description="PUE, carbon, price and budget.")
-    pools: list[Pool] = Field(min_length=1, description="Accelerator node pools.")
+    pools: list[Pool] = Field(min_length=1, max_length=64, description="Accelerator node pools.")
 
     @field_validator("pools")
     @classmethod

@@ -46,8 +46,9 @@ def _check_clock(text: str) -> str:
     return text
 
 
-Duration = Annotated[str, AfterValidator(_check_duration), Field(pattern=DURATION_PATTERN)]
-ClockTime = Annotated[str, AfterValidator(_check_clock), Field(pattern=CLOCK_PATTERN)]
+# The pattern goes to the JSON schema only (json_schema_extra): the validator gives the friendlier error.
+Duration = Annotated[str, AfterValidator(_check_duration), Field(json_schema_extra={"pattern": DURATION_PATTERN})]
+ClockTime = Annotated[str, AfterValidator(_check_clock), Field(json_schema_extra={"pattern": CLOCK_PATTERN})]
 
 
 class Model(pydantic.BaseModel):

@@ -20,7 +20,7 @@ class AcceleratorRequest(common.Model):
     """Accelerators each replica needs, all on one node."""
 
     count: int = Field(ge=1, le=64, description="Accelerators per replica, on one node.")
-    types: list[AcceleratorType] = Field(min_length=1, description="Acceptable types: GPU, NPU, DCU, MLU.")
+    types: list[AcceleratorType] = Field(min_length=1, max_length=4, description="Acceptable types: GPU, NPU, DCU, MLU.")
     models: list[str] = Field(default_factory=list, description="Optional allow-list of catalog models.")
     min_memory_gi_b: float = Field(default=0, ge=0, alias="minMemoryGiB", description="Memory per accelerator, GiB.")
     precision: Precision = Field(default="fp16", description="fp64, fp32, tf32, bf16, fp16 or int8.")
@@ -37,7 +37,7 @@ class Runtime(common.Model):
     """How long the job runs on a reference accelerator; scaled per pool by peak speed."""
 
     estimated_duration: common.Duration = Field(description='Go-style duration on the reference model, e.g. "6h".')
-    reference_model: str = Field(default="A100", description="Catalog model the estimate was measured on.")
+    reference_model: str = Field(default="A100", max_length=63, description="Catalog model the estimate was measured on.")
 
     @field_validator("reference_model")
     @classmethod
@@ -112,6 +112,7 @@ class ComputeJobSpec(common.Model):
     replicas: int = Field(default=1, ge=1, le=1024, description="Gang size: all replicas in one pool, all or none.")
     accelerators: AcceleratorRequest = Field(description="Accelerators per replica.")
     images: dict[AcceleratorType, str] = Field(
+        max_length=4,
         description="Container image per acceptable type; a type without an image is not a candidate."
     )
     template: dict[str, Any] = Field(
