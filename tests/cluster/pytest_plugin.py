@@ -1,0 +1,401 @@
+"""Pytest fixtures for tests against a real Kubernetes API server.
+
+Which cluster:
+  * ``KUBECONFIG`` set: that cluster (kind, a dev cluster, ...). Nothing is started or
+    stopped; CRDs from ``crds/`` are applied to it.
+  * otherwise the local control plane of ``tests/cluster/up.sh``: reused when running,
+    started (and built, the first time) when not. It keeps running after the session
+    (the next run reuses it in about a second) unless ``SUANLI_CLUSTER_STOP=1``, in
+    which case a cluster this session started is stopped at the end.
+
+Only tests marked ``@pytest.mark.cluster`` trigger any of this: the cluster is brought up
+once, after collection, when at least one selected test carries the mark (outside any
+per-test timeout, because a first-time build takes a while). Unit tests never start it.
+
+Use from a conftest::
+
+    from tests.cluster.pytest_plugin import *  # noqa: F403  (fixtures and hooks)
+
+Fixtures: ``kube`` (session: API clients, kubeconfig, installed CRDs), ``core_v1``,
+``batch_v1``, ``custom_objects``, ``namespace`` (a fresh namespace per test, deleted
+after it), ``fake_nodes`` (make kwok nodes for ComputeCenter pools, removed after the
+test), ``wait_for`` (the deadline-bound polling helper below).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from tests.cluster import fake_nodes as fake_nodes_module
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_SCRIPTS = REPO_ROOT / "tests" / "cluster"
+LOCAL_STATE_DIR = Path(os.environ.get("SUANLI_CLUSTER_DIR", REPO_ROOT / ".cluster"))
+CRDS_DIR = REPO_ROOT / "crds"
+TEST_NAMESPACE_LABEL = "suanli.io/test"
+
+# Deadlines, in seconds (overridable for slow machines).
+CRD_ESTABLISHED_TIMEOUT_S = float(os.environ.get("SUANLI_TEST_CRD_TIMEOUT_SECONDS", "60"))
+NAMESPACE_TIMEOUT_S = float(os.environ.get("SUANLI_TEST_NAMESPACE_TIMEOUT_SECONDS", "90"))
+NODE_READY_TIMEOUT_S = float(os.environ.get("SUANLI_TEST_NODE_TIMEOUT_SECONDS", "60"))
+UP_TIMEOUT_S = float(os.environ.get("SUANLI_CLUSTER_UP_TIMEOUT_SECONDS", "5400"))
+
+T = TypeVar("T")
+
+__all__ = [
+    "WaitTimeout",
+    "batch_v1",
+    "core_v1",
+    "custom_objects",
+    "fake_nodes",
+    "kube",
+    "namespace",
+    "pytest_collection_finish",
+    "pytest_configure",
+    "pytest_sessionfinish",
+    "wait_for",
+    "wait_for_value",
+]
+
+
+# --- waiting with a deadline ---------------------------------------------------------
+
+
+class WaitTimeout(AssertionError):
+    """A condition did not hold before its deadline; the message shows the last observed state."""
+
+
+def wait_for_value(
+    predicate: Callable[[], T | None],
+    timeout: float,
+    describe: str | Callable[[], Any],
+    *,
+    what: str | None = None,
+    interval: float = 0.2,
+    max_interval: float = 1.0,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or raise ``WaitTimeout``.
+
+    ``describe`` is either the thing waited for (a string) or a callable returning the
+    current state, which is put in the error message ("last observed: ...") so a failure
+    says what the cluster looked like, not just that it timed out. An exception raised by
+    ``predicate`` counts as "not yet" and is reported if the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last_error = None
+        except Exception as exc:  # the API may answer 404/409 while things settle
+            last_error = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+        interval = min(interval * 1.5, max_interval)
+    label = what or (
+        describe if isinstance(describe, str) else getattr(predicate, "__doc__", None) or "condition"
+    )
+    observed = ""
+    if callable(describe):
+        try:
+            observed = f"; last observed: {describe()}"
+        except Exception as exc:
+            observed = f"; could not describe the state: {exc!r}"
+    if last_error is not None:
+        observed += f"; last error: {last_error!r}"
+    raise WaitTimeout(f"timed out after {timeout:g}s waiting for {label}{observed}")
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[..., Any]:
+    """The ``wait_for_value`` helper as a fixture: ``wait_for(predicate, timeout, describe)``."""
+    return wait_for_value
+
+
+# --- which cluster, and bringing it up ----------------------------------------------
+
+
+@dataclass
+class _ClusterState:
+    kubeconfig: str | None = None
+    external: bool = False
+    started_here: bool = False
+    error: str | None = None
+    attempted: bool = False  # conftests of several folders may import these hooks
+    up_seconds: float | None = None
+
+
+_STATE = _ClusterState()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: needs a Kubernetes API server (local control plane or KUBECONFIG)"
+    )
+
+
+def _selected_cluster_tests(session: pytest.Session) -> bool:
+    return any(item.get_closest_marker("cluster") for item in session.items)
+
+
+def _bring_up_local_cluster() -> None:
+    kubeconfig = LOCAL_STATE_DIR / "kubeconfig"
+    _STATE.started_here = not kubeconfig.exists()
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(
+            ["bash", str(CLUSTER_SCRIPTS / "up.sh")],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=UP_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        _STATE.error = f"tests/cluster/up.sh did not finish within {UP_TIMEOUT_S:g}s"
+        return
+    _STATE.up_seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        _STATE.error = f"tests/cluster/up.sh failed (exit {proc.returncode}):\n{tail}"
+        return
+    _STATE.kubeconfig = str(kubeconfig)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Bring the cluster up once, before any test runs, if a selected test needs it."""
+    if _STATE.attempted or session.config.option.collectonly or not _selected_cluster_tests(session):
+        return
+    _STATE.attempted = True
+    if os.environ.get("KUBECONFIG"):
+        _STATE.kubeconfig = os.environ["KUBECONFIG"]
+        _STATE.external = True
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("suanli: bringing up the local control plane (tests/cluster/up.sh)...")
+    _bring_up_local_cluster()
+    if reporter is not None and _STATE.up_seconds is not None:
+        reporter.write_line(f"suanli: local control plane ready after {_STATE.up_seconds:.1f}s")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _STATE.started_here and os.environ.get("SUANLI_CLUSTER_STOP") == "1":
+        _STATE.started_here = False
+        subprocess.run(["bash", str(CLUSTER_SCRIPTS / "down.sh")], cwd=REPO_ROOT, check=False, timeout=120)
+
+
+# --- API clients and CRDs -----------------------------------------------------------
+
+
+@dataclass
+class Kube:
+    """The cluster under test: kubeconfig path, an API client, and the CRDs installed from crds/."""
+
+    kubeconfig: str
+    api_client: Any
+    external: bool
+    crds: list[str] = field(default_factory=list)
+
+    @property
+    def is_local(self) -> bool:
+        """True for the local control plane of tests/cluster (its component ports are known)."""
+        return not self.external
+
+    def local_cluster_env(self) -> dict[str, str]:
+        """The facts up.sh wrote to .cluster/cluster.env (empty for an external cluster)."""
+        path = LOCAL_STATE_DIR / "cluster.env"
+        if self.external or not path.exists():
+            return {}
+        pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        return {key: value for key, value in pairs}
+
+
+def _crd_established(apiext: Any, name: str) -> bool:
+    crd = apiext.read_custom_resource_definition(name)
+    return any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or []))
+
+
+def install_crds(api_client: Any, crds_dir: Path = CRDS_DIR) -> list[str]:
+    """Create or replace every CRD in ``crds_dir/*.yaml`` (top level only) and wait until Established."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    apiext = client.ApiextensionsV1Api(api_client)
+    names: list[str] = []
+    files = sorted([*crds_dir.glob("*.yaml"), *crds_dir.glob("*.yml")]) if crds_dir.is_dir() else []
+    for file in files:
+        for doc in yaml.safe_load_all(file.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            name = doc["metadata"]["name"]
+            try:
+                apiext.create_custom_resource_definition(doc)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise AssertionError(f"{file}: the API server refused CRD {name}: {exc.body}") from exc
+                current = apiext.read_custom_resource_definition(name)
+                doc = {
+                    **doc,
+                    "metadata": {**doc["metadata"], "resourceVersion": current.metadata.resource_version},
+                }
+                apiext.replace_custom_resource_definition(name, doc)
+            names.append(name)
+    for name in names:
+        wait_for_value(
+            lambda name=name: _crd_established(apiext, name),
+            CRD_ESTABLISHED_TIMEOUT_S,
+            lambda name=name: apiext.read_custom_resource_definition(name).status.conditions,
+            what=f"CRD {name} to be Established",
+        )
+    return names
+
+
+@pytest.fixture(scope="session")
+def kube() -> Kube:
+    """The cluster under test, with the CRDs of crds/ installed (an empty list when there are none)."""
+    if _STATE.error:
+        pytest.fail(f"the local Kubernetes control plane is not available: {_STATE.error}", pytrace=False)
+    if _STATE.kubeconfig is None:  # e.g. the fixture used by a test without the cluster mark
+        if os.environ.get("KUBECONFIG"):
+            _STATE.kubeconfig, _STATE.external = os.environ["KUBECONFIG"], True
+        else:
+            _bring_up_local_cluster()
+            if _STATE.error:
+                pytest.fail(_STATE.error, pytrace=False)
+    from kubernetes import config
+
+    assert _STATE.kubeconfig is not None
+    api_client = config.new_client_from_config(config_file=_STATE.kubeconfig)
+    crds = install_crds(api_client)
+    return Kube(kubeconfig=_STATE.kubeconfig, api_client=api_client, external=_STATE.external, crds=crds)
+
+
+@pytest.fixture(scope="session")
+def core_v1(kube: Kube) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(kube.api_client)
+
+
+@pytest.fixture(scope="session")
+def batch_v1(kube: Kube) -> Any:
+    from kubernetes import client
+
+    return client.BatchV1Api(kube.api_client)
+
+
+@pytest.fixture(scope="session")
+def custom_objects(kube: Kube) -> Any:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(kube.api_client)
+
+
+# --- a namespace per test -------------------------------------------------------------
+
+
+def _namespace_name(node_name: str) -> str:
+    stem = re.sub(r"[^a-z0-9-]+", "-", node_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{stem}-{uuid.uuid4().hex[:5]}"
+
+
+@pytest.fixture
+def namespace(core_v1: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for this test (its default ServiceAccount exists); deleted afterwards."""
+    from kubernetes.client.exceptions import ApiException
+
+    name = _namespace_name(request.node.name)
+    core_v1.create_namespace({"metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true"}}})
+    # Pods are refused until the ServiceAccount controller made "default".
+    wait_for_value(
+        lambda: core_v1.read_namespaced_service_account("default", name),
+        NAMESPACE_TIMEOUT_S,
+        f"the default ServiceAccount in namespace {name}",
+    )
+    yield name
+    with contextlib.suppress(ApiException):
+        core_v1.delete_namespace(name, propagation_policy="Background")
+
+    def gone() -> bool:
+        try:
+            core_v1.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    wait_for_value(
+        gone,
+        NAMESPACE_TIMEOUT_S,
+        lambda: core_v1.read_namespace(name).status,
+        what=f"namespace {name} to be deleted",
+    )
+
+
+# --- fake nodes ------------------------------------------------------------------------
+
+
+def node_ready(node: Any) -> bool:
+    """Ready condition True and no not-ready/unreachable taint left (so the scheduler may use it)."""
+    ready = any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+    tainted = any(
+        t.key.startswith("node.kubernetes.io/not-ready") or t.key.startswith("node.kubernetes.io/unreachable")
+        for t in (node.spec.taints or [])
+    )
+    return ready and not tainted
+
+
+@pytest.fixture
+def fake_nodes(core_v1: Any) -> Iterator[Callable[..., list[str]]]:
+    """``make(centers, nodes_per_pool=1)``: kwok nodes for ComputeCenter dicts or YAML paths, Ready.
+
+    Every node made is deleted after the test. Returns the node names.
+    """
+    made: list[str] = []
+
+    def make(
+        centers: Any, *, nodes_per_pool: int | None = 1, max_nodes_per_pool: int | None = None
+    ) -> list[str]:
+        if isinstance(centers, (str, os.PathLike)):
+            centers = fake_nodes_module.load_centers([centers])
+        elif isinstance(centers, dict):
+            centers = [centers]
+        nodes = fake_nodes_module.nodes_for_centers(
+            centers, nodes_per_pool=nodes_per_pool, max_nodes_per_pool=max_nodes_per_pool
+        )
+        names = fake_nodes_module.apply_nodes(core_v1, nodes)
+        made.extend(names)
+        for name in names:
+            wait_for_value(
+                lambda name=name: node_ready(core_v1.read_node(name)),
+                NODE_READY_TIMEOUT_S,
+                lambda name=name: _describe_node(core_v1.read_node(name)),
+                what=f"fake node {name} to become Ready (is kwok running and watching "
+                f"nodes annotated kwok.x-k8s.io/node=fake?)",
+            )
+        return names
+
+    yield make
+    fake_nodes_module.delete_nodes(core_v1, made)
+
+
+def _describe_node(node: Any) -> str:
+    conditions = {c.type: c.status for c in (node.status.conditions or [])}
+    taints = [f"{t.key}:{t.effect}" for t in (node.spec.taints or [])]
+    return f"conditions={conditions} taints={taints}"
