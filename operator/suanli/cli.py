@@ -18,7 +18,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Place accelerator jobs across compute centers by accelerator fit, data locality and energy.",
     )
     parser.add_argument("--version", action="version", version=f"suanli {suanli.__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    plan = commands.add_parser(
+        "plan",
+        help="what the operator would decide for these jobs on an empty fleet",
+        description="Read ComputeCenter and ComputeJob manifests and print, in queue order, where each job "
+        "would go now, each bound job consuming capacity and energy budget before the next.",
+    )
+    plan.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="YAML file or folder of manifests (repeatable)",
+    )
+    plan.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    plan.add_argument("--now", metavar="RFC3339", help="plan as of this instant (default: the current time)")
     return parser
 
 
@@ -28,7 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return 0
+    if args.command == "plan":
+        from suanli.commands import plan
+
+        return plan.run(args.paths, args.output, args.now)
+    parser.error(f"unknown command {args.command}")
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Implementations of the `suanli` subcommands (argument parsing stays in suanli.cli)."""

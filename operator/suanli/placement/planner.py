@@ -1,0 +1,249 @@
+"""The planner: the core's one call. Request in (fleet, ledgers, queued jobs, now), reply out.
+
+Jobs are taken in queue order; each Bound job reserves its gang in the capacity ledger and its
+estimated kWh in its center's energy ledger before the next job is planned, so a plan never
+puts more accelerators on a pool than it has and never overruns a budget. The inputs are not
+modified: the reply carries the ledgers after the plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from suanli import settings as settings_mod
+from suanli.ledger import capacity as capacity_mod
+from suanli.ledger import energy as energy_mod
+from suanli.placement import decision as decision_mod
+from suanli.placement import deferral, policies
+from suanli.placement import queue as queue_mod
+from suanli.scoring import demand as demand_mod
+from suanli.scoring import engine, explain
+from suanli.scoring import fleet as fleet_mod
+
+BoolArray = npt.NDArray[np.bool_]
+
+REASON_WORDS = {
+    "TYPE": "wrong accelerator type or no image",
+    "MODEL": "model not allowed",
+    "PRECISION": "precision unsupported",
+    "MEMORY": "too little accelerator memory",
+    "REGION": "region not allowed",
+    "NEVER_FITS": "gang larger than the pool",
+    "CAPACITY": "not enough free accelerators",
+    "NOT_READY": "center or pool not ready",
+    "BUDGET": "center energy budget exhausted",
+    "MAX_KWH": "over the job's energy cap",
+    "MAX_CARBON": "over the job's carbon cap",
+    "DEADLINE": "cannot meet the deadline",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanRequest:
+    """Every input of a planning pass."""
+
+    fleet: fleet_mod.Fleet
+    capacity: capacity_mod.CapacityLedger
+    energy: energy_mod.EnergyLedger
+    jobs: Sequence[demand_mod.JobDemand]
+    now: float
+    settings: settings_mod.Settings = dataclasses.field(default_factory=settings_mod.Settings)
+    ready: BoolArray | None = None  # per pool; None: pools with capacity are ready
+    not_ready_reason: tuple[str, ...] | None = None
+    policy: str = policies.SCORE
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanReply:
+    """Every output: one decision per job in queue order, and the ledgers after them."""
+
+    decisions: tuple[decision_mod.Decision, ...]
+    capacity: capacity_mod.CapacityLedger
+    energy: energy_mod.EnergyLedger
+
+
+def _fmt_time(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _candidate(fleet: fleet_mod.Fleet, ev: engine.Evaluation, row: int, pool: int) -> decision_mod.Candidate:
+    return decision_mod.Candidate(
+        pool=fleet.pools[pool],
+        score=float(ev.score[row, pool]),
+        breakdown=decision_mod.Breakdown(
+            accelerator=float(ev.accelerator[row, pool]),
+            locality=float(ev.locality[row, pool]),
+            energy=float(ev.energy[row, pool]),
+        ),
+        estimates=decision_mod.Estimates(
+            runtime_seconds=float(ev.runtime_s[row, pool]),
+            transfer_seconds=float(ev.transfer_s[row, pool]),
+            energy_kwh=float(ev.energy_kwh[row, pool]),
+            carbon_kg=float(ev.carbon_kg[row, pool]),
+            cost=float(ev.cost[row, pool]),
+        ),
+    )
+
+
+class _State:
+    """Mutable working copy of the fleet state during one plan."""
+
+    def __init__(self, request: PlanRequest):
+        fleet = request.fleet
+        self.capacity = request.capacity.copy()
+        self.energy = request.energy.copy()
+        self.energy.roll(request.now)
+        counts = np.arange(fleet_mod.MAX_PER_NODE + 1)
+        counts[0] = 1
+        self.divisors = np.arange(fleet_mod.MAX_PER_NODE + 1)[:, None] // counts[None, :]
+        self.slots = fleet_mod.FleetState.slot_table(self.capacity.histogram())
+        self.idle_slots = fleet_mod.FleetState.slot_table(request.capacity.idle().histogram())
+        if request.ready is not None:
+            self.ready = np.asarray(request.ready, dtype=np.bool_)
+            self.not_ready = request.not_ready_reason or tuple("" for _ in range(fleet.size))
+        else:
+            self.ready = np.array([self.capacity.capacity(p) > 0 for p in range(fleet.size)], dtype=np.bool_)
+            self.not_ready = tuple("" if r else "pool has no nodes" for r in self.ready)
+        self.centers = [c.name for c in fleet.centers]
+        self.budgets = np.array([self.energy.remaining(name) for name in self.centers])
+        self.labels = tuple(self.energy.account(name).period_label for name in self.centers)
+
+    def fleet_state(self) -> fleet_mod.FleetState:
+        return fleet_mod.FleetState(
+            slots=self.slots,
+            idle_slots=self.idle_slots,
+            ready=self.ready,
+            not_ready_reason=self.not_ready,
+            budget_remaining_kwh=self.budgets,
+            budget_period=self.labels,
+        )
+
+    def bind(
+        self, fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, pool: int, kwh: float
+    ) -> capacity_mod.Allocation:
+        allocation = self.capacity.reserve(pool, job.replicas, job.count)
+        center = fleet.pools[pool].center
+        self.energy.reserve(center, job.key, kwh)
+        self.slots[pool] = self.capacity.histogram_row(pool) @ self.divisors
+        ci = int(fleet.pool_center[pool])
+        self.budgets[ci] = self.energy.remaining(center)
+        return allocation
+
+
+def _queued_message(summary: dict[str, int], total: int) -> str:
+    if not summary:
+        return "no pools in the fleet"
+    parts = [
+        f"{REASON_WORDS.get(name, name)} ({hits} of {total} pools)"
+        for name, hits in sorted(summary.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    return "waiting: no pool can take the job now: " + "; ".join(parts[:4])
+
+
+def plan_one(request: PlanRequest, work: _State, job: demand_mod.JobDemand) -> decision_mod.Decision:
+    fleet, config = request.fleet, request.settings
+    state = work.fleet_state()
+    batch = demand_mod.batch([job], fleet, config.scoring.reference_pue)
+    ev = engine.evaluate(fleet, state, batch, request.now, config.scoring)
+    chosen = policies.choose(request.policy, fleet, ev, 0, work.capacity, job, request.seed)
+
+    feasible = np.flatnonzero(ev.feasible[0])
+    ranked = feasible[np.argsort(-ev.score[0, feasible], kind="stable")]
+    candidates = tuple(_candidate(fleet, ev, 0, int(p)) for p in ranked[: config.scoring.candidates_shown])
+    infeasible = np.flatnonzero(~ev.feasible[0])
+    # Closest misses first: fewer failed filters, then by name.
+    closeness = [bin(int(ev.reasons[0, p])).count("1") for p in infeasible]
+    order = sorted(range(len(infeasible)), key=lambda i: (closeness[i], int(infeasible[i])))
+    rejected = tuple(
+        decision_mod.Rejection(
+            fleet.pools[int(infeasible[i])], explain.reason(fleet, state, job, ev, 0, int(infeasible[i]))
+        )
+        for i in order[: config.scoring.rejections_shown]
+    )
+    summary = explain.summary(ev, 0)
+    summary_items = tuple(sorted(summary.items()))
+
+    later = None
+    if request.policy == policies.SCORE:
+        later = deferral.consider(fleet, state, job, ev, chosen, request.now, config)
+    if later is not None:
+        target = _candidate(fleet, later.evaluation, later.row, later.pool)
+        if chosen >= 0:
+            now_c = ev.carbon_kg[0, chosen]
+            why = (
+                f"{1 - target.estimates.carbon_kg / now_c:.0%} less carbon than starting now"
+                if now_c > 0
+                else "cleaner"
+            )
+        else:
+            why = "no pool meets the job's limits now; this start does"
+        message = (
+            f"deferred to {_fmt_time(later.start_epoch)} on {target.pool.center}/{target.pool.pool}: {why}; "
+            f"still finishes before the deadline"
+        )
+        return decision_mod.Decision(
+            job=job,
+            phase="Deferred",
+            binding=target,
+            candidates=candidates,
+            rejected=rejected,
+            message=message,
+            planned_start=later.start_epoch,
+            reject_summary=summary_items,
+        )
+    if chosen < 0:
+        return decision_mod.Decision(
+            job=job,
+            phase="Queued",
+            binding=None,
+            candidates=(),
+            rejected=rejected,
+            message=_queued_message(summary, fleet.size),
+            reject_summary=summary_items,
+        )
+    binding = _candidate(fleet, ev, 0, chosen)
+    allocation = work.bind(fleet, job, chosen, binding.estimates.energy_kwh)
+    runner_up = next((c for c in candidates if c.pool.index != chosen), None)
+    b = binding.breakdown
+    message = (
+        f"bound to {binding.pool.center}/{binding.pool.pool} ({binding.pool.model}), score {binding.score:.3f} "
+        f"(accelerator {b.accelerator:.2f}, locality {b.locality:.2f}, energy {b.energy:.2f})"
+    )
+    if request.policy != policies.SCORE:
+        message += f" by policy {request.policy}"
+    if runner_up is not None:
+        message += f"; runner-up {runner_up.pool.center}/{runner_up.pool.pool} {runner_up.score:.3f}"
+    if job.runtime_assumed:
+        message += f"; no runtime estimate given, assumed {config.scoring.default_runtime_seconds / 3600:g}h"
+    return decision_mod.Decision(
+        job=job,
+        phase="Bound",
+        binding=binding,
+        candidates=candidates,
+        rejected=rejected,
+        message=message,
+        allocation=allocation,
+        reject_summary=summary_items,
+    )
+
+
+def plan(request: PlanRequest) -> PlanReply:
+    """Decide every job of the request, in queue order."""
+    work = _State(request)
+    decisions = tuple(plan_one(request, work, job) for job in queue_mod.ordered(request.jobs))
+    return PlanReply(decisions=decisions, capacity=work.capacity, energy=work.energy)
+
+
+def ledgers_for(fleet: fleet_mod.Fleet) -> tuple[capacity_mod.CapacityLedger, energy_mod.EnergyLedger]:
+    """Empty ledgers at the fleet's expected size (what `plan` and `simulate` start from)."""
+    cap = capacity_mod.CapacityLedger.uniform(
+        [(p.expected_nodes, p.accelerators_per_node) for p in fleet.pools]
+    )
+    energy = energy_mod.EnergyLedger((c.name, c.zone, c.budget_kwh, c.budget_period) for c in fleet.centers)
+    return cap, energy
