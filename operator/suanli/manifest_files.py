@@ -11,7 +11,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def expand(paths: Iterable[str]) -> list[pathlib.Path]:
-    """Files named, and every YAML/JSON file under folders named (sorted, not recursive into hidden dirs)."""
+    """Files named, and the YAML/JSON files directly in folders named (sorted; like `kubectl apply -f DIR`)."""
     out: list[pathlib.Path] = []
     for raw in paths:
         path = pathlib.Path(raw)
