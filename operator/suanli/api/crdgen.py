@@ -320,7 +320,9 @@ KINDS: dict[str, dict[str, Any]] = {
             _column("Region", ".spec.region", description="Region of the center."),
             _column("PUE", ".spec.energy.pue", "number", description="Power usage effectiveness."),
             _column("Ready", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition."),
-            _column("Free", ".status.freeAccelerators", "integer", description="Free accelerators, all pools."),
+            _column(
+                "Free", ".status.freeAccelerators", "integer", description="Free accelerators, all pools."
+            ),
             _AGE,
             _column("Display", ".spec.displayName", priority=1, description="Human name of the center."),
         ],
@@ -420,7 +422,9 @@ def check(out: pathlib.Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m suanli.api.crdgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("crds"), help="folder for the CRD files")
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=pathlib.Path("crds"), help="folder for the CRD files"
+    )
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 with a diff if stale")
     args = parser.parse_args(argv)
     out: pathlib.Path = args.out
@@ -428,7 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         diffs = check(out)
         if diffs:
             sys.stdout.write("".join(diffs))
-            sys.stderr.write(f"{out}/ is out of date with operator/suanli/api: run `make crds` and commit the result\n")
+            sys.stderr.write(
+                f"{out}/ is out of date with operator/suanli/api: run `make crds` and commit the result\n"
+            )
             return 1
         return 0
     out.mkdir(parents=True, exist_ok=True)
