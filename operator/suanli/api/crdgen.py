@@ -174,7 +174,8 @@ RULES: dict[str, dict[str, list[dict[str, str]]]] = {
         "spec.runtime.referenceModel": [
             _rule(
                 f"self in {_MODELS}",
-                "spec.runtime.referenceModel must be a catalog model: " + ", ".join(accelerators.MODEL_NAMES),
+                "spec.runtime.referenceModel is not in the catalog; use one of "
+                + ", ".join(accelerators.MODEL_NAMES),
             )
         ],
         "spec.policy.weights": [
