@@ -37,6 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("-o", "--output", choices=("table", "json"), default="table")
     plan.add_argument("--now", metavar="RFC3339", help="plan as of this instant (default: the current time)")
+
+    run = commands.add_parser("run", help="the operator", description="Run the Suanli operator (kopf, cluster-wide).")
+    run.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
+    run.add_argument("--metrics-port", type=int, default=9090, metavar="N", help="Prometheus /metrics port; 0: off")
+    run.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR", help="address /metrics listens on")
+    run.add_argument("--health-port", type=int, default=8080, metavar="N", help="liveness /healthz port; 0: off")
+    run.add_argument("--health-address", default="0.0.0.0", metavar="ADDR", help="address /healthz listens on")
+    run.add_argument("--config", metavar="FILE", help="YAML settings (the Settings tree; defaults otherwise)")
+    run.add_argument("--namespace", default="default", metavar="NS", help="namespace for ComputeCenter events")
+    run.add_argument("--peering", metavar="NAME", help="kopf peering name for several replicas (default: standalone)")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    explain = commands.add_parser("explain", help="why a live job is where it is, or why it waits")
+    explain.add_argument("target", metavar="NAMESPACE/NAME")
+    explain.add_argument("--kubeconfig", metavar="PATH")
     return parser
 
 
@@ -50,6 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from suanli.commands import plan
 
         return plan.run(args.paths, args.output, args.now)
+    if args.command == "run":
+        from suanli.commands import run
+
+        return run.run(args)
+    if args.command == "explain":
+        from suanli.commands import explain
+
+        return explain.run(args.target, args.kubeconfig)
     parser.error(f"unknown command {args.command}")
     return 2
 

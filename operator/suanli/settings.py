@@ -51,8 +51,29 @@ class DeferralSettings(_Section):
     )
 
 
+class OperatorSettings(_Section):
+    """How the running operator (`suanli run`) paces itself."""
+
+    resync_seconds: float = Field(
+        default=60, gt=0, description="Safety-net replan and status resync when no event arrived, seconds."
+    )
+    coalesce_seconds: float = Field(
+        default=0.05, ge=0, description="Wait this long after a wake-up to batch further events into one cycle, seconds."
+    )
+    write_workers: int = Field(
+        default=16, ge=1, description="Threads writing to the API server (status patches, Job creates) in parallel."
+    )
+    max_jobs_per_cycle: int = Field(
+        default=2000, ge=1, description="Queued jobs planned per scheduling cycle (the head of the queue), jobs."
+    )
+    status_coalesce_seconds: float = Field(
+        default=1.0, ge=0, description="Batch ComputeCenter status updates over this window, seconds."
+    )
+
+
 class Settings(_Section):
     """Everything tunable, with defaults that work out of the box."""
 
     scoring: ScoringSettings = Field(default_factory=ScoringSettings, description="Scoring constants.")
     deferral: DeferralSettings = Field(default_factory=DeferralSettings, description="Deferral to cleaner power.")
+    operator: OperatorSettings = Field(default_factory=OperatorSettings, description="Pacing of `suanli run`.")

@@ -1,0 +1,131 @@
+"""kopf handlers: mirror API events into the cache and wake the scheduler. They never bind.
+
+Registered on a registry of their own (`registry()`), so importing this module has no side
+effects. The operator's runtime (cache, scheduler, clock) reaches them through kopf's memo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from suanli.kube import cache as cache_mod
+from suanli.kube import scheduler as scheduler_mod
+
+GROUP, VERSION = "suanli.io", "v1alpha1"
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """A kopf body as a plain dictionary."""
+    return {k: body[k] for k in body if k in ("apiVersion", "kind", "metadata", "spec", "status")}
+
+
+def _parts(memo: Any) -> tuple[cache_mod.Cache, scheduler_mod.Scheduler]:
+    return memo.cache, memo.scheduler
+
+
+def on_center(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    cache, sched = _parts(memo)
+    body = event["object"]
+    name = body["metadata"]["name"]
+    if event.get("type") == "DELETED":
+        cache.delete_center(name)
+    else:
+        cache.upsert_center(_plain(body))
+    sched.center_changed()
+    sched.poke()
+
+
+def on_node(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    cache, sched = _parts(memo)
+    body = event["object"]
+    changed = cache.delete_node(body["metadata"]["name"]) if event.get("type") == "DELETED" else cache.upsert_node(_plain(body))
+    if changed:
+        sched.center_changed()
+        sched.poke()
+
+
+def on_pod(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    cache, sched = _parts(memo)
+    body = event["object"]
+    meta = body["metadata"]
+    key = (meta.get("namespace") or "", meta["name"])
+    if event.get("type") == "DELETED":
+        info = cache.delete_pod(key)
+        freed = info is not None
+    else:
+        old = cache.pods.get(key)
+        info = cache.upsert_pod(_plain(body))
+        freed = info is not None and info.terminated and (old is None or not old.terminated)
+        if info is not None and old is not None and old.node != info.node:
+            sched.center_changed()
+    if info is None:
+        return
+    if freed:
+        sched.center_changed()
+        sched.poke()
+    if info.job_key is not None:
+        record = _record_for_label(cache, info.job_key)
+        if record is not None:
+            sched.job_changed(record.key)
+
+
+def _record_for_label(cache: cache_mod.Cache, label_key: tuple[str, str]) -> cache_mod.JobRecord | None:
+    record = cache.jobs.get(label_key)
+    if record is not None and record.label == label_key[1]:
+        return record
+    return next((r for r in cache.jobs.values() if r.key[0] == label_key[0] and r.label == label_key[1]), None)
+
+
+def on_workload(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    cache, sched = _parts(memo)
+    body = _plain(event["object"])
+    if event.get("type") == "DELETED":
+        cache.delete_workload(body)
+        sched.poke()
+    else:
+        info = cache.upsert_workload(body)
+        if info.finished:
+            sched.poke()
+    labels = body["metadata"].get("labels") or {}
+    record = _record_for_label(cache, (body["metadata"].get("namespace") or "", labels.get("suanli.io/job", "")))
+    if record is not None:
+        sched.job_changed(record.key)
+
+
+def on_compute_job(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    cache, sched = _parts(memo)
+    body = event["object"]
+    meta = body["metadata"]
+    key = (meta.get("namespace") or "", meta["name"])
+    if event.get("type") == "DELETED":
+        if cache.delete_job(key) is not None:
+            sched.poke()
+            sched.center_changed()
+        return
+    record = cache.upsert_job(_plain(body), memo.clock.now())
+    if cache.schedulable(record) or record.parse_error is not None:
+        sched.poke()
+    else:
+        sched.job_changed(key)
+
+
+def registry() -> kopf.OperatorRegistry:
+    """A registry with the mirror handlers (watch-stream handlers: no finalizers, no annotations)."""
+    reg = kopf.OperatorRegistry()
+    kopf.on.event(GROUP, VERSION, "computecenters", registry=reg)(_raw(on_center))
+    kopf.on.event(GROUP, VERSION, "computejobs", registry=reg)(_raw(on_compute_job))
+    kopf.on.event("", "v1", "nodes", registry=reg)(_raw(on_node))
+    kopf.on.event("", "v1", "pods", registry=reg)(_raw(on_pod))
+    kopf.on.event("batch", "v1", "jobs", labels={"suanli.io/job": kopf.PRESENT}, registry=reg)(_raw(on_workload))
+    return reg
+
+
+def _raw(fn: Any) -> Any:
+    # async: kopf runs sync handlers in threads, and the cache belongs to the event loop.
+    async def handler(event: Any, memo: Any, **kwargs: Any) -> None:
+        fn(event, memo, **kwargs)
+
+    handler.__name__ = fn.__name__
+    return handler

@@ -1,0 +1,191 @@
+"""API objects as the cache keeps them: the few fields the operator reads, parsed once.
+
+Pure: functions from API dictionaries to small frozen records. Keys are `(namespace, name)`
+tuples (cluster-scoped objects: `("", name)`), never strings built by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from suanli.kube import workloads
+
+Key = tuple[str, str]
+NOT_SCHEDULABLE_TAINTS = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/uninitialized")
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+def parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def quantity(text: Any) -> int:
+    """Whole units of an extended-resource quantity ("8", 8, "8000m")."""
+    value = str(text).strip()
+    try:
+        if value.endswith("m"):
+            return int(float(value[:-1]) / 1000)
+        if value.endswith("k"):
+            return int(float(value[:-1]) * 1000)
+        return int(float(value))
+    except ValueError:
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    labels: Mapping[str, str]
+    ready: bool
+    schedulable: bool
+    allocatable: Mapping[str, int]
+
+    @property
+    def usable(self) -> bool:
+        return self.ready and self.schedulable
+
+    def matches(self, selector: Mapping[str, str]) -> bool:
+        return all(self.labels.get(k) == v for k, v in selector.items())
+
+
+def node_info(obj: Mapping[str, Any]) -> NodeInfo:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    blocking = [
+        t
+        for t in spec.get("taints") or []
+        if t.get("effect") in ("NoSchedule", "NoExecute") and str(t.get("key", "")).startswith(NOT_SCHEDULABLE_TAINTS)
+    ]
+    allocatable = {str(k): quantity(v) for k, v in (status.get("allocatable") or {}).items() if "/" in str(k)}
+    return NodeInfo(
+        name=meta.get("name", ""),
+        labels=dict(meta.get("labels") or {}),
+        ready=ready,
+        schedulable=not spec.get("unschedulable") and not blocking,
+        allocatable=allocatable,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PodInfo:
+    key: Key
+    node: str | None
+    requests: Mapping[str, int]  # extended resources only
+    terminated: bool
+    phase: str
+    job_label: str | None  # suanli.io/job
+    failure: str | None  # why it failed, for a person
+
+    @property
+    def job_key(self) -> Key | None:
+        return (self.key[0], self.job_label) if self.job_label else None
+
+
+def _failure(obj: Mapping[str, Any]) -> str | None:
+    status = obj.get("status") or {}
+    if status.get("phase") != "Failed":
+        return None
+    name = (obj.get("metadata") or {}).get("name", "")
+    for cs in status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if term:
+            extra = f": {term['message']}" if term.get("message") else ""
+            return (
+                f"pod {name}: container {cs.get('name')} exited with code {term.get('exitCode')} "
+                f"({term.get('reason') or 'no reason given'}){extra}"
+            )
+    reason = status.get("reason") or "Failed"
+    return f"pod {name}: {reason}: {status.get('message') or 'no message'}"
+
+
+def pod_info(obj: Mapping[str, Any]) -> PodInfo:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    requests: dict[str, int] = {}
+    for container in spec.get("containers") or []:
+        res = container.get("resources") or {}
+        merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+        for name, value in merged.items():
+            if "/" in str(name):
+                requests[str(name)] = requests.get(str(name), 0) + quantity(value)
+    phase = status.get("phase") or "Pending"
+    return PodInfo(
+        key=key_of(obj),
+        node=spec.get("nodeName") or None,
+        requests=requests,
+        terminated=phase in ("Succeeded", "Failed"),
+        phase=phase,
+        job_label=(meta.get("labels") or {}).get(workloads.LABEL_JOB),
+        failure=_failure(obj),
+    )
+
+
+def pod_relevant(obj: Mapping[str, Any]) -> bool:
+    """Pods the cache keeps: Suanli's own, and any requesting an extended (accelerator) resource."""
+    info = pod_info(obj)
+    return bool(info.job_label or info.requests)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkloadInfo:
+    """A batch Job made by Suanli, reduced to what the ComputeJob status needs."""
+
+    key: Key  # the batch Job's own key
+    job_label: str
+    active: int
+    succeeded: int
+    failed: int
+    complete: bool
+    failed_reason: str | None  # "Reason: message" of the Failed condition
+    start_time: float | None
+    completion_time: float | None
+    owner_uid: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed_reason is not None
+
+
+def workload_info(obj: Mapping[str, Any]) -> WorkloadInfo:
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    complete, failed_reason, finished_at = False, None, None
+    for c in status.get("conditions") or []:
+        if c.get("status") != "True":
+            continue
+        if c.get("type") == "Complete":
+            complete = True
+            finished_at = parse_time(c.get("lastTransitionTime"))
+        elif c.get("type") == "Failed":
+            failed_reason = f"{c.get('reason') or 'Failed'}: {c.get('message') or 'no message'}"
+            finished_at = parse_time(c.get("lastTransitionTime"))
+    owner = next((r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+    return WorkloadInfo(
+        key=key_of(obj),
+        job_label=(meta.get("labels") or {}).get(workloads.LABEL_JOB, ""),
+        active=int(status.get("active") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        failed=int(status.get("failed") or 0),
+        complete=complete,
+        failed_reason=failed_reason,
+        start_time=parse_time(status.get("startTime")),
+        completion_time=parse_time(status.get("completionTime")) or finished_at,
+        owner_uid=owner,
+    )

@@ -1,0 +1,225 @@
+"""Status documents the operator writes, computed from decisions and the cache. Pure.
+
+ComputeJob: Queued | Deferred -> Bound -> Running -> Succeeded | Failed, or Invalid.
+ComputeCenter: per-pool accounting, energy of the current budget period, Ready/Degraded.
+Only `status` is ever written; the operator never touches `spec`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from suanli.kube import cache as cache_mod
+from suanli.kube import objects as kobj
+from suanli.kube import workloads
+from suanli.ledger import energy as energy_mod
+from suanli.placement import decision as decision_mod
+from suanli.placement import report
+
+
+def rfc3339(epoch: float) -> str:
+    return report.rfc3339(epoch)
+
+
+def condition(
+    ctype: str, status: bool, reason: str, message: str, now: float, generation: int | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": ctype,
+        "status": "True" if status else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": rfc3339(now),
+    }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
+
+
+def decided(d: decision_mod.Decision, generation: int | None, now: float) -> dict[str, Any]:
+    """Status of a job the planner just decided (Bound, Queued or Deferred)."""
+    wire = report.decision(d)
+    status: dict[str, Any] = {
+        "phase": d.phase,
+        "message": d.message,
+        "binding": wire["binding"],
+        "estimates": wire["estimates"],
+        "plannedStart": wire["plannedStart"],
+        "candidates": wire["candidates"],
+        "rejected": wire["rejected"][:10],
+        "observedGeneration": generation,
+        "conditions": [],
+    }
+    if d.phase == "Bound":
+        status["boundTime"] = rfc3339(now)
+        status["workloadRef"] = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "namespace": d.job.namespace,
+            "name": workloads.job_name(d.job.name),
+        }
+        status["conditions"] = [condition("Bound", True, "Placed", d.message, now, generation)]
+    return status
+
+
+def waiting_changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    """A Queued/Deferred status is rewritten only when what a person reads changed."""
+    return any(current.get(k) != new.get(k) for k in ("phase", "message", "plannedStart", "observedGeneration"))
+
+
+def invalid(field: str, message: str, generation: int | None, now: float) -> dict[str, Any]:
+    text = f"{field}: {message}"
+    return {
+        "phase": "Invalid",
+        "message": f"the job cannot be placed until its spec is fixed: {text}",
+        "binding": None,
+        "estimates": None,
+        "candidates": [],
+        "rejected": [],
+        "observedGeneration": generation,
+        "conditions": [condition("Invalid", True, "InvalidSpec", text, now, generation)],
+    }
+
+
+def unbound(message: str, generation: int | None) -> dict[str, Any]:
+    """Back to the queue after a failed write."""
+    return {
+        "phase": "Queued",
+        "message": message,
+        "binding": None,
+        "workloadRef": None,
+        "boundTime": None,
+        "observedGeneration": generation,
+        "conditions": [],
+    }
+
+
+def settled_energy(binding: cache_mod.Binding, runtime_seconds: float, power_watts: float, pue: float) -> tuple[float, float]:
+    """(kWh, kg CO2e) of a finished run: runtime x accelerators x board power x PUE; carbon at the
+    estimate's intensity (the estimate's kg per kWh)."""
+    kwh = max(0.0, runtime_seconds) * binding.replicas * binding.count * power_watts * pue / 3.6e6
+    per_kwh = binding.carbon_kg / binding.energy_kwh if binding.energy_kwh > 0 else 0.0
+    return kwh, kwh * per_kwh
+
+
+def progress(
+    record: cache_mod.JobRecord,
+    binding: cache_mod.Binding,
+    workload: kobj.WorkloadInfo | None,
+    pods: list[kobj.PodInfo],
+    power_watts: float,
+    pue: float,
+    now: float,
+) -> tuple[dict[str, Any], str, str, bool] | None:
+    """The status patch for a bound job whose workload moved on, with the event (reason, message,
+    warning). None when nothing changed."""
+    phase = record.phase
+    if workload is None or phase in cache_mod.DONE_PHASES:
+        return None
+    name = f"{workload.key[0]}/{workload.key[1]}"
+    if workload.finished:
+        start = workload.start_time or binding.bound_epoch or now
+        end = workload.completion_time or now
+        kwh, carbon = settled_energy(binding, end - start, power_watts, pue)
+        energy = {"kWh": round(kwh, 4), "carbonKg": round(carbon, 4), "source": "estimate"}
+        base: dict[str, Any] = {
+            "startTime": rfc3339(start),
+            "completionTime": rfc3339(end),
+            "energy": energy,
+            "observedGeneration": record.generation,
+        }
+        if workload.complete:
+            message = (
+                f"all {binding.replicas} replica(s) on {binding.center}/{binding.pool} completed in "
+                f"{end - start:.0f}s; about {kwh:.3f} kWh, {carbon:.3f} kg CO2e"
+            )
+            status: dict[str, Any] = {**base, "phase": "Succeeded", "message": message}
+            status["conditions"] = [condition("Succeeded", True, "Completed", message, now, record.generation)]
+            return status, "Succeeded", message, False
+        failures = [p.failure for p in pods if p.failure]
+        why = failures[0] if failures else (workload.failed_reason or "the Job failed")
+        message = f"workload {name} failed: {why}"
+        if failures and workload.failed_reason:
+            message += f" (Job: {workload.failed_reason})"
+        failed: dict[str, Any] = {**base, "phase": "Failed", "message": message}
+        failed["conditions"] = [condition("Failed", True, "WorkloadFailed", message, now, record.generation)]
+        return failed, "Failed", message, True
+    running = workload.active > 0 and any(p.phase == "Running" for p in pods)
+    if running and phase != "Running":
+        start = workload.start_time or now
+        message = f"{workload.active} of {binding.replicas} replica(s) running on {binding.center}/{binding.pool}"
+        return (
+            {"phase": "Running", "message": message, "startTime": rfc3339(start)},
+            "Running",
+            message,
+            False,
+        )
+    return None
+
+
+def center(
+    center_name: str,
+    generation: int | None,
+    usage: list[cache_mod.PoolUsage],
+    account: energy_mod.CenterEnergy | None,
+    problem: str | None,
+    current: dict[str, Any],
+    now: float,
+) -> dict[str, Any]:
+    """ComputeCenter status; condition transition times are kept when the condition did not change."""
+    pools = [
+        {
+            "name": u.pool,
+            "capacity": u.capacity,
+            "allocated": u.allocated,
+            "free": u.free,
+            "readyNodes": u.ready_nodes,
+            "expectedNodes": u.expected_nodes,
+        }
+        for u in usage
+    ]
+    short = [u for u in usage if u.ready_nodes < u.expected_nodes]
+    empty = [u for u in usage if u.ready_nodes == 0]
+    if problem is not None:
+        ready = (False, "Unsupported" if "member" in problem else "InvalidSpec", problem)
+    elif usage and len(empty) == len(usage):
+        ready = (False, "NoNodes", "no Ready, schedulable node matches any pool's nodeSelector; check the node labels")
+    else:
+        ready = (True, "NodesReady", f"{sum(u.ready_nodes for u in usage)} Ready node(s) across {len(usage)} pool(s)")
+    if short:
+        detail = "; ".join(f"pool {u.pool}: {u.ready_nodes} of {u.expected_nodes} nodes Ready" for u in short)
+        degraded = (True, "FewerNodesThanExpected", detail)
+    else:
+        degraded = (False, "AllNodesReady", "every pool has its expected nodes Ready")
+    old = {c.get("type"): c for c in current.get("conditions") or []}
+    conditions = []
+    for ctype, (flag, reason, message) in (("Ready", ready), ("Degraded", degraded)):
+        cond = condition(ctype, flag, reason, message, now, generation)
+        prev = old.get(ctype)
+        if prev and prev.get("status") == cond["status"]:
+            cond["lastTransitionTime"] = prev.get("lastTransitionTime", cond["lastTransitionTime"])
+        conditions.append(cond)
+    status: dict[str, Any] = {
+        "pools": pools,
+        "freeAccelerators": sum(u.free for u in usage),
+        "conditions": conditions,
+        "observedGeneration": generation,
+    }
+    if account is not None:
+        remaining = account.remaining_kwh
+        status["energy"] = {
+            "periodStart": rfc3339(account.period_start) if math.isfinite(account.period_start) else None,
+            "usedKWh": round(account.used_kwh, 3),
+            "reservedKWh": round(account.reserved_kwh, 3),
+            "remainingKWh": round(remaining, 3) if math.isfinite(remaining) else None,
+        }
+    return status
+
+
+def center_changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    def strip(doc: dict[str, Any]) -> Any:
+        conds = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in doc.get("conditions") or []]
+        return {**doc, "conditions": conds}
+
+    return bool(strip(current) != strip(new))

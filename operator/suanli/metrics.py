@@ -1,0 +1,78 @@
+"""Every Prometheus metric of the operator, in this one module; `python -m suanli.metrics --markdown`
+prints the documentation table generated from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+JOBS = Gauge("suanli_jobs", "ComputeJobs known to the operator, by phase.", ["phase"], registry=REGISTRY)
+BIND_LATENCY = Histogram(
+    "suanli_job_bind_latency_seconds",
+    "Seconds from a ComputeJob's creation to its binding (the status write).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+    registry=REGISTRY,
+)
+CYCLE = Histogram(
+    "suanli_scheduling_cycle_seconds",
+    "Seconds one scheduling cycle takes (snapshot and plan; writes happen in the background).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+POOL_ACCELERATORS = Gauge(
+    "suanli_pool_accelerators",
+    "Accelerators of a pool from Ready nodes and pod requests, by state (capacity, allocated, free).",
+    ["center", "pool", "state"],
+    registry=REGISTRY,
+)
+QUEUE_LENGTH = Gauge("suanli_queue_length", "ComputeJobs waiting for a placement (Pending, Queued, Deferred).", registry=REGISTRY)
+API_WRITE_ERRORS = Counter(
+    "suanli_api_write_errors_total",
+    "Writes to the API server that failed, by verb and resource.",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)
+CENTER_ENERGY = Gauge(
+    "suanli_center_energy_kwh",
+    "Energy of a center's current budget period in kWh, by kind (used, reserved, remaining).",
+    ["center", "kind"],
+    registry=REGISTRY,
+)
+BINDS = Counter("suanli_binds_total", "ComputeJobs bound (status written).", registry=REGISTRY)
+
+ALL = (JOBS, BIND_LATENCY, CYCLE, POOL_ACCELERATORS, QUEUE_LENGTH, API_WRITE_ERRORS, CENTER_ENERGY, BINDS)
+
+
+def serve(port: int, address: str = "127.0.0.1") -> None:
+    """Serve /metrics on address:port in a background thread."""
+    start_http_server(port, addr=address, registry=REGISTRY)
+
+
+def markdown() -> str:
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for metric in ALL:
+        kind = type(metric).__name__.lower()
+        name = metric._name + ("_total" if kind == "counter" else "")
+        labels = ", ".join(f"`{label}`" for label in metric._labelnames) or "-"
+        rows.append(f"| `{name}` | {kind} | {labels} | {metric._documentation} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m suanli.metrics", description="The operator's metrics.")
+    parser.add_argument("--markdown", action="store_true", help="print the documentation table")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown())
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
