@@ -22,7 +22,8 @@ from suanli.placement import decision as decision_mod
 from suanli.placement import deferral, policies
 from suanli.placement import queue as queue_mod
 from suanli.scoring import demand as demand_mod
-from suanli.scoring import engine, explain
+from suanli.scoring import engine
+from suanli.scoring import explain as explain_mod
 from suanli.scoring import fleet as fleet_mod
 
 BoolArray = npt.NDArray[np.bool_]
@@ -91,28 +92,78 @@ def _candidate(fleet: fleet_mod.Fleet, ev: engine.Evaluation, row: int, pool: in
     )
 
 
-class _State:
-    """Mutable working copy of the fleet state during one plan."""
+class WorkingState:
+    """Mutable working state of the fleet while planning: ledgers, slot table, budgets.
 
-    def __init__(self, request: PlanRequest):
-        fleet = request.fleet
-        self.capacity = request.capacity.copy()
-        self.energy = request.energy.copy()
-        self.energy.roll(request.now)
+    `plan` builds one from copies of the request's ledgers and drops it afterwards; a
+    `session.Session` keeps one across many calls and feeds it releases and clock moves.
+    """
+
+    def __init__(
+        self,
+        fleet: fleet_mod.Fleet,
+        capacity: capacity_mod.CapacityLedger,
+        energy: energy_mod.EnergyLedger,
+        now: float,
+        ready: BoolArray | None = None,
+        not_ready_reason: tuple[str, ...] | None = None,
+    ):
+        """Take ownership of the ledgers (the caller copies them if it must keep its own)."""
+        self.capacity = capacity
+        self.energy = energy
+        self.energy.roll(now)
         counts = np.arange(fleet_mod.MAX_PER_NODE + 1)
         counts[0] = 1
         self.divisors = np.arange(fleet_mod.MAX_PER_NODE + 1)[:, None] // counts[None, :]
         self.slots = fleet_mod.FleetState.slot_table(self.capacity.histogram())
-        self.idle_slots = fleet_mod.FleetState.slot_table(request.capacity.idle().histogram())
-        if request.ready is not None:
-            self.ready = np.asarray(request.ready, dtype=np.bool_)
-            self.not_ready = request.not_ready_reason or tuple("" for _ in range(fleet.size))
+        self.idle_slots = fleet_mod.FleetState.slot_table(capacity.idle().histogram())
+        if ready is not None:
+            self.ready = np.asarray(ready, dtype=np.bool_)
+            self.not_ready = not_ready_reason or tuple("" for _ in range(fleet.size))
         else:
             self.ready = np.array([self.capacity.capacity(p) > 0 for p in range(fleet.size)], dtype=np.bool_)
             self.not_ready = tuple("" if r else "pool has no nodes" for r in self.ready)
         self.centers = [c.name for c in fleet.centers]
+        self._refresh_budgets()
+
+    @classmethod
+    def for_request(cls, request: PlanRequest) -> WorkingState:
+        return cls(
+            request.fleet,
+            request.capacity.copy(),
+            request.energy.copy(),
+            request.now,
+            request.ready,
+            request.not_ready_reason,
+        )
+
+    def _refresh_budgets(self) -> None:
         self.budgets = np.array([self.energy.remaining(name) for name in self.centers])
         self.labels = tuple(self.energy.account(name).period_label for name in self.centers)
+
+    def roll(self, now: float) -> list[str]:
+        """Move the energy accounts to the period containing `now`; the centers that rolled."""
+        rolled = self.energy.roll(now)
+        if rolled:
+            self._refresh_budgets()
+        return rolled
+
+    def release(
+        self,
+        fleet: fleet_mod.Fleet,
+        allocation: capacity_mod.Allocation,
+        job: tuple[str, str],
+        used_kwh: float,
+        carbon_kg: float,
+        cost: float,
+    ) -> None:
+        """A bound job finished: give its gang back and settle its energy at its center."""
+        self.capacity.release(allocation)
+        self.energy.settle(job, used_kwh, carbon_kg, cost)
+        pool = allocation.pool
+        self.slots[pool] = self.capacity.histogram_row(pool) @ self.divisors
+        ci = int(fleet.pool_center[pool])
+        self.budgets[ci] = self.energy.remaining(self.centers[ci])
 
     def fleet_state(self) -> fleet_mod.FleetState:
         return fleet_mod.FleetState(
@@ -146,13 +197,11 @@ def _queued_message(summary: dict[str, int], total: int) -> str:
     return "waiting: no pool can take the job now: " + "; ".join(parts[:4])
 
 
-def plan_one(request: PlanRequest, work: _State, job: demand_mod.JobDemand) -> decision_mod.Decision:
+def _explained(
+    request: PlanRequest, state: fleet_mod.FleetState, job: demand_mod.JobDemand, ev: engine.Evaluation
+) -> tuple[tuple[decision_mod.Candidate, ...], tuple[decision_mod.Rejection, ...]]:
+    """Feasible pools best first, and rejected pools closest misses first, with reasons in words."""
     fleet, config = request.fleet, request.settings
-    state = work.fleet_state()
-    batch = demand_mod.batch([job], fleet, config.scoring.reference_pue)
-    ev = engine.evaluate(fleet, state, batch, request.now, config.scoring)
-    chosen = policies.choose(request.policy, fleet, ev, 0, work.capacity, job, request.seed)
-
     feasible = np.flatnonzero(ev.feasible[0])
     ranked = feasible[np.argsort(-ev.score[0, feasible], kind="stable")]
     candidates = tuple(_candidate(fleet, ev, 0, int(p)) for p in ranked[: config.scoring.candidates_shown])
@@ -162,11 +211,32 @@ def plan_one(request: PlanRequest, work: _State, job: demand_mod.JobDemand) -> d
     order = sorted(range(len(infeasible)), key=lambda i: (closeness[i], int(infeasible[i])))
     rejected = tuple(
         decision_mod.Rejection(
-            fleet.pools[int(infeasible[i])], explain.reason(fleet, state, job, ev, 0, int(infeasible[i]))
+            fleet.pools[int(infeasible[i])], explain_mod.reason(fleet, state, job, ev, 0, int(infeasible[i]))
         )
         for i in order[: config.scoring.rejections_shown]
     )
-    summary = explain.summary(ev, 0)
+    return candidates, rejected
+
+
+def plan_one(
+    request: PlanRequest, work: WorkingState, job: demand_mod.JobDemand, explain: bool = True
+) -> decision_mod.Decision:
+    """Decide one job against the working state; a Bound job is booked in it before returning.
+
+    `explain=False` leaves out the candidate list and the per-pool rejection sentences (the
+    simulator decides thousands of jobs and reads neither); the decision itself is the same.
+    """
+    fleet, config = request.fleet, request.settings
+    state = work.fleet_state()
+    batch = demand_mod.batch([job], fleet, config.scoring.reference_pue)
+    ev = engine.evaluate(fleet, state, batch, request.now, config.scoring)
+    chosen = policies.choose(request.policy, fleet, ev, 0, work.capacity, job, request.seed)
+
+    candidates: tuple[decision_mod.Candidate, ...] = ()
+    rejected: tuple[decision_mod.Rejection, ...] = ()
+    if explain:
+        candidates, rejected = _explained(request, state, job, ev)
+    summary = explain_mod.summary(ev, 0)
     summary_items = tuple(sorted(summary.items()))
 
     later = None
@@ -235,7 +305,7 @@ def plan_one(request: PlanRequest, work: _State, job: demand_mod.JobDemand) -> d
 
 def plan(request: PlanRequest) -> PlanReply:
     """Decide every job of the request, in queue order."""
-    work = _State(request)
+    work = WorkingState.for_request(request)
     decisions = tuple(plan_one(request, work, job) for job in queue_mod.ordered(request.jobs))
     return PlanReply(decisions=decisions, capacity=work.capacity, energy=work.energy)
 

@@ -1,0 +1,72 @@
+"""Per-policy figures of a replay: the `suanli simulate -o json` contract, units in the names.
+
+  jobs                     jobs in the trace (after the loader's documented skips)
+  completed                jobs that ran to the end
+  unschedulable            jobs no pool of the fleet could ever take (type, model, memory, region, gang)
+  stillQueued              jobs waiting when nothing else could happen (budget or cap never allows them)
+  energyKWh, carbonKg, cost   settled at completion (facility energy, PUE included), summed over centers
+  meanWaitSeconds, p95WaitSeconds   start - arrival over jobs that started
+  meanJCTSeconds           end - arrival over completed jobs (transfer + runtime + wait)
+  utilization              busy accelerator-seconds / fleet accelerator-seconds, both over the arrival
+                           window [first arrival, last arrival] (the long tail after it would dilute it)
+  deadlineMisses           completed after their deadline, or never completed while having one
+  maxPoolOversubscription  worst accelerators over capacity on any node or pool, checked after every event
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from suanli.sim import replay
+
+
+def summary(run: replay.Run) -> dict[str, Any]:
+    records = run.records
+    started = [r for r in records if not math.isnan(r.start)]
+    completed = [r for r in records if r.outcome == "completed"]
+    waits = np.array([r.start - r.arrival for r in started], dtype=np.float64)
+    jct = np.array([r.end - r.arrival for r in completed], dtype=np.float64)
+    fleet_size = sum(p.expected_nodes * p.accelerators_per_node for p in run.fleet.pools)
+    first = min((r.arrival for r in records), default=0.0)
+    last = max((r.arrival for r in records), default=first)
+    span = max(last - first, 1e-9)
+    busy = sum(
+        r.accelerators * max(0.0, min(r.end, last) - max(r.start, first))
+        for r in records
+        if not math.isnan(r.start) and not math.isnan(r.end)
+    )
+    misses = 0
+    for r in records:
+        deadline = run.jobs[r.index].deadline_epoch
+        if math.isfinite(deadline) and (r.outcome != "completed" or r.end > deadline + 1e-6):
+            misses += 1
+    return {
+        "jobs": len(records),
+        "completed": len(completed),
+        "unschedulable": sum(1 for r in records if r.outcome == "unschedulable"),
+        "stillQueued": sum(1 for r in records if r.outcome == "queued"),
+        "energyKWh": round(sum(run.center_energy_kwh.values()), 3),
+        "carbonKg": round(sum(run.center_carbon_kg.values()), 3),
+        "cost": round(sum(run.center_cost.values()), 3),
+        "meanWaitSeconds": round(float(waits.mean()), 3) if waits.size else 0.0,
+        "p95WaitSeconds": round(float(np.percentile(waits, 95)), 3) if waits.size else 0.0,
+        "meanJCTSeconds": round(float(jct.mean()), 3) if jct.size else 0.0,
+        "utilization": round(busy / (fleet_size * span), 4) if fleet_size else 0.0,
+        "deadlineMisses": misses,
+        "maxPoolOversubscription": run.max_pool_oversubscription,
+    }
+
+
+def by_center(run: replay.Run) -> dict[str, dict[str, float]]:
+    """Energy, carbon and cost settled at each center (for the report)."""
+    return {
+        name: {
+            "energyKWh": round(run.center_energy_kwh[name], 3),
+            "carbonKg": round(run.center_carbon_kg[name], 3),
+            "cost": round(run.center_cost[name], 3),
+        }
+        for name in sorted(run.center_energy_kwh)
+    }
