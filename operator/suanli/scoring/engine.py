@@ -66,7 +66,7 @@ class Evaluation:
 
     start_epoch: FloatArray  # (J,)
     feasible: BoolArray
-    reasons: IntArray
+    reasons: npt.NDArray[np.uint16]  # Reject flags
     score: FloatArray  # -1 where infeasible
     accelerator: FloatArray
     locality: FloatArray
@@ -126,37 +126,55 @@ def evaluate(
     if start_minutes is None:
         start_minutes = local_start_minutes(fleet, starts)
 
+    shape = (n_jobs, fleet.size)
+    reasons = np.zeros(shape, dtype=np.uint16)
+
+    def reject(bad: BoolArray | None, flag: Reject) -> None:
+        # Filters whose inputs are all defaults (no cap, no allow-list...) are skipped: the common case.
+        if bad is not None:
+            reasons[...] |= bad.astype(np.uint16) * np.uint16(flag)
+
     # Hard filters that depend only on what the pool is.
-    type_ok = ((jobs.type_mask[:, None] >> fleet.pool_type[None, :]) & 1).astype(np.bool_)
-    model_ok = jobs.model_allowed[:, fleet.pool_model]
+    reject(((jobs.type_mask[:, None] >> fleet.pool_type[None, :]) & 1) == 0, Reject.TYPE)
+    if not bool(np.all(jobs.model_allowed)):
+        reject(~jobs.model_allowed[:, fleet.pool_model], Reject.MODEL)
     peak = fleet.tflops.T[jobs.precision]  # (J, P)
-    precision_ok = ~np.isnan(peak)
-    memory_ok = fleet.memory_gib[None, :] >= jobs.min_memory_gib[:, None]
-    region_ok = jobs.region_allowed[:, fleet.pool_region]
+    unsupported = np.isnan(peak)
+    reject(unsupported, Reject.PRECISION)
+    if bool(np.any(jobs.min_memory_gib > 0)):
+        reject(fleet.memory_gib[None, :] < jobs.min_memory_gib[:, None], Reject.MEMORY)
+    if not bool(np.all(jobs.region_allowed)):
+        reject(~jobs.region_allowed[:, fleet.pool_region], Reject.REGION)
 
     # Gang fit: replicas of `count` accelerators, each on one node, all in one pool.
-    slots = state.slots.T[jobs.count]  # (J, P)
-    idle = state.idle_slots.T[jobs.count]
     need = jobs.replicas[:, None]
-    never_fits = idle < need
-    capacity_ok = slots >= need
+    never_fits = state.idle_slots.T[jobs.count] < need
+    reject(never_fits, Reject.NEVER_FITS)
+    reject((state.slots.T[jobs.count] < need) & ~never_fits, Reject.CAPACITY)
+    if not bool(np.all(state.ready)):
+        reject(np.broadcast_to(~state.ready[None, :], shape), Reject.NOT_READY)
 
-    # Factors and estimates.
-    speed = np.where(precision_ok, peak, 1.0) / jobs.ref_tflops[:, None]
+    # Factors and estimates. With s = peak / ref: runtime = t_ref / s, accelerator = s / (1 + s).
+    peak = np.where(unsupported, 1.0, peak)
+    speed = peak * (1.0 / jobs.ref_tflops)[:, None]
     runtime = jobs.runtime_ref_s[:, None] / speed
     accelerator = speed / (1.0 + speed)
 
     has_data = jobs.data_region >= 0
-    column = np.where(has_data, jobs.data_region, 0)
-    bandwidth = fleet.bandwidth_gbps.T[column]  # (J, P)
-    latency = fleet.latency_s.T[column]
-    same_region = fleet.pool_region[None, :] == jobs.data_region[:, None]
-    moving = has_data[:, None] & ~same_region
-    transfer = np.where(moving, jobs.data_gib[:, None] * fleet_mod.GIB_TO_GBIT / bandwidth + latency, 0.0)
+    if bool(np.any(has_data)):
+        column = np.where(has_data, jobs.data_region, 0)
+        bandwidth = fleet.bandwidth_gbps.T[column]  # (J, P)
+        latency = fleet.latency_s.T[column]
+        moving = has_data[:, None] & (fleet.pool_region[None, :] != jobs.data_region[:, None])
+        transfer = np.where(
+            moving, (jobs.data_gib * fleet_mod.GIB_TO_GBIT)[:, None] / bandwidth + latency, 0.0
+        )
+    else:
+        transfer = np.zeros(shape)
     locality = runtime / (runtime + transfer)
 
     accel_total = (jobs.replicas * jobs.count).astype(np.float64)
-    kwh = accel_total[:, None] * (fleet.power_watts * fleet.pue)[None, :] * runtime * (1.0 / 3.6e6)
+    kwh = (accel_total * (1.0 / 3.6e6))[:, None] * (fleet.power_watts * fleet.pue)[None, :] * runtime
     grams = _window_mean(
         fleet.carbon_cum, fleet.carbon_flat, fleet.carbon_base, fleet.pool_center, start_minutes, runtime
     )
@@ -170,25 +188,16 @@ def evaluate(
     share = scoring.carbon_share
     energy = share * ref_carbon / (ref_carbon + carbon) + (1.0 - share) * ref_cost / (ref_cost + cost)
 
-    budget_ok = kwh <= state.budget_remaining_kwh[fleet.pool_center][None, :] + 1e-9
-    kwh_ok = kwh <= jobs.max_kwh[:, None]
-    carbon_ok = carbon <= jobs.max_carbon_kg[:, None]
-    deadline_ok = starts[:, None] + transfer + runtime <= jobs.deadline[:, None]
+    budget = state.budget_remaining_kwh[fleet.pool_center]
+    if bool(np.any(np.isfinite(budget))):
+        reject(kwh > budget[None, :] + 1e-9, Reject.BUDGET)
+    if bool(np.any(np.isfinite(jobs.max_kwh))):
+        reject(kwh > jobs.max_kwh[:, None], Reject.MAX_KWH)
+    if bool(np.any(np.isfinite(jobs.max_carbon_kg))):
+        reject(carbon > jobs.max_carbon_kg[:, None], Reject.MAX_CARBON)
+    if bool(np.any(np.isfinite(jobs.deadline))):
+        reject(starts[:, None] + transfer + runtime > jobs.deadline[:, None], Reject.DEADLINE)
 
-    reasons = (
-        (~type_ok) * int(Reject.TYPE)
-        | (~model_ok) * int(Reject.MODEL)
-        | (~precision_ok) * int(Reject.PRECISION)
-        | (~memory_ok) * int(Reject.MEMORY)
-        | (~region_ok) * int(Reject.REGION)
-        | never_fits * int(Reject.NEVER_FITS)
-        | (~capacity_ok & ~never_fits) * int(Reject.CAPACITY)
-        | (~state.ready)[None, :] * int(Reject.NOT_READY)
-        | (~budget_ok) * int(Reject.BUDGET)
-        | (~kwh_ok) * int(Reject.MAX_KWH)
-        | (~carbon_ok) * int(Reject.MAX_CARBON)
-        | (~deadline_ok) * int(Reject.DEADLINE)
-    ).astype(np.int64)
     feasible = reasons == 0
     w = jobs.weights
     score = w[:, 0:1] * accelerator + w[:, 1:2] * locality + w[:, 2:3] * energy
