@@ -28,6 +28,8 @@ CACHE_BIN = Path(os.environ.get("SUANLI_CACHE", str(Path.home() / ".cache" / "su
 KUBE_VERSION = os.environ.get("SUANLI_TEST_KUBE_VERSION", "1.36.0")
 INSTALL_TIMEOUT_S = float(os.environ.get("SUANLI_TOOL_INSTALL_TIMEOUT_SECONDS", "1800"))
 HELM_TIMEOUT_S = 120
+# kopf's peering kind, which leaderElection.mode=kopfPeering needs in the cluster.
+KOPF_PEERING_API = "kopf.dev/v1/ClusterKopfPeering"
 
 _EXECUTABLES = {"helm": "helm", "promtool": "promtool", "lua": "lua5.1", "hadolint": "hadolint"}
 
@@ -131,7 +133,11 @@ def render(
     """The chart rendered by the real Helm engine: every object (CRDs included), as dicts."""
     proc = helm_run(
         template_cmd(
-            values, release=release, namespace=namespace, extra=["--include-crds", *extra], tmp_dir=tmp_dir
+            values,
+            release=release,
+            namespace=namespace,
+            extra=["--include-crds", "--api-versions", KOPF_PEERING_API, *extra],
+            tmp_dir=tmp_dir,
         )
     )
     if proc.returncode != 0:

@@ -9,6 +9,7 @@ The API-server dry run of the same objects is in tests/integration/test_helm_ins
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,13 @@ def test_resources_and_probes(rendered: dict[str, list[dict[str, Any]]], name: s
     assert f"--health-port={values['ports']['health']}" in args
     assert f"--metrics-port={values['ports']['metrics']}" in args
     assert "--config=/etc/suanli/config.yaml" in args
-    assert args[4:] == values["extraArgs"]
+    assert f"--namespace={NS}" in args
+    peering = [a for a in args if a.startswith("--peering")]
+    if values["leaderElection"]["mode"] == "kopfPeering":
+        assert peering == [f"--peering={values['leaderElection']['peeringName']}"]
+    else:
+        assert peering == []
+    assert args[len(args) - len(values["extraArgs"]) :] == values["extraArgs"]
 
 
 @pytest.mark.parametrize("name", MATRIX)
@@ -255,6 +262,8 @@ def test_rbac_grants_what_the_operator_needs_and_nothing_more(
     else:
         assert _allows(cluster, "kopf.dev", "clusterkopfpeerings", "patch")
         assert not _allows(role["rules"], "coordination.k8s.io", "leases", "create")
+        peering = helmkit.one(objects, "ClusterKopfPeering")
+        assert peering["metadata"]["name"] == values["leaderElection"]["peeringName"]
     watches_crds = _allows(cluster, "apiextensions.k8s.io", "customresourcedefinitions", "watch")
     assert watches_crds == values["rbac"]["watchCustomResourceDefinitions"]
 
@@ -486,6 +495,7 @@ def test_every_object_is_labelled_and_namespaced(
         "CustomResourceDefinition",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
+        "ClusterKopfPeering",
     }
     for obj in rendered[name]:
         if obj["kind"] == "CustomResourceDefinition":
@@ -513,3 +523,27 @@ def test_helm_lint_passes_for_the_matrix(tmp_path: Path) -> None:
             ]
         )
         assert proc.returncode == 0, f"helm lint --strict failed for {name}:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_container_args_parse_with_the_real_cli(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    """The chart and `suanli run` agree on flags: a renamed flag would crash-loop every install."""
+    from suanli import cli
+
+    parser = cli.build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "run" not in subcommands.choices:
+        pytest.skip("`suanli run` does not exist yet in suanli.cli")
+    args = [a for a in _container(rendered[name])["args"] if a not in _merged(name)["extraArgs"]]
+    parsed = parser.parse_args(args)
+    values = _merged(name)
+    assert parsed.command == "run"
+    assert parsed.metrics_port == values["ports"]["metrics"]
+    assert parsed.health_port == values["ports"]["health"]
+    assert parsed.config == "/etc/suanli/config.yaml"
+    assert parsed.namespace == NS
+    assert parsed.metrics_address == "0.0.0.0" and parsed.health_address == "0.0.0.0", (
+        "in a pod, /metrics and /healthz must listen on the pod IP for Prometheus and the kubelet"
+    )
+    if values["leaderElection"]["mode"] == "kopfPeering":
+        assert parsed.peering == values["leaderElection"]["peeringName"]
