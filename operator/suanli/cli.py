@@ -38,6 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-o", "--output", choices=("table", "json"), default="table")
     plan.add_argument("--now", metavar="RFC3339", help="plan as of this instant (default: the current time)")
 
+    sim = commands.add_parser(
+        "simulate",
+        help="replay a trace on a virtual clock and compare policies",
+        description="Replay a trace (ComputeJob manifests or the Alibaba GPU trace 2023) on an empty fleet "
+        "through the same core as the operator, once per policy, and compare energy, carbon and waits.",
+    )
+    sim.add_argument("--centers", action="append", required=True, metavar="PATH", help="ComputeCenter YAML file or folder")
+    sim.add_argument("--trace", action="append", required=True, metavar="PATH", help="trace file or folder")
+    sim.add_argument("--trace-format", choices=("computejobs", "alibaba-gpu-2023"), default="computejobs")
+    sim.add_argument("--trace-option", action="append", default=[], metavar="KEY=VALUE", help="trace mapping option")
+    sim.add_argument("--policy", action="append", required=True, metavar="NAME",
+                     help="balanced, green, fast, local, first-fit, random or least-loaded (repeatable)")
+    sim.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    sim.add_argument("--report-dir", metavar="DIR", help="write a Markdown report with PNG plots here")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+
     run = commands.add_parser("run", help="the operator", description="Run the Suanli operator (kopf, cluster-wide).")
     run.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
     run.add_argument("--metrics-port", type=int, default=9090, metavar="N", help="Prometheus /metrics port; 0: off")
@@ -65,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from suanli.commands import plan
 
         return plan.run(args.paths, args.output, args.now)
+    if args.command == "simulate":
+        from suanli.commands import simulate
+
+        return simulate.run(args.centers, args.trace, args.trace_format, args.policy, args.output,
+                            args.report_dir, args.trace_option, args.seed)
     if args.command == "run":
         from suanli.commands import run
 
