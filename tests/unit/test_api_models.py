@@ -70,3 +70,23 @@ def test_missing_image_names_the_type() -> None:
         manifests.parse_text(bad, "jobs.yaml")
     assert "jobs.yaml: ComputeJob team-a/llm: spec:" in str(err.value)
     assert "images.NPU" in str(err.value)
+
+
+def test_plan_refuses_two_objects_with_one_name(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from suanli import cli
+
+    (tmp_path / "a.yaml").write_text(CENTER)
+    (tmp_path / "b.yaml").write_text(CENTER)
+    assert cli.main(["plan", "-f", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "b.yaml: ComputeCenter guian-ai: metadata.name: is also defined in" in err and "a.yaml" in err
+
+
+def test_plan_reads_a_folder_like_kubectl_not_its_subfolders(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from suanli import cli
+
+    (tmp_path / "a.yaml").write_text(CENTER + "---\n" + JOB)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text(CENTER)
+    assert cli.main(["plan", "-f", str(tmp_path), "-o", "json"]) == 0
+    assert '"phase": "Bound"' in capsys.readouterr().out
