@@ -6,6 +6,8 @@ Helm chart's ConfigMap) load YAML into `Settings`; tests build it directly.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -71,9 +73,49 @@ class OperatorSettings(_Section):
     )
 
 
+EnergySourceName = Literal["dcgm-energy", "dcgm-power", "kepler-gpu", "kepler", "ascend-power"]
+
+
+class MeasuredEnergySettings(_Section):
+    """Optional: settle finished jobs with kWh measured by exporters (via Prometheus) instead of estimates.
+
+    Measured energy is the accelerators' IT energy; the center's PUE is applied on top, as for estimates.
+    """
+
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Base URL of the Prometheus HTTP API (e.g. http://prometheus.monitoring:9090); "
+        "unset: always settle with estimates.",
+    )
+    query_timeout_seconds: float = Field(
+        default=5, gt=0, description="Per HTTP query, seconds: a slow Prometheus must not stall completion handling."
+    )
+    subquery_step_seconds: float = Field(
+        default=15, gt=0, description="Resolution of subqueries that join Ascend chips to pods, seconds (~scrape interval)."
+    )
+    min_window_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="Shorter runs are settled with estimates, seconds: a few scrapes cannot measure them.",
+    )
+    max_watts_per_accelerator: float = Field(
+        default=1500,
+        gt=0,
+        description="Readings above this average per accelerator, watts, are refused as implausible (wrong labels).",
+    )
+    sources: tuple[EnergySourceName, ...] = Field(
+        default=("dcgm-energy", "dcgm-power", "kepler-gpu", "ascend-power"),
+        description="Exporters to try, first usable wins; each applies only to its accelerator types. "
+        "'kepler' (whole-container joules, CPU and DRAM included) is opt-in.",
+    )
+
+
 class Settings(_Section):
     """Everything tunable, with defaults that work out of the box."""
 
     scoring: ScoringSettings = Field(default_factory=ScoringSettings, description="Scoring constants.")
     deferral: DeferralSettings = Field(default_factory=DeferralSettings, description="Deferral to cleaner power.")
     operator: OperatorSettings = Field(default_factory=OperatorSettings, description="Pacing of `suanli run`.")
+    measured_energy: MeasuredEnergySettings = Field(
+        default_factory=MeasuredEnergySettings, description="Measured energy from exporters via Prometheus (optional)."
+    )
