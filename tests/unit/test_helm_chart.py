@@ -39,6 +39,17 @@ MATRIX: dict[str, dict[str, Any]] = {
         "prometheusRule": {"enabled": True, "alertLabels": {"team": "platform"}},
     },
     "networkpolicy-off": {"networkPolicy": {"enabled": False}, "admissionPolicy": {"enabled": False}},
+    "measured-energy": {
+        "config": {"measured_energy": {"prometheus_url": "http://prometheus.monitoring:9090"}},
+        "networkPolicy": {
+            "extraEgress": [
+                {
+                    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                    "ports": [{"port": 9090, "protocol": "TCP"}],
+                }
+            ]
+        },
+    },
     "custom-resources": {
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
     },
@@ -319,7 +330,7 @@ def test_config_map_is_a_valid_settings_tree(rendered: dict[str, list[dict[str, 
 def test_default_config_is_the_settings_defaults() -> None:
     """The chart must not silently change the operator's defaults: every value equals the model's."""
     chart_config = yaml.safe_load((helmkit.CHART / "values.yaml").read_text())["config"]
-    defaults = settings.Settings().model_dump()
+    defaults = settings.Settings().model_dump(mode="json")
 
     def check(chart: dict[str, Any], model: dict[str, Any], path: str) -> None:
         for key, value in chart.items():
@@ -364,7 +375,8 @@ def test_metrics_service_and_network_policy_select_the_pods(
     ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert ingress_ports == {"metrics", "health"}
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
-    assert egress_ports == {443, 6443, 53}
+    extra_ports = {p["port"] for rule in values["networkPolicy"]["extraEgress"] for p in rule["ports"]}
+    assert egress_ports == {443, 6443, 53} | extra_ports
 
 
 def test_monitoring_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
