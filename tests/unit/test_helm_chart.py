@@ -44,7 +44,9 @@ MATRIX: dict[str, dict[str, Any]] = {
         "networkPolicy": {
             "extraEgress": [
                 {
-                    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                    "to": [
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+                    ],
                     "ports": [{"port": 9090, "protocol": "TCP"}],
                 }
             ]

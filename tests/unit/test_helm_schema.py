@@ -102,7 +102,9 @@ def test_service_monitor_needs_the_service(tmp_path: Path) -> None:
 
 
 def test_kopf_peering_needs_kopfs_crd(tmp_path: Path) -> None:
-    proc = helmkit.helm_run(helmkit.template_cmd({"leaderElection": {"mode": "kopfPeering"}}, tmp_dir=tmp_path))
+    proc = helmkit.helm_run(
+        helmkit.template_cmd({"leaderElection": {"mode": "kopfPeering"}}, tmp_dir=tmp_path)
+    )
     assert proc.returncode != 0
     assert "needs kopf's CRD clusterkopfpeerings.kopf.dev" in proc.stderr
 
