@@ -24,6 +24,9 @@ HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
 CACHE="${SUANLI_CACHE:-$HOME/.cache/suanli}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
+# One installer at a time (parallel test runs share the cache); bounded wait.
+exec 9>"$CACHE/tools.lock"
+if ! flock -w 1800 9; then echo "[suanli-tools] ERROR: another install_tools.sh held $CACHE/tools.lock for 30 minutes" >&2; exit 1; fi
 log() { echo "[suanli-tools] $*" >&2; }
 die() { echo "[suanli-tools] ERROR: $*" >&2; exit 1; }
 
