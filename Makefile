@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.cluster/bin:$(BIN):$(PATH)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv test unit lint crds verify integration e2e bench cluster-up cluster-down demo plan clean
+.PHONY: help venv tools test unit lint crds verify integration e2e bench cluster-up cluster-down demo plan clean
 
 help:
 	@echo "make demo     local control plane + operator + example fleet and jobs, live"
@@ -26,21 +26,26 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: venv lint unit
+test: venv lint verify tools unit
+
+tools:
+	bash tests/tools/install_tools.sh
 
 unit: venv
 	$(PYTEST) tests/unit -q
 
 lint: venv
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator tests helm
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 crds: venv
 	$(BIN)/python -m suanli.api.crdgen --out crds
+	$(BIN)/python helm/gen_chart.py
 
 verify: venv
 	$(BIN)/python -m suanli.api.crdgen --out crds --check
+	$(BIN)/python helm/gen_chart.py --check
 
 integration: venv cluster-up
 	$(PYTEST) tests/integration -q
