@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterable
+from typing import TextIO
 
 from suanli.api import manifests
 
@@ -67,3 +68,10 @@ def load(paths: Iterable[str]) -> manifests.Manifests:
     if errors:
         raise manifests.InvalidManifests(errors)
     return result
+
+
+def print_errors(command: str, exc: manifests.InvalidManifests, what_was_not_done: str, err: TextIO) -> None:
+    """The refusal every command prints for bad manifests: a count, then one line per problem."""
+    print(f"suanli {command}: {len(exc.errors)} problem(s) in the manifests; {what_was_not_done}:", file=err)
+    for error in exc.errors:
+        print(f"  {error}", file=err)

@@ -120,9 +120,7 @@ def run(
         now = parse_now(now_text)
         loaded = manifest_files.load(paths)
     except manifests.InvalidManifests as exc:
-        print(f"suanli plan: {len(exc.errors)} problem(s) in the manifests; nothing was planned:", file=err)
-        for error in exc.errors:
-            print(f"  {error}", file=err)
+        manifest_files.print_errors("plan", exc, "nothing was planned", err)
         return 2
     except ValueError as exc:
         print(f"suanli plan: {exc}", file=err)

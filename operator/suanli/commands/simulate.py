@@ -130,9 +130,7 @@ def run(
     try:
         fleet, loaded = load(centers, trace, trace_format, option_pairs)
     except manifests.InvalidManifests as exc:
-        print(f"suanli simulate: {len(exc.errors)} problem(s) in the manifests; nothing was simulated:", file=err)
-        for error in exc.errors:
-            print(f"  {error}", file=err)
+        manifest_files.print_errors("simulate", exc, "nothing was simulated", err)
         return 2
     except ValueError as exc:
         print(f"suanli simulate: {exc}", file=err)
