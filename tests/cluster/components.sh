@@ -198,7 +198,8 @@ launch() {
   bin=$(binary_of "$name")
   [[ -x "$bin" ]] || die "$bin is missing; run bash tests/cluster/build.sh"
   log "starting $name (log: $LOGS/$name.log)"
-  setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # 8>&- 9>&-: the component must not inherit (and so hold forever) our lock files.
+  setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! > "$PIDS/$name.pid"
   STARTED+=("$name")
 }
@@ -277,6 +278,7 @@ start_kwok() {
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --server-address "$LISTEN_ADDRESS:$KWOK_PORT" \
+    --node-lease-duration-seconds 40 \
     --node-ip 10.244.0.1 \
     --cidr 10.244.0.0/16
 }
@@ -297,4 +299,9 @@ stop_component() {
     sleep 0.1
   done
   rm -f "$PIDS/$name.pid"
+}
+
+stop_started() {
+  local i
+  for (( i=${#STARTED[@]}-1; i>=0; i-- )); do stop_component "${STARTED[$i]}"; done
 }

@@ -5,6 +5,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$CLUSTER_DIR/components.sh"
 
+take_cluster_lock
+
 if [[ ! -e "$STATE_DIR" ]]; then
   log "no cluster state in $STATE_DIR; nothing to stop"
   exit 0

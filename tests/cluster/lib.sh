@@ -26,3 +26,18 @@ READY_TIMEOUT_SECONDS="${SUANLI_READY_TIMEOUT_SECONDS:-120}"
 
 log() { printf '[suanli-cluster] %s\n' "$*" >&2; }
 die() { printf '[suanli-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# take_cluster_lock: one up.sh/down.sh at a time per state dir (waits up to 10 minutes,
+# e.g. behind a first-time build). Nested calls (up.sh -> down.sh) inherit the lock.
+take_cluster_lock() {
+  [[ "${SUANLI_CLUSTER_LOCKED:-}" == 1 ]] && return 0
+  mkdir -p "$SUANLI_CACHE/locks"
+  local lock
+  lock="$SUANLI_CACHE/locks/state-$(printf '%s' "$STATE_DIR" | sha1sum | cut -c1-12).lock"
+  exec 8>"$lock"
+  if ! flock -n 8; then
+    log "another up.sh/down.sh is working on $STATE_DIR; waiting for it (lock $lock)..."
+    flock -w 600 8 || die "gave up waiting for the lock $lock after 600s"
+  fi
+  export SUANLI_CLUSTER_LOCKED=1
+}

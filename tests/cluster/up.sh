@@ -30,13 +30,19 @@ print_usage_hint() {
 HINT
 }
 
-# --- reuse a healthy cluster ------------------------------------------------------
-if [[ -f "$STATE_DIR/kubeconfig" ]]; then
-  if all_running && apiserver_ready; then
+reuse_if_healthy() {
+  if [[ -f "$STATE_DIR/kubeconfig" ]] && all_running && apiserver_ready; then
     log "reusing the running cluster in $STATE_DIR"
     print_usage_hint
     exit 0
   fi
+}
+
+# --- reuse a healthy cluster (read-only check first, again under the lock) ----------
+reuse_if_healthy
+take_cluster_lock
+reuse_if_healthy
+if [[ -f "$STATE_DIR/kubeconfig" ]]; then
   log "found a stopped or broken cluster in $STATE_DIR ($(describe_not_running)); restarting it"
   bash "$CLUSTER_DIR/down.sh"
 fi
@@ -47,6 +53,9 @@ check_ports_free
 
 # --- binaries ---------------------------------------------------------------------
 bash "$CLUSTER_DIR/build.sh"
+
+# On failure stop what we started (no half cluster left running); keep the logs.
+trap 'rc=$?; if ((rc)); then stop_started; log "start failed; logs kept in $LOGS (make cluster-down removes them)"; fi' EXIT
 
 start=$SECONDS
 mkdir -p "$STATE_DIR"/{pki,logs,pids,bin,etcd}
