@@ -17,16 +17,21 @@ HEALTH_TIMEOUT_S = 30
 
 
 def _get(kube: Any, path: str) -> tuple[int, str]:
-    response = kube.api_client.call_api(
-        path,
-        "GET",
-        query_params=[("verbose", "true")],
-        auth_settings=["BearerToken"],  # token-based kubeconfigs; client certificates work regardless
-        _preload_content=False,
-        _request_timeout=10,
+    """GET a non-resource path (``/readyz``) with the kubeconfig's credentials, on any client version."""
+    api = kube.api_client
+    query = [("verbose", "true")]
+    auth = ["BearerToken"]  # token-based kubeconfigs; client certificates work regardless
+    if hasattr(api, "param_serialize"):  # kubernetes client >= 35 (openapi-generator 7)
+        method, url, headers, body, post_params = api.param_serialize(
+            method="GET", resource_path=path, query_params=query, auth_settings=auth
+        )
+        response = api.call_api(method, url, headers, body, post_params, _request_timeout=10)
+        response.read()
+        return response.status, response.data.decode()
+    data, status, _headers = api.call_api(  # older clients
+        path, "GET", query_params=query, auth_settings=auth, _preload_content=False, _request_timeout=10
     )
-    raw = response[0] if isinstance(response, tuple) else response
-    return raw.status, raw.data.decode()
+    return status, data.data.decode()
 
 
 @pytest.mark.parametrize("path", ["/readyz", "/livez"])
