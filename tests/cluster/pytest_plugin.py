@@ -55,6 +55,7 @@ T = TypeVar("T")
 
 __all__ = [
     "WaitTimeout",
+    "_deleted_namespaces",
     "batch_v1",
     "core_v1",
     "custom_objects",
@@ -314,9 +315,39 @@ def _namespace_name(node_name: str) -> str:
     return f"t-{stem}-{uuid.uuid4().hex[:5]}"
 
 
+def _namespace_gone(core_v1: Any, name: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core_v1.read_namespace(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+
+
+@pytest.fixture(scope="session")
+def _deleted_namespaces(core_v1: Any) -> Iterator[list[str]]:
+    """Namespaces the tests deleted; at the end of the session they must all be gone (deadline)."""
+    deleted: list[str] = []
+    yield deleted
+    for name in deleted:
+        wait_for_value(
+            lambda name=name: _namespace_gone(core_v1, name),
+            NAMESPACE_TIMEOUT_S,
+            lambda name=name: core_v1.read_namespace(name).status,
+            what=f"test namespace {name} to be deleted",
+        )
+
+
 @pytest.fixture
-def namespace(core_v1: Any, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for this test (its default ServiceAccount exists); deleted afterwards."""
+def namespace(core_v1: Any, request: pytest.FixtureRequest, _deleted_namespaces: list[str]) -> Iterator[str]:
+    """A fresh namespace for this test (its default ServiceAccount exists); deleted afterwards.
+
+    Deletion is not awaited per test (the namespace controller takes seconds); the session
+    checks at its end, with a deadline, that every test namespace is gone.
+    """
     from kubernetes.client.exceptions import ApiException
 
     name = _namespace_name(request.node.name)
@@ -330,22 +361,7 @@ def namespace(core_v1: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     yield name
     with contextlib.suppress(ApiException):
         core_v1.delete_namespace(name, propagation_policy="Background")
-
-    def gone() -> bool:
-        try:
-            core_v1.read_namespace(name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-
-    wait_for_value(
-        gone,
-        NAMESPACE_TIMEOUT_S,
-        lambda: core_v1.read_namespace(name).status,
-        what=f"namespace {name} to be deleted",
-    )
+    _deleted_namespaces.append(name)
 
 
 # --- fake nodes ------------------------------------------------------------------------
