@@ -24,6 +24,10 @@ from suanli import settings as settings_mod
 LOG = logging.getLogger("suanli.run")
 
 
+class OperatorStartError(RuntimeError):
+    """The operator cannot start; the message says why and what to check."""
+
+
 def load_settings(path: str | None) -> settings_mod.Settings:
     if not path:
         return settings_mod.Settings()
@@ -59,7 +63,15 @@ async def _operate(args: Any, config: settings_mod.Settings) -> None:
         events_namespace=args.namespace,
     )
     cache = cache_mod.Cache(config)
-    listing = await api.run(api.list_all)
+    try:
+        listing = await api.run(api.list_all)
+    except Exception as exc:
+        api.close()
+        raise OperatorStartError(
+            f"cannot list ComputeCenters, ComputeJobs, Nodes, Pods and Jobs from the API server: {exc.__class__.__name__}: "
+            f"{str(exc)[:300]}. Check --kubeconfig, that the API server is up, that the CRDs are installed "
+            f"(kubectl apply -f crds/) and that the operator's RBAC allows list and watch on them."
+        ) from None
     prime(cache, listing, clock.now())
     LOG.info(
         "cache primed: %d centers, %d nodes, %d pods, %d ComputeJobs, %d Jobs",
@@ -130,4 +142,7 @@ def run(args: Any) -> int:
         asyncio.run(_operate(args, config))
     except KeyboardInterrupt:
         return 0
+    except OperatorStartError as exc:
+        print(f"suanli run: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -225,7 +225,8 @@ class Scheduler:
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
             )
-            _, created = await self.api.run(self.api.create_or_adopt_job, manifest, record.uid)
+            job, created = await self.api.run(self.api.create_or_adopt_job, manifest, record.uid)
+            self.cache.upsert_workload(job)  # seen now: no second create before the watch catches up
             if not created:
                 LOG.info("%s/%s: adopted the existing Job %s", *key, manifest["metadata"]["name"])
             return True
