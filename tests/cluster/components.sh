@@ -113,7 +113,7 @@ check_loopback_only() {
 # sign NAME SUBJECT EXTENSIONS: key + certificate signed by the local CA.
 sign() {
   local name=$1 subject=$2 ext=$3
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/$name.key" -subj "$subject" \
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$PKI/$name.key" -subj "$subject" \
     -out "$PKI/$name.csr" 2>/dev/null
   openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
     -days 365 -sha256 -extfile <(printf '%s\n' "$ext") -out "$PKI/$name.crt" 2>/dev/null
@@ -122,7 +122,7 @@ sign() {
 
 generate_pki() {
   log "generating certificates in $PKI"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 -subj "/CN=suanli-local-ca" \
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -sha256 -subj "/CN=suanli-local-ca" \
     -keyout "$PKI/ca.key" -out "$PKI/ca.crt" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
   local client="basicConstraints=CA:FALSE
@@ -283,25 +283,42 @@ start_kwok() {
     --cidr 10.244.0.0/16
 }
 
-# stop NAME: SIGTERM, wait (deadline), then SIGKILL. Only our own recorded pids.
-stop_component() {
-  local name=$1 pid deadline
-  pid=$(pid_of "$name") || { rm -f "$PIDS/$name.pid"; return 0; }
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + ${SUANLI_STOP_TIMEOUT_SECONDS:-15}))
-  while kill -0 "$pid" 2>/dev/null; do
-    if (( SECONDS >= deadline )); then
-      log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      break
+# stop_components NAME...: SIGTERM to all of them at once, wait (deadline), then SIGKILL
+# the stragglers. Only our own recorded pids (see pid_of).
+stop_components() {
+  local name pid pids=() names=()
+  for name in "$@"; do
+    if pid=$(pid_of "$name"); then
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid"); names+=("$name")
     fi
-    sleep 0.1
+    rm -f "$PIDS/$name.pid"
   done
-  rm -f "$PIDS/$name.pid"
+  local deadline=$((SECONDS + ${SUANLI_STOP_TIMEOUT_SECONDS:-15})) i
+  for i in "${!pids[@]}"; do
+    while alive "${pids[$i]}"; do
+      if (( SECONDS >= deadline )); then
+        log "${names[$i]} (pid ${pids[$i]}) ignored SIGTERM; sending SIGKILL"
+        kill -KILL "${pids[$i]}" 2>/dev/null || true
+        break
+      fi
+      sleep 0.05
+    done
+  done
 }
 
-stop_started() {
-  local i
-  for (( i=${#STARTED[@]}-1; i>=0; i-- )); do stop_component "${STARTED[$i]}"; done
+# alive PID: running and not a zombie (an exited child of a dead parent may linger as one).
+alive() {
+  local state
+  state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [[ -n "$state" && "$state" != Z ]]
 }
+
+# Stop in reverse dependency order: clients of the API server, then it, then etcd.
+stop_all() {
+  stop_components kwok kube-scheduler kube-controller-manager
+  stop_components kube-apiserver
+  stop_components etcd
+}
+stop_started() { stop_all; }

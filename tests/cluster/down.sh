@@ -14,9 +14,6 @@ fi
 [[ -f "$STATE_DIR/.suanli-cluster" ]] \
   || die "$STATE_DIR was not made by up.sh (no .suanli-cluster marker); not touching it"
 
-# Reverse start order: the fake kubelets and controllers first, etcd last.
-for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do
-  stop_component "${COMPONENTS[$i]}"
-done
+stop_all
 rm -rf "$STATE_DIR"
 log "cluster stopped; state removed ($STATE_DIR)"
