@@ -101,7 +101,7 @@ def test_metadata_is_not_modelled_and_status_is_a_subresource(kind: str) -> None
 def test_names_scope_and_categories() -> None:
     center, job = _crd("ComputeCenter")["spec"], _crd("ComputeJob")["spec"]
     assert center["scope"] == "Cluster" and job["scope"] == "Namespaced"
-    assert center["names"]["shortNames"] == ["cc"] and job["names"]["shortNames"] == ["cj"]
+    assert center["names"]["shortNames"] == ["cc"] and job["names"]["shortNames"] == ["cj", "cjob"]
     assert center["names"]["categories"] == job["names"]["categories"] == ["suanli"]
     assert center["names"]["plural"] == "computecenters" and job["names"]["listKind"] == "ComputeJobList"
     assert _crd("ComputeJob")["metadata"]["name"] == "computejobs.suanli.io"

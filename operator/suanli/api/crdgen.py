@@ -75,7 +75,7 @@ def _catalog_by_type() -> str:
     for kind in accelerators.ACCELERATOR_TYPES:
         names = [n for n in accelerators.MODEL_NAMES if accelerators.CATALOG[n].type == kind]
         if names:
-            parts.append(f"{', '.join(names)} are {kind}")
+            parts.append(f"{', '.join(names)} {'are' if len(names) > 1 else 'is'} {kind}")
     return "; ".join(parts)
 
 
@@ -332,7 +332,9 @@ KINDS: dict[str, dict[str, Any]] = {
         "model": objects.ComputeJob,
         "plural": "computejobs",
         "scope": "Namespaced",
-        "shortNames": ["cj"],
+        # "cj" is the contract's short name, but kubectl resolves it to the built-in CronJob
+        # (built-in short names win over CRDs); "cjob" always reaches ComputeJobs.
+        "shortNames": ["cj", "cjob"],
         "columns": [
             _column("Phase", ".status.phase", description="Pending, Queued, Deferred, Bound, Running..."),
             _column("Center", ".status.binding.center", description="ComputeCenter the job is bound to."),

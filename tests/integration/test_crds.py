@@ -1,0 +1,445 @@
+"""The generated CRDs on a real API server: installed and Established, the examples apply,
+invalid manifests are refused (schema or CEL) with a message that names the field.
+
+Everything goes through the real `kubectl` (the local control plane's build, first on
+PATH under `make integration`), as a user would run it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from tests.unit import test_bad_manifests as bad
+
+from suanli.api import manifests
+
+pytestmark = pytest.mark.cluster
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "crds" / "examples"
+CRD_NAMES = {"computecenters.suanli.io", "computejobs.suanli.io"}
+KUBECTL_TIMEOUT_S = 60
+
+
+def _kubectl_binary() -> str:
+    local = REPO / ".cluster" / "bin" / "kubectl"
+    if local.exists():
+        return str(local)
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.fail(
+            "kubectl not found: run `make cluster-up` (it builds one into .cluster/bin)", pytrace=False
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def kubectl(kube: Any) -> Any:
+    """`kubectl(*args, stdin=None)` against the cluster under test; returns the CompletedProcess."""
+    binary = _kubectl_binary()
+    env = {**os.environ, "KUBECONFIG": kube.kubeconfig}
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=KUBECTL_TIMEOUT_S,
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def module_namespace(core_v1: Any) -> Iterator[str]:
+    """One namespace for the many refusal cases (a namespace per case would be slow)."""
+    from kubernetes.client.exceptions import ApiException
+
+    name = f"t-crds-{uuid.uuid4().hex[:6]}"
+    core_v1.create_namespace({"metadata": {"name": name, "labels": {"suanli.io/test": "true"}}})
+    yield name
+    with contextlib.suppress(ApiException):
+        core_v1.delete_namespace(name)
+
+
+def _ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, (
+        f"kubectl {proc.args[1:]} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+    )
+    return proc.stdout
+
+
+# --- the CRDs -----------------------------------------------------------------------
+
+
+def test_crds_install_and_are_established(kube: Any) -> None:
+    from kubernetes import client
+
+    assert set(kube.crds) >= CRD_NAMES
+    apiext = client.ApiextensionsV1Api(kube.api_client)
+    for name in CRD_NAMES:
+        conditions = {
+            c.type: c.status for c in apiext.read_custom_resource_definition(name).status.conditions
+        }
+        assert conditions.get("Established") == "True", (name, conditions)
+        assert conditions.get("NamesAccepted") == "True", (name, conditions)
+        assert conditions.get("NonStructuralSchema") is None, (name, conditions)
+
+
+def test_short_names_and_category(kubectl: Any) -> None:
+    out = _ok(kubectl("api-resources", "--api-group=suanli.io", "-o", "wide"))
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert "cc" in lines["computecenters"] and "false" in lines["computecenters"].split()
+    assert "cj,cjob" in lines["computejobs"] and "true" in lines["computejobs"].split()
+    assert "suanli" in lines["computecenters"] and "suanli" in lines["computejobs"]
+    _ok(kubectl("get", "suanli", "-A"))  # the category resolves
+
+
+def test_kubectl_explain_shows_the_model_descriptions(kubectl: Any) -> None:
+    out = _ok(kubectl("explain", "cjob.spec.accelerators.count"))
+    assert "Accelerators per replica, on one node." in out
+    out = _ok(kubectl("explain", "cc.spec.energy.pue"))
+    assert "Power usage effectiveness" in out
+
+
+# --- the examples -------------------------------------------------------------------
+
+
+def _example_docs() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict))
+    return docs
+
+
+@pytest.fixture
+def applied_examples(kubectl: Any) -> Iterator[list[dict[str, Any]]]:
+    """`kubectl apply -f crds/examples/` as the README says; the Suanli objects are deleted afterwards.
+
+    The example namespaces (team-a, team-b) are left in place: deleting them takes a while
+    and the next apply would find them terminating.
+    """
+    docs = _example_docs()
+    try:
+        yield docs
+    finally:
+        for doc in docs:
+            if doc["kind"] in manifests.KINDS:
+                args = [
+                    "delete",
+                    doc["kind"].lower() + ".suanli.io",
+                    doc["metadata"]["name"],
+                    "--ignore-not-found",
+                ]
+                if doc["metadata"].get("namespace"):
+                    args += ["-n", doc["metadata"]["namespace"]]
+                kubectl(*args, "--wait=false")
+
+
+def test_every_example_applies_with_kubectl(kubectl: Any, applied_examples: list[dict[str, Any]]) -> None:
+    out = _ok(kubectl("apply", "--validate=strict", "-f", str(EXAMPLES)))
+    for doc in applied_examples:
+        if doc["kind"] not in manifests.KINDS:
+            continue
+        name = doc["metadata"]["name"]
+        assert f"{doc['kind'].lower()}.suanli.io/{name}" in out, out
+        args = ["get", doc["kind"].lower() + ".suanli.io", name, "-o", "json"]
+        if doc["metadata"].get("namespace"):
+            args += ["-n", doc["metadata"]["namespace"]]
+        stored = json.loads(_ok(kubectl(*args)))
+        # Nothing was pruned or defaulted: the schema knows every field the examples use.
+        assert stored["spec"] == doc["spec"], f"{doc['kind']} {name}: the API server changed the spec"
+
+
+def test_printer_columns_show_in_kubectl_get(kubectl: Any, applied_examples: list[dict[str, Any]]) -> None:
+    _ok(kubectl("apply", "-f", str(EXAMPLES)))
+    header = _ok(kubectl("get", "cjob", "-n", "team-a")).splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "CENTER", "POOL", "TYPE", "SCORE", "AGE"]
+    header = _ok(kubectl("get", "cc")).splitlines()[0].split()
+    assert header == ["NAME", "REGION", "PUE", "READY", "FREE", "AGE"]
+    row = next(
+        line.split() for line in _ok(kubectl("get", "cc")).splitlines() if line.startswith("yaan-hydro ")
+    )
+    assert row[1:3] == ["cn-sichuan", "1.2"]
+
+
+# --- status subresource and printer columns with values ---------------------------------
+
+
+def _job(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "accelerators": {"count": 8, "types": ["NPU"], "precision": "bf16"},
+        "images": {"NPU": "registry.example.com/x:cann8"},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "suanli.io/v1alpha1",
+        "kind": "ComputeJob",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def _center(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "region": "cn-test",
+        "pools": [
+            {
+                "name": "ascend-910b",
+                "acceleratorType": "NPU",
+                "model": "Ascend910B",
+                "resourceName": "huawei.com/Ascend910",
+                "nodeSelector": {"suanli.io/pool": f"{name}-ascend-910b"},
+                "expected": {"nodes": 2, "acceleratorsPerNode": 8},
+            }
+        ],
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "suanli.io/v1alpha1",
+        "kind": "ComputeCenter",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def _apply(
+    kubectl: Any, obj: dict[str, Any], namespace: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    args = ["apply", "--validate=strict", "-f", "-"]
+    if namespace:
+        args += ["-n", namespace]
+    return kubectl(*args, stdin=yaml.safe_dump(obj))
+
+
+@pytest.fixture
+def centers_made(kubectl: Any) -> Iterator[list[str]]:
+    """Names of ComputeCenters a test created; deleted afterwards (they are cluster-scoped)."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        kubectl("delete", "computecenter.suanli.io", name, "--ignore-not-found", "--wait=false")
+
+
+def _table(kube: Any, path: str) -> tuple[list[str], list[Any], dict[str, Any]]:
+    """One object as the API server's Table (what `kubectl get` prints) with the object itself,
+    from a single response, so the cells and the object are one consistent snapshot even if
+    an operator writes the status meanwhile."""
+    client = kube.api_client
+    method, url, headers, body, post = client.param_serialize(
+        "GET",
+        path,
+        query_params=[("includeObject", "Object")],
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(method, url, header_params=headers, body=body, post_params=post)
+    response.read()
+    table: dict[str, Any] = json.loads(response.data)
+    names = [c["name"] for c in table["columnDefinitions"]]
+    row = table["rows"][0]
+    return names, row["cells"], row["object"]
+
+
+def _patch_status(kubectl: Any, kind: str, name: str, status: dict[str, Any], *ns: str) -> dict[str, Any]:
+    out = _ok(
+        kubectl(
+            "patch", kind, name, *ns, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}), "-o", "json",
+        )
+    )  # fmt: skip
+    patched: dict[str, Any] = json.loads(out)
+    return patched
+
+
+BINDING = {
+    "center": "yaan-hydro",
+    "pool": "ascend-910b",
+    "acceleratorType": "NPU",
+    "model": "Ascend910B",
+    "score": 0.763,
+    "breakdown": {"accelerator": 0.51, "locality": 1.0, "energy": 0.77},
+}
+
+
+def test_status_is_a_subresource(kubectl: Any, namespace: str) -> None:
+    _ok(_apply(kubectl, _job("columns"), namespace))
+    # A status in the main resource is ignored: only the status subresource writes it.
+    with_status = _job("columns")
+    with_status["status"] = {"phase": "Failed", "message": "written through the main resource"}
+    _ok(_apply(kubectl, with_status, namespace))
+    stored = json.loads(_ok(kubectl("get", "cjob", "columns", "-n", namespace, "-o", "json")))
+    assert (stored.get("status") or {}).get("message") != "written through the main resource"
+    # The status subresource takes the whole status model (the patch answers with what was stored).
+    patched = _patch_status(
+        kubectl, "cjob", "columns", {"phase": "Bound", "binding": BINDING}, "-n", namespace
+    )
+    assert patched["status"]["binding"] == BINDING and patched["status"]["phase"] == "Bound"
+
+
+def test_job_columns_show_the_status(kube: Any, kubectl: Any, namespace: str) -> None:
+    _ok(_apply(kubectl, _job("cols"), namespace))
+    _patch_status(kubectl, "cjob", "cols", {"phase": "Bound", "binding": BINDING}, "-n", namespace)
+    names, cells, obj = _table(kube, f"/apis/suanli.io/v1alpha1/namespaces/{namespace}/computejobs/cols")
+    assert names[:7] == ["Name", "Phase", "Center", "Pool", "Type", "Score", "Age"]
+    status = obj.get("status") or {}
+    binding = status.get("binding") or {}
+    expected = [
+        status.get("phase"),
+        binding.get("center"),
+        binding.get("pool"),
+        binding.get("acceleratorType"),
+    ]
+    assert [c or None for c in cells[1:5]] == expected
+    assert (cells[5] or None) == binding.get("score")
+    assert cells[0] == "cols"
+
+
+def test_status_is_validated_too(kubectl: Any, namespace: str) -> None:
+    _ok(_apply(kubectl, _job("bad-status"), namespace))
+    proc = kubectl(
+        "patch", "cjob", "bad-status", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"phase": "Sleeping"}}),
+    )  # fmt: skip
+    assert proc.returncode != 0 and "status.phase" in proc.stderr, proc.stderr
+
+
+def test_center_columns_show_ready_and_free(kube: Any, kubectl: Any, centers_made: list[str]) -> None:
+    name = f"it-cols-{uuid.uuid4().hex[:5]}"
+    centers_made.append(name)
+    _ok(_apply(kubectl, _center(name, energy={"pue": 1.15})))
+    status = {"freeAccelerators": 12, "conditions": [{"type": "Ready", "status": "True"}]}
+    patched = _patch_status(kubectl, "cc", name, status)
+    assert patched["status"]["freeAccelerators"] == 12
+    names, cells, obj = _table(kube, f"/apis/suanli.io/v1alpha1/computecenters/{name}")
+    assert names[:6] == ["Name", "Region", "PUE", "Ready", "Free", "Age"]
+    assert cells[1:3] == ["cn-test", 1.15]
+    ready = [c["status"] for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+    assert (cells[3] or None) == (ready[0] if ready else None)
+    assert cells[4] == obj.get("status", {}).get("freeAccelerators")
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+SERVER_CASES = [c for c in bad.CASES if c.server != "-"]
+
+
+def _refused_by_server(proc: subprocess.CompletedProcess[str]) -> bool:
+    """Refused by the API server (422 Invalid or 400 strict decoding), not by kubectl itself."""
+    return proc.returncode != 0 and ("is invalid:" in proc.stderr or "Error from server" in proc.stderr)
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, ids=lambda c: c.name)
+def test_bad_manifest_is_refused_naming_the_field(
+    case: bad.Case, kubectl: Any, module_namespace: str, centers_made: list[str]
+) -> None:
+    text = case.path.read_text(encoding="utf-8")
+    with contextlib.suppress(yaml.YAMLError):
+        doc = yaml.safe_load(text)
+        if isinstance(doc, dict) and doc.get("kind") == "ComputeCenter":
+            centers_made.append(doc["metadata"].get("name", ""))
+    proc = kubectl("apply", "--validate=strict", "-n", module_namespace, "-f", "-", stdin=text)
+    assert proc.returncode != 0, f"{case.path.name}: accepted, but {case.what}\n{proc.stdout}"
+    assert case.server in proc.stderr, (
+        f"{case.path.name}: the refusal does not name {case.server}:\n{proc.stderr}"
+    )
+
+
+def test_at_least_15_bad_manifests_are_refused_by_the_api_server(kubectl: Any, module_namespace: str) -> None:
+    """Not kubectl's own checks (YAML, apiVersion mapping, names): the API server's schema and CEL."""
+    refused = []
+    for case in SERVER_CASES:
+        proc = kubectl(
+            "apply", "--validate=strict", "-n", module_namespace, "-f", "-", stdin=case.path.read_text()
+        )
+        if _refused_by_server(proc) and case.server in proc.stderr:
+            refused.append(case.name)
+    assert len(refused) >= 15, refused
+
+
+def _refusal(kubectl: Any, obj: dict[str, Any], namespace: str | None = None) -> str:
+    proc = _apply(kubectl, obj, namespace)
+    assert _refused_by_server(proc), f"accepted: {yaml.safe_dump(obj)}\n{proc.stdout}{proc.stderr}"
+    return proc.stderr
+
+
+def test_cel_rules_beyond_the_table(kubectl: Any, namespace: str, centers_made: list[str]) -> None:
+    name = f"it-cel-{uuid.uuid4().hex[:5]}"
+    centers_made.append(name)
+    pool = _center(name)["spec"]["pools"][0]
+
+    unknown_key = _center(name, pools=[{**pool, "peakTFLOPS": {"fp8": 100}}])
+    assert "spec.pools[0].peakTFLOPS" in _refusal(kubectl, unknown_key)
+    zero = _center(name, pools=[{**pool, "peakTFLOPS": {"fp16": 0}}])
+    assert "greater than 0" in _refusal(kubectl, zero)
+    custom_without_memory = _center(
+        name,
+        pools=[
+            {
+                **pool,
+                "model": "MLU590",
+                "acceleratorType": "MLU",
+                "powerWatts": 350,
+                "peakTFLOPS": {"fp16": 314},
+            }
+        ],
+    )
+    assert "memoryGiB" in _refusal(kubectl, custom_without_memory)
+
+    bad_image_key = _job("bad-key", images={"NPU": "x:1", "TPU": "y:1"})
+    assert "spec.images" in _refusal(kubectl, bad_image_key, namespace)
+    blank_image = _job("blank", images={"NPU": " "})
+    assert "spec.images.NPU" in _refusal(kubectl, blank_image, namespace)
+    twice = _job("twice", accelerators={"count": 1, "types": ["NPU", "NPU"]})
+    assert "spec.accelerators.types[1]" in _refusal(kubectl, twice, namespace)
+
+
+def test_cel_accepts_what_is_valid(kubectl: Any, namespace: str, centers_made: list[str]) -> None:
+    """The rules do not refuse the valid corner cases: a custom model with its figures, zero data."""
+    name = f"it-ok-{uuid.uuid4().hex[:5]}"
+    centers_made.append(name)
+    pool = _center(name)["spec"]["pools"][0]
+    custom = {
+        **pool,
+        "name": "mlu590",
+        "model": "MLU590",
+        "acceleratorType": "MLU",
+        "powerWatts": 350,
+        "memoryGiB": 80,
+        "peakTFLOPS": {"fp16": 314, "bf16": 314, "int8": 628},
+    }
+    center = _center(name, pools=[pool, custom], network={"links": [{"region": "cn-a", "bandwidthGbps": 10}]})
+    _ok(_apply(kubectl, center))
+    manifests.parse_object(copy.deepcopy(center), "inline")  # and Suanli agrees
+    job = _job(
+        "ok",
+        data={"sizeGiB": 0},
+        runtime={"estimatedDuration": "1h30m", "referenceModel": "H100"},
+        schedule={"deadline": "2027-01-01T00:00:00+08:00"},
+        policy={"profile": "green", "weights": {"energy": 1}},
+    )
+    _ok(_apply(kubectl, job, namespace))
+
+
+def test_region_is_immutable(kubectl: Any, centers_made: list[str]) -> None:
+    name = f"it-region-{uuid.uuid4().hex[:5]}"
+    centers_made.append(name)
+    _ok(_apply(kubectl, _center(name)))
+    _ok(_apply(kubectl, _center(name, energy={"pue": 1.3})))  # other fields may change
+    proc = _apply(kubectl, _center(name, region="cn-elsewhere"))
+    assert _refused_by_server(proc), proc.stdout
+    assert "spec.region is immutable" in proc.stderr, proc.stderr
