@@ -377,15 +377,13 @@ def _refusal(kubectl: Any, obj: dict[str, Any], namespace: str | None = None) ->
     return proc.stderr
 
 
-def test_cel_rules_beyond_the_table(kubectl: Any, namespace: str, centers_made: list[str]) -> None:
+def test_cel_rules_beyond_the_table(kubectl: Any, centers_made: list[str]) -> None:
     name = f"it-cel-{uuid.uuid4().hex[:5]}"
     centers_made.append(name)
     pool = _center(name)["spec"]["pools"][0]
 
     unknown_key = _center(name, pools=[{**pool, "peakTFLOPS": {"fp8": 100}}])
     assert "spec.pools[0].peakTFLOPS" in _refusal(kubectl, unknown_key)
-    zero = _center(name, pools=[{**pool, "peakTFLOPS": {"fp16": 0}}])
-    assert "greater than 0" in _refusal(kubectl, zero)
     custom_without_memory = _center(
         name,
         pools=[
@@ -399,13 +397,10 @@ def test_cel_rules_beyond_the_table(kubectl: Any, namespace: str, centers_made: 
         ],
     )
     assert "memoryGiB" in _refusal(kubectl, custom_without_memory)
-
-    bad_image_key = _job("bad-key", images={"NPU": "x:1", "TPU": "y:1"})
-    assert "spec.images" in _refusal(kubectl, bad_image_key, namespace)
-    blank_image = _job("blank", images={"NPU": " "})
-    assert "spec.images.NPU" in _refusal(kubectl, blank_image, namespace)
-    twice = _job("twice", accelerators={"count": 1, "types": ["NPU", "NPU"]})
-    assert "spec.accelerators.types[1]" in _refusal(kubectl, twice, namespace)
+    # Suanli agrees on both
+    for obj in (unknown_key, custom_without_memory):
+        with pytest.raises(manifests.InvalidManifests):
+            manifests.parse_object(obj, "inline")
 
 
 def test_cel_accepts_what_is_valid(kubectl: Any, namespace: str, centers_made: list[str]) -> None:

@@ -156,8 +156,8 @@ def _has_plan() -> bool:
 
 
 @functools.cache
-def _plan() -> dict[tuple[str, str], dict[str, Any]]:
-    proc = _suanli("plan", "-f", str(EXAMPLES), "-o", "json", "--now", NOW)
+def _plan(now: str = NOW) -> dict[tuple[str, str], dict[str, Any]]:
+    proc = _suanli("plan", "-f", str(EXAMPLES), "-o", "json", "--now", now)
     assert proc.returncode == 0, f"suanli plan failed (exit {proc.returncode}): {proc.stderr}"
     return {(j["namespace"], j["name"]): j for j in json.loads(proc.stdout)["jobs"]}
 
@@ -169,11 +169,31 @@ def test_plan_lands_every_job_where_its_comment_says() -> None:
     wrong = []
     for e in load_expectations():
         job = planned[(e.namespace, e.name)]
-        binding = job.get("binding") or {}
-        got = f"{binding['center']}/{binding['pool']}" if job["phase"] == "Bound" else job["phase"]
+        got = _landing(job)
         if got != e.what:
             wrong.append(f"{e.source}: expected {e.what}, planned {got}: {job['message']}")
     assert not wrong, "\n".join(wrong)
+
+
+def _landing(job: dict[str, Any]) -> str:
+    binding = job.get("binding") or {}
+    return f"{binding['center']}/{binding['pool']}" if job["phase"] == "Bound" else str(job["phase"])
+
+
+def test_inside_the_solar_window_the_deferred_job_starts_at_once() -> None:
+    """The deferral is the solar window's doing: at 10:30 in China the job fits in the window
+    and binds where it would have waited to, and every other job lands as at night."""
+    if not _has_plan():
+        pytest.skip("suanli.cli has no `plan` command yet")
+    night, morning = _plan(), _plan("2026-06-02T02:30:00Z")
+    for e in load_expectations():
+        key = (e.namespace, e.name)
+        if e.what == "Deferred":
+            assert _landing(morning[key]) == _landing({**night[key], "phase": "Bound"}), morning[key][
+                "message"
+            ]
+        else:
+            assert _landing(morning[key]) == e.what, f"{e.source}: {morning[key]['message']}"
 
 
 def test_queued_and_deferred_jobs_say_why() -> None:

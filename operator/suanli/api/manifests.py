@@ -56,8 +56,8 @@ def field_path(loc: Iterable[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith(("function-after", "function-before", "function-wrap")):
-            continue
+        elif part.startswith(("function-after", "function-before", "function-wrap")) or part == "[key]":
+            continue  # validator wrappers, and the marker of an invalid map key (the key is named)
         else:
             out += f".{part}" if out else str(part)
     return out
