@@ -211,3 +211,36 @@ def test_deleting_a_job_in_background_garbage_collects_its_pods(
         lambda: describe_pods(core_v1, namespace, "long"),
         what=f"the garbage collector to delete the pods of Job long (deleted at {started:%H:%M:%S})",
     )
+
+
+def bare_pod(name: str, pool: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
+    job = npu_job(name, pool, 1, annotations)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, **job["spec"]["template"]["metadata"]},
+        "spec": job["spec"]["template"]["spec"],
+    }
+
+
+def test_bare_pod_completes_only_when_annotated(
+    core_v1: Any, namespace: str, fake_nodes: Any, wait_for: Any
+) -> None:
+    center = npu_center()
+    pool = center["spec"]["pools"][0]
+    fake_nodes(center, nodes_per_pool=1)
+    # Were the plain pod wrongly matched by pod-complete, kwok's default 1s would end it
+    # before the annotated pod's 3s.
+    core_v1.create_namespaced_pod(namespace, bare_pod("annotated", pool, {COMPLETE_DELAY: "3s"}))
+    core_v1.create_namespaced_pod(namespace, bare_pod("plain", pool, {}))
+
+    def phases() -> dict[str, str]:
+        return {p.metadata.name: p.status.phase for p in core_v1.list_namespaced_pod(namespace).items}
+
+    wait_for(
+        lambda: phases().get("annotated") == "Succeeded",
+        TIMEOUT_S,
+        phases,
+        what="the annotated pod to succeed",
+    )
+    assert phases()["plain"] == "Running"
