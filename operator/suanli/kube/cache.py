@@ -408,16 +408,26 @@ class Cache:
         energy: energy_mod.EnergyLedger,
         now: float,
     ) -> None:
-        """Count a bound job: assumed accelerators for pods not seen yet, its energy."""
-        done = self.finished(record)
-        if done:
+        """Count a bound job: assumed accelerators for pods not seen yet, its energy.
+
+        Energy, rebuilt from statuses alone (so a restart gets the same numbers): a job whose status
+        says Succeeded/Failed counts its settled `status.energy.kWh` as used when its completionTime
+        falls in the center's current period; a bound or running job reserves its estimate; a job
+        whose workload finished but whose settlement is not written yet (measuring, or the write in
+        flight) keeps its reservation, so the budget never looks free in between.
+        """
+        if record.phase in DONE_PHASES:
             report = record.status.get("energy") or {}
             finished_at = kobj.parse_time(record.status.get("completionTime")) or now
             used = float(report.get("kWh") or 0.0)
             account = energy.account(binding.center)
             if used > 0 and finished_at >= account.period_start:
                 energy.reserve(binding.center, record.key, 0.0)
-                energy.settle(record.key, used)
+                energy.settle(record.key, used, float(report.get("carbonKg") or 0.0))
+            return
+        if self.finished(record):
+            if math.isfinite(binding.energy_kwh) and binding.energy_kwh >= 0:
+                energy.reserve(binding.center, record.key, binding.energy_kwh)
             return
         pool = fleet.pool_index(binding.center, binding.pool)
         if pool is not None:

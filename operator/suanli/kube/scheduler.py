@@ -25,6 +25,7 @@ from suanli.kube import cache as cache_mod
 from suanli.kube import client as client_mod
 from suanli.kube import status as status_mod
 from suanli.kube import workloads
+from suanli.measure import energy_meter
 from suanli.placement import decision as decision_mod
 from suanli.placement import planner
 
@@ -40,6 +41,8 @@ class Scheduler:
         settings: settings_mod.Settings,
         clock: clock_mod.Clock,
     ):
+        if isinstance(clock, clock_mod.SystemClock):
+            clock = clock_mod.from_environment(clock)  # test-only offset clock (see clock.py)
         self.cache, self.api, self.settings, self.clock = cache, api, settings, clock
         self.wake = asyncio.Event()
         self.jobs_dirty: set[Key] = set()
@@ -69,8 +72,15 @@ class Scheduler:
 
     # --- the loop -------------------------------------------------------------------------
 
+    def clock_jumped(self) -> None:
+        """The (test) clock moved: budget periods and deferred starts are re-evaluated at once."""
+        self.poke()
+        self.center_changed()
+
     async def run(self) -> None:
         op = self.settings.operator
+        if isinstance(self.clock, clock_mod.OffsetFileClock):
+            self._spawn(self.clock.watch(self.clock_jumped))
         while True:
             delay = min(op.resync_seconds, max(0.0, self.timer - self.clock.now()))
             with contextlib.suppress(TimeoutError):
@@ -105,6 +115,9 @@ class Scheduler:
             )
             reply = await asyncio.to_thread(planner.plan, request)
             for d in reply.decisions:
+                if d.phase == "Deferred" and d.planned_start is not None and d.planned_start > now:
+                    # Wake at the planned start (even when this job's status write is still in flight).
+                    self.timer = min(self.timer, d.planned_start)
                 self._apply(d, now)
         self.cycles += 1
         metrics.CYCLE.observe(self.clock.monotonic() - started)
@@ -134,8 +147,6 @@ class Scheduler:
             self.writing.add(key)
             self._spawn(self._bind(record, status, now))
             return
-        if d.phase == "Deferred" and d.planned_start is not None:
-            self.timer = min(self.timer, d.planned_start)
         if status_mod.waiting_changed(record.status, status):
             self.writing.add(key)
             self._spawn(self._write_waiting(record, status, d))
@@ -148,6 +159,8 @@ class Scheduler:
         for phase, n in counts.items():
             metrics.JOBS.labels(phase=phase).set(n)
         metrics.QUEUE_LENGTH.set(len(snap.queue))
+        queued = [r.created for r in self.cache.jobs.values() if r.phase == "Queued" and self.cache.schedulable(r)]
+        metrics.JOB_QUEUED_SECONDS.set(max(0.0, snap.now - min(queued)) if queued else 0.0)
         for u in snap.usage:
             for state, value in (("capacity", u.capacity), ("allocated", u.allocated), ("free", u.free)):
                 metrics.POOL_ACCELERATORS.labels(center=u.center, pool=u.pool, state=state).set(value)
@@ -278,12 +291,66 @@ class Scheduler:
             power, pue = pool_info.power_watts, info.spec.energy.pue
         except (KeyError, IndexError):
             power, pue = 0.0, 1.0
-        change = status_mod.progress(record, binding, workload, self.cache.job_pods(record), power, pue, self.clock.now())
+        pods = self.cache.job_pods(record)
+        if workload is not None and workload.finished and self.settings.measured_energy.prometheus_url:
+            self.writing.add(key)
+            self._spawn(self._settle_measured(record, binding, workload, pods, power, pue))
+            return
+        change = status_mod.progress(record, binding, workload, pods, power, pue, self.clock.now())
         if change is None:
             return
         patch, reason, message, warning = change
         self.writing.add(key)
         self._spawn(self._write_progress(record, patch, reason, message, warning))
+
+    async def _settle_measured(
+        self,
+        record: cache_mod.JobRecord,
+        binding: cache_mod.Binding,
+        workload: Any,
+        pods: list[Any],
+        power: float,
+        pue: float,
+    ) -> None:
+        """A finished job with measured energy on: ask Prometheus in a worker thread (the meter blocks
+        for at most its query timeouts and never raises), then settle measured x PUE, or the runtime
+        estimate with the reason logged by the meter. The reservation holds until the status is written."""
+        key = record.key
+        handed_off = False
+        try:
+            now = self.clock.now()
+            estimate = status_mod.progress(record, binding, workload, pods, power, pue, now)
+            if estimate is None:
+                return
+            start, end = status_mod.finished_window(binding, workload, now)
+            estimated_kwh = status_mod.settled_energy(binding, end - start, power, pue)[0]
+            run = energy_meter.JobRun(
+                namespace=key[0],
+                pods=tuple(p.key[1] for p in pods),
+                start=start,
+                end=end,
+                accelerator_type=binding.accelerator_type,
+                accelerators=binding.replicas * binding.count,
+                nodes=tuple(sorted({p.node for p in pods if p.node})),
+            )
+            try:
+                measurement = await asyncio.to_thread(energy_meter.measure, self.settings.measured_energy, run)
+            except Exception as exc:  # the meter does not raise; a bug must still not lose the settlement
+                LOG.warning("%s/%s: measuring energy failed (%s); settling the estimate", *key, _short(exc))
+                measurement = None
+            settlement = energy_meter.settlement(measurement, estimated_kwh, pue)
+            LOG.info("%s/%s: settled %.6f kWh (%s: %s)", *key, settlement.kwh, settlement.source, settlement.detail)
+            change = status_mod.progress(
+                record, binding, workload, pods, power, pue, self.clock.now(), (settlement.kwh, settlement.source)
+            )
+            if change is None:
+                return
+            patch, reason, message, warning = change
+            handed_off = True  # _write_progress releases `writing`
+            await self._write_progress(record, patch, reason, message, warning)
+        finally:
+            if not handed_off:
+                self.writing.discard(key)
 
     async def _ensure_then_release(self, record: cache_mod.JobRecord) -> None:
         try:
@@ -300,6 +367,7 @@ class Scheduler:
             await self.api.run(self.api.event, self._ref(record), reason, message, warning, self.clock.now())
             if reason in ("Succeeded", "Failed"):
                 self.poke()  # capacity and energy changed
+                self.center_changed()  # reserved -> used in the center's energy status
         except Exception as exc:
             LOG.warning("could not write %s for %s/%s: %s", reason, *record.key, _short(exc))
         finally:

@@ -103,6 +103,13 @@ def settled_energy(binding: cache_mod.Binding, runtime_seconds: float, power_wat
     return kwh, kwh * per_kwh
 
 
+def finished_window(binding: cache_mod.Binding, workload: kobj.WorkloadInfo, now: float) -> tuple[float, float]:
+    """(start, end) epoch of a finished workload's run: the Job's own times, else bind time / now."""
+    start = workload.start_time or binding.bound_epoch or now
+    end = workload.completion_time or now
+    return start, max(start, end)
+
+
 def progress(
     record: cache_mod.JobRecord,
     binding: cache_mod.Binding,
@@ -111,18 +118,25 @@ def progress(
     power_watts: float,
     pue: float,
     now: float,
+    settled: tuple[float, str] | None = None,
 ) -> tuple[dict[str, Any], str, str, bool] | None:
     """The status patch for a bound job whose workload moved on, with the event (reason, message,
-    warning). None when nothing changed."""
+    warning). None when nothing changed. A finished job's energy is the estimate from its runtime
+    (runtime x accelerators x board power x PUE) unless `settled` = (facility kWh, "measured"|"estimate")
+    gives the settlement; carbon is at the estimate's intensity."""
     phase = record.phase
     if workload is None or phase in cache_mod.DONE_PHASES:
         return None
     name = f"{workload.key[0]}/{workload.key[1]}"
     if workload.finished:
-        start = workload.start_time or binding.bound_epoch or now
-        end = workload.completion_time or now
+        start, end = finished_window(binding, workload, now)
         kwh, carbon = settled_energy(binding, end - start, power_watts, pue)
-        energy = {"kWh": round(kwh, 4), "carbonKg": round(carbon, 4), "source": "estimate"}
+        source = "estimate"
+        if settled is not None:
+            kwh, source = settled
+            per_kwh = binding.carbon_kg / binding.energy_kwh if binding.energy_kwh > 0 else 0.0
+            carbon = kwh * per_kwh
+        energy = {"kWh": round(kwh, 6), "carbonKg": round(carbon, 6), "source": source}
         base: dict[str, Any] = {
             "startTime": rfc3339(start),
             "completionTime": rfc3339(end),
@@ -132,7 +146,7 @@ def progress(
         if workload.complete:
             message = (
                 f"all {binding.replicas} replica(s) on {binding.center}/{binding.pool} completed in "
-                f"{end - start:.0f}s; about {kwh:.3f} kWh, {carbon:.3f} kg CO2e"
+                f"{end - start:.0f}s; {'measured' if source == 'measured' else 'about'} {kwh:.3f} kWh, {carbon:.3f} kg CO2e"
             )
             status: dict[str, Any] = {**base, "phase": "Succeeded", "message": message}
             status["conditions"] = [condition("Succeeded", True, "Completed", message, now, record.generation)]
