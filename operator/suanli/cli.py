@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="YAML settings (the Settings tree; defaults otherwise)")
     run.add_argument("--namespace", default="default", metavar="NS", help="namespace for ComputeCenter events")
     run.add_argument("--peering", metavar="NAME", help="kopf peering name for several replicas (default: standalone)")
+    run.add_argument(
+        "--leader-election",
+        choices=("lease", "none", "kopfPeering"),
+        default=os.environ.get("SUANLI_LEADER_ELECTION") or "none",
+        help="lease: take a coordination.k8s.io Lease before doing anything, exit when it is lost (several "
+        "replicas); none / kopfPeering: no Lease (default: $SUANLI_LEADER_ELECTION, else none)",
+    )
+    run.add_argument("--lease-name", default=os.environ.get("SUANLI_LEASE_NAME") or "suanli-operator-leader",
+                     metavar="NAME", help="the Lease's name (default: $SUANLI_LEASE_NAME, else suanli-operator-leader)")
+    run.add_argument("--lease-namespace", default=os.environ.get("SUANLI_NAMESPACE") or None, metavar="NS",
+                     help="the Lease's namespace (default: $SUANLI_NAMESPACE, else --namespace)")
+    run.add_argument("--identity", default=None, metavar="ID",
+                     help="this replica's name in the Lease (default: $SUANLI_POD_NAME, else host name and a random suffix)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     explain = commands.add_parser("explain", help="why a live job is where it is, or why it waits")

@@ -31,6 +31,11 @@ POOL_ACCELERATORS = Gauge(
     registry=REGISTRY,
 )
 QUEUE_LENGTH = Gauge("suanli_queue_length", "ComputeJobs waiting for a placement (Pending, Queued, Deferred).", registry=REGISTRY)
+JOB_QUEUED_SECONDS = Gauge(
+    "suanli_job_queued_seconds",
+    "Age in seconds (since creation) of the oldest ComputeJob waiting in phase Queued; 0 when none waits.",
+    registry=REGISTRY,
+)
 API_WRITE_ERRORS = Counter(
     "suanli_api_write_errors_total",
     "Writes to the API server that failed, by verb and resource.",
@@ -45,7 +50,7 @@ CENTER_ENERGY = Gauge(
 )
 BINDS = Counter("suanli_binds_total", "ComputeJobs bound (status written).", registry=REGISTRY)
 
-ALL = (JOBS, BIND_LATENCY, CYCLE, POOL_ACCELERATORS, QUEUE_LENGTH, API_WRITE_ERRORS, CENTER_ENERGY, BINDS)
+ALL = (JOBS, BIND_LATENCY, CYCLE, POOL_ACCELERATORS, QUEUE_LENGTH, JOB_QUEUED_SECONDS, API_WRITE_ERRORS, CENTER_ENERGY, BINDS)
 
 
 def serve(port: int, address: str = "127.0.0.1") -> None:

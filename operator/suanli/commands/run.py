@@ -3,6 +3,11 @@
 Startup order matters for never double-booking after a restart: the cache is primed from a
 full LIST of centers, nodes, pods, ComputeJobs and Suanli's Jobs before the scheduler plans
 anything; then kopf's watches keep it current.
+
+With `--leader-election lease` (the Helm chart's default, two replicas) the Lease is taken
+first, before any of that: a standby waits (its /healthz answers, /readyz says 503), and a
+leader that loses the Lease exits with status 1 at once, so that Kubernetes restarts it as a
+standby and two replicas never plan at the same time.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,7 @@ from suanli import metrics
 from suanli import settings as settings_mod
 
 LOG = logging.getLogger("suanli.run")
+LOST_LEASE_EXIT_CODE = 1
 
 
 class OperatorStartError(RuntimeError):
@@ -48,7 +56,66 @@ def prime(cache: Any, listing: dict[str, list[dict[str, Any]]], now: float) -> N
         cache.upsert_job(raw, now)
 
 
+def default_identity() -> str:
+    """This replica's name in the Lease: the pod name in Kubernetes, else host and a random suffix."""
+    return os.environ.get("SUANLI_POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+async def _lead(args: Any, clock: clock_mod.Clock) -> Any:
+    """Block until this replica holds the Lease; serve a standby /healthz meanwhile."""
+    from suanli.kube import client as client_mod
+    from suanli.kube import leader
+
+    identity = args.identity or default_identity()
+    namespace = args.lease_namespace or args.namespace
+    lease_api = leader.KubeLeaseApi(client_mod.api_client(args.kubeconfig, pool_size=2), args.lease_name, namespace)
+    elector = leader.Elector(lease_api, args.lease_name, namespace, identity, clock)
+    health = None
+    if args.health_port:
+        health = leader.StandbyHealth(
+            args.health_address, args.health_port, lambda: f"{elector.where} held by {elector.holder() or 'nobody'}"
+        )
+        await health.start()
+    LOG.info("leader election: %s as %s", elector.where, identity)
+    try:
+        await elector.acquire()
+    finally:
+        if health is not None:
+            await health.stop()  # kopf's liveness endpoint takes the port over
+    return elector
+
+
+def _lost(task: asyncio.Task[str], stop: list[asyncio.Task[Any]]) -> None:
+    """The Lease is gone: stop planning and writing now, and exit so Kubernetes restarts us as a standby."""
+    if task.cancelled():
+        return
+    try:
+        reason = task.result()
+    except BaseException as exc:  # hold() does not raise; if it ever does, we cannot vouch for the Lease
+        reason = f"the lease keeper failed: {exc!r}"
+    for other in stop:
+        other.cancel()
+    LOG.error("lost the leadership: %s; exiting (status %d) to restart as a standby", reason, LOST_LEASE_EXIT_CODE)
+    logging.shutdown()
+    os._exit(LOST_LEASE_EXIT_CODE)
+
+
 async def _operate(args: Any, config: settings_mod.Settings) -> None:
+    clock = clock_mod.SystemClock()
+    elector = await _lead(args, clock) if args.leader_election == "lease" else None
+    keeper = asyncio.create_task(elector.hold(), name="lease") if elector is not None else None
+    try:
+        await _serve(args, config, clock, keeper)
+    finally:
+        if keeper is not None and elector is not None:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.to_thread(elector.release), 10)
+
+
+async def _serve(
+    args: Any, config: settings_mod.Settings, clock: clock_mod.Clock, keeper: asyncio.Task[str] | None
+) -> None:
     import kopf
 
     from suanli.handlers import mirror
@@ -56,7 +123,6 @@ async def _operate(args: Any, config: settings_mod.Settings) -> None:
     from suanli.kube import client as client_mod
     from suanli.kube import scheduler as scheduler_mod
 
-    clock = clock_mod.SystemClock()
     api = client_mod.Api(
         client_mod.api_client(args.kubeconfig, pool_size=config.operator.write_workers * 2),
         config.operator.write_workers,
@@ -102,6 +168,8 @@ async def _operate(args: Any, config: settings_mod.Settings) -> None:
         asyncio.create_task(sched.run_jobs(), name="job-status"),
         asyncio.create_task(sched.run_centers(), name="center-status"),
     ]
+    if keeper is not None:
+        keeper.add_done_callback(lambda task: _lost(task, tasks))
     liveness = f"http://{args.health_address}:{args.health_port}/healthz" if args.health_port else None
     try:
         await kopf.operator(
