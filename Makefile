@@ -67,3 +67,6 @@ plan: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+demo: venv cluster-up
+	$(BIN)/python tests/cluster/demo.py

@@ -1,0 +1,876 @@
+"""`make demo`: the example fleet and jobs on the local control plane, with the operator, live.
+
+What it does, in order (every wait has a deadline; errors say what to look at):
+
+1. installs the CRDs of ``crds/`` (server-side apply) and waits until they are Established;
+2. writes a demo copy of ``crds/examples/centers.yaml`` with at most ``--nodes-per-pool``
+   nodes per pool (``expected.nodes`` reduced, so the centers report Ready) and of
+   ``crds/examples/jobs.yaml`` with kwok completion delays of 10-40 s in each pod template
+   (demo time: a six-hour job "runs" for about 25 s); both go to ``.cluster/demo/``, the
+   examples themselves are never edited;
+3. asks ``suanli plan`` what should happen to these jobs on that reduced fleet, now;
+4. makes the fake (kwok) nodes, the namespaces and the ComputeCenters, removes the jobs of
+   an earlier demo run, starts ``suanli run`` (log: ``.cluster/logs/operator-demo.log``;
+   ``--no-operator`` reuses one already running) and applies the jobs;
+5. shows a live table (plain lines when not on a terminal, or with ``--no-live``) until
+   every job has finished or waits by design (Queued/Deferred with nothing left running),
+   or ``--timeout`` passes;
+6. prints a summary (where each job ran, energy and carbon, against the plan) and how to
+   explore further; ``--summary-json`` writes it for tests.
+
+The operator it started is stopped on exit, also on Ctrl-C; the cluster stays up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fake_nodes  # (this folder's library, importable when run as a script)
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_DIR = Path(os.environ.get("SUANLI_CLUSTER_DIR", REPO / ".cluster"))
+GROUP, VERSION = "suanli.io", "v1alpha1"
+CRD_NAMES = ("computecenters.suanli.io", "computejobs.suanli.io")
+DELAY_ANNOTATION = "pod-complete.stage.kwok.x-k8s.io/delay"
+JITTER_ANNOTATION = "pod-complete.stage.kwok.x-k8s.io/jitter-delay"
+FINAL = ("Succeeded", "Failed")
+WAITING = ("Queued", "Deferred")
+# China's national grid average emission factor for 2022 (Ministry of Ecology and
+# Environment, 0.5703 kg CO2 per kWh): what the same kWh would emit "anywhere".
+NATIONAL_GRAMS_PER_KWH = 570.3
+SETTLE_SECONDS = 3.0  # the end state must hold this long (a Queued job may be admitted next tick)
+OPERATOR_READY_TIMEOUT_S = 60.0
+NODE_READY_TIMEOUT_S = 90.0
+DELETE_TIMEOUT_S = 120.0
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says what went wrong and where to look."""
+
+
+# --- the demo copies of the examples ---------------------------------------------------
+
+
+def go_duration_seconds(text: str) -> float:
+    """Seconds of a Go duration such as ``1h30m`` or ``90s``."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text or "")
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Go duration: {text!r}")
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * unit[u] for n, u in parts)
+
+
+def demo_delay_seconds(estimated_seconds: float, shortest: float = 10.0, longest: float = 36.0) -> int:
+    """Demo run time for a job: 30 minutes or less -> ``shortest``, 72 hours or more -> ``longest``, log scale between."""
+    low, high = math.log(1800.0), math.log(72 * 3600.0)
+    frac = (math.log(max(estimated_seconds, 1.0)) - low) / (high - low)
+    return round(shortest + min(max(frac, 0.0), 1.0) * (longest - shortest))
+
+
+def read_docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+
+
+def reduce_centers(docs: list[dict[str, Any]], nodes_per_pool: int) -> list[dict[str, Any]]:
+    """A copy of the ComputeCenter docs with every pool's ``expected.nodes`` capped at ``nodes_per_pool``."""
+    out = copy.deepcopy(docs)
+    for doc in out:
+        if doc.get("kind") != "ComputeCenter":
+            continue
+        for pool in (doc.get("spec") or {}).get("pools") or []:
+            expected = pool.setdefault("expected", {})
+            expected["nodes"] = min(int(expected.get("nodes", nodes_per_pool)), nodes_per_pool)
+    return out
+
+
+def with_demo_delays(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """A copy of the job docs whose pod templates complete in demo time; returns it and ``ns/name -> seconds``."""
+    out = copy.deepcopy(docs)
+    delays: dict[str, int] = {}
+    for doc in out:
+        if doc.get("kind") != "ComputeJob":
+            continue
+        meta = doc["metadata"]
+        spec = doc.setdefault("spec", {})
+        try:
+            estimated = go_duration_seconds((spec.get("runtime") or {}).get("estimatedDuration") or "1h")
+        except ValueError:
+            estimated = 3600.0
+        delay = demo_delay_seconds(estimated)
+        template = spec.setdefault("template", {})
+        tmeta = template.setdefault("metadata", {}) or {}
+        template["metadata"] = tmeta
+        annotations = tmeta.setdefault("annotations", {}) or {}
+        tmeta["annotations"] = annotations
+        annotations[DELAY_ANNOTATION] = f"{delay}s"
+        annotations[JITTER_ANNOTATION] = f"{delay + 4}s"  # kwok: delay + random(0, 4s)
+        delays[f"{meta.get('namespace', 'default')}/{meta['name']}"] = delay + 4
+    return out, delays
+
+
+def write_docs(path: Path, docs: list[dict[str, Any]], header: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def plan(paths: list[Path], suanli: list[str]) -> dict[str, dict[str, Any]]:
+    """``suanli plan -o json`` for these files: ``ns/name -> planned job``."""
+    cmd = [*suanli, "plan", "-o", "json"]
+    for p in paths:
+        cmd += ["-f", str(p)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise DemoError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
+    return {f"{j['namespace']}/{j['name']}": j for j in json.loads(proc.stdout)["jobs"]}
+
+
+def planned_place(job: dict[str, Any] | None) -> str:
+    """``center/pool`` for a planned job (``suanli plan -o json``) that binds, else its phase."""
+    if not job:
+        return "-"
+    phase = job.get("phase") or "Pending"
+    binding = job.get("binding") or {}
+    if phase in ("Bound", "Running", "Succeeded", "Failed") and binding:
+        return f"{binding.get('center')}/{binding.get('pool')}"
+    return phase
+
+
+def live_place(job: dict[str, Any] | None) -> str:
+    """The same for a live ComputeJob (its status); a job that ran counts as bound where it ran."""
+    return planned_place((job or {}).get("status") or {"phase": "Pending"})
+
+
+def as_planned(planned: dict[str, Any] | None, job: dict[str, Any] | None) -> bool:
+    """The live job ran where plan put it, or waits the way plan said (Queued/Deferred)."""
+    return planned_place(planned) == live_place(job)
+
+
+# --- the cluster ------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    kubeconfig: str
+    kubectl: str
+    api_client: Any = None
+
+    def __post_init__(self) -> None:
+        from kubernetes import client, config
+
+        self.api_client = config.new_client_from_config(config_file=self.kubeconfig)
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+
+    def run_kubectl(self, *args: str, timeout: float = 120) -> str:
+        cmd = [self.kubectl, "--kubeconfig", self.kubeconfig, *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise DemoError(f"`kubectl {' '.join(args)}` did not finish within {timeout:g}s") from None
+        if proc.returncode != 0:
+            raise DemoError(
+                f"`kubectl {' '.join(args)}` failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            )
+        return proc.stdout
+
+    def apply(self, path: Path) -> None:
+        self.run_kubectl(
+            "apply", "--server-side", "--force-conflicts", "--field-manager", "suanli-demo", "-f", str(path)
+        )
+
+    def compute_jobs(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        items = self.custom.list_cluster_custom_object(GROUP, VERSION, "computejobs")["items"]
+        found = {f"{i['metadata']['namespace']}/{i['metadata']['name']}": i for i in items}
+        return {k: found[k] for k in keys if k in found}
+
+    def centers(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        items = self.custom.list_cluster_custom_object(GROUP, VERSION, "computecenters")["items"]
+        found = {i["metadata"]["name"]: i for i in items}
+        return {n: found[n] for n in names if n in found}
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:  # the API may answer 404/409 while things settle
+            value, last = None, exc
+        if value:
+            return value
+        time.sleep(interval)
+    raise DemoError(
+        f"timed out after {timeout:g}s waiting for {what}" + (f" (last error: {last})" if last else "")
+    )
+
+
+def install_crds(cluster: Cluster) -> None:
+    cluster.apply(REPO / "crds")
+    cluster.run_kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES), timeout=90
+    )
+
+
+def ensure_fake_nodes(cluster: Cluster, centers: list[dict[str, Any]]) -> list[str]:
+    """Fake nodes for these (reduced) centers; nodes of these centers left from a bigger run are removed."""
+    nodes = fake_nodes.nodes_for_centers(centers)
+    wanted = set(fake_nodes.apply_nodes(cluster.core, nodes))
+    ours = {c["metadata"]["name"] for c in centers}
+    existing = cluster.core.list_node(label_selector=fake_nodes.FAKE_NODE_SELECTOR).items
+    stale = [
+        n.metadata.name
+        for n in existing
+        if (n.metadata.labels or {}).get(fake_nodes.CENTER_LABEL) in ours and n.metadata.name not in wanted
+    ]
+    fake_nodes.delete_nodes(cluster.core, stale)
+
+    def all_ready() -> bool:
+        ready = set()
+        for n in cluster.core.list_node(label_selector=fake_nodes.FAKE_NODE_SELECTOR).items:
+            if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])):
+                ready.add(n.metadata.name)
+        return wanted <= ready
+
+    wait_until(
+        all_ready,
+        NODE_READY_TIMEOUT_S,
+        f"{len(wanted)} fake nodes to be Ready (is kwok running? see {CLUSTER_DIR}/logs/kwok.log)",
+    )
+    return sorted(wanted)
+
+
+def ensure_namespaces(cluster: Cluster, names: list[str]) -> None:
+    for ns in names:
+        with contextlib.suppress(Exception):
+            cluster.core.create_namespace({"metadata": {"name": ns}})
+    for ns in names:  # pods are refused until the ServiceAccount controller made "default"
+        wait_until(
+            lambda ns=ns: cluster.core.read_namespaced_service_account("default", ns),
+            60,
+            f"ServiceAccount default in namespace {ns}",
+        )
+
+
+def remove_previous_jobs(cluster: Cluster, keys: list[str]) -> int:
+    """Delete this demo's ComputeJobs left from an earlier run (with their Jobs and pods) and wait until gone."""
+    from kubernetes.client.exceptions import ApiException
+
+    present = cluster.compute_jobs(keys)
+    for key in present:
+        ns, name = key.split("/", 1)
+        with contextlib.suppress(ApiException):
+            cluster.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, ns, "computejobs", name, propagation_policy="Foreground"
+            )
+    if present:
+        wait_until(
+            lambda: not cluster.compute_jobs(keys),
+            DELETE_TIMEOUT_S,
+            "the previous demo's ComputeJobs to be deleted",
+        )
+    return len(present)
+
+
+# --- the operator ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def suanli_command() -> list[str]:
+    exe = Path(sys.executable).parent / "suanli"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "suanli.cli"]
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(cannot read {path}: {exc})"
+
+
+@dataclass
+class Operator:
+    """``suanli run`` as a subprocess on loopback ports, logging to ``log``."""
+
+    kubeconfig: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    health_port: int = 0
+    metrics_port: int = 0
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.health_port, self.metrics_port = _free_port(), _free_port()
+        cmd = [
+            *suanli_command(),
+            "run",
+            "--kubeconfig",
+            self.kubeconfig,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--metrics-address",
+            "127.0.0.1",
+            "--health-port",
+            str(self.health_port),
+            "--health-address",
+            "127.0.0.1",
+        ]
+        with open(self.log, "ab") as out:
+            out.write(f"\n--- suanli-demo starting: {' '.join(cmd)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + OPERATOR_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.check()
+            with contextlib.suppress(OSError):
+                if (
+                    urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status
+                    == 200
+                ):
+                    return
+            time.sleep(0.3)
+        raise DemoError(
+            f"the operator's /healthz did not answer within {OPERATOR_READY_TIMEOUT_S:g}s; last 20 lines of {self.log}:\n{log_tail(self.log)}"
+        )
+
+    def check(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            code = self.proc.returncode
+            self.proc = None
+            raise DemoError(
+                f"the operator exited (code {code}); last 20 lines of its log {self.log}:\n{log_tail(self.log)}"
+            )
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+
+
+# --- watching ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    elapsed: float
+    jobs: dict[str, dict[str, Any]]
+    centers: dict[str, dict[str, Any]]
+    events: list[str] = field(default_factory=list)
+
+
+def phase_of(job: dict[str, Any] | None) -> str:
+    return ((job or {}).get("status") or {}).get("phase") or "Pending"
+
+
+def settled(snap: Snapshot, keys: list[str]) -> bool:
+    """Every job finished, or waits by design (Queued/Deferred) with nothing left to run."""
+    phases = [phase_of(snap.jobs.get(k)) for k in keys]
+    return all(p in FINAL or p in WAITING for p in phases) and len(snap.jobs) == len(keys)
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    from datetime import datetime
+
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def describe_change(key: str, job: dict[str, Any]) -> str:
+    status = job.get("status") or {}
+    phase = phase_of(job)
+    b = status.get("binding") or {}
+    if phase in ("Bound", "Running", "Succeeded", "Failed") and b:
+        text = (
+            f"{phase:<9} {b.get('center')}/{b.get('pool')} ({b.get('model')}) score {b.get('score', 0):.3f}"
+        )
+    elif phase == "Deferred":
+        text = f"{phase:<9} until {status.get('plannedStart')} on {b.get('center')}/{b.get('pool')}"
+    else:
+        text = phase
+    if phase in (*WAITING, "Failed") and status.get("message"):
+        text += f" - {status['message']}"
+    return f"{key}: {text}"
+
+
+def render(
+    snap: Snapshot,
+    keys: list[str],
+    delays: dict[str, int],
+    predicted: dict[str, dict[str, Any]],
+    timeout: float,
+) -> Any:
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Table(title="centers (live)", title_justify="left", expand=False, box=None, padding=(0, 1))
+    for col in ("center", "free/capacity accelerators per pool", "energy used kWh (demo time)"):
+        head.add_column(col)
+    for name, cc in sorted(snap.centers.items()):
+        st = cc.get("status") or {}
+        pools = ", ".join(
+            f"{p.get('name')} {p.get('free', '?')}/{p.get('capacity', '?')}" for p in st.get("pools") or []
+        )
+        used = (st.get("energy") or {}).get("usedKWh")
+        head.add_row(name, pools or "-", f"{used:.2f}" if isinstance(used, (int, float)) else "-")
+
+    table = Table(title=f"ComputeJobs - {snap.elapsed:.0f}s (deadline {timeout:.0f}s)", title_justify="left")
+    for col in (
+        "job",
+        "phase",
+        "where (model)",
+        "score",
+        "runner-up",
+        "est. kWh",
+        "est. kgCO2e",
+        "progress / why",
+        "plan said",
+    ):
+        table.add_column(col, overflow="fold")
+    now = time.time()
+    colours = {
+        "Succeeded": "green",
+        "Failed": "red",
+        "Running": "cyan",
+        "Bound": "blue",
+        "Queued": "yellow",
+        "Deferred": "magenta",
+    }
+    for key in keys:
+        job = snap.jobs.get(key) or {}
+        st = job.get("status") or {}
+        phase = phase_of(job)
+        b = st.get("binding") or {}
+        est = st.get("estimates") or {}
+        cands = st.get("candidates") or []
+        where = f"{b.get('center')}/{b.get('pool')} ({b.get('model')})" if b else "-"
+        runner = f"{cands[1]['center']}/{cands[1]['pool']} {cands[1]['score']:.3f}" if len(cands) > 1 else "-"
+        progress: Any = "-"
+        if phase == "Running":
+            started = _parse_time(st.get("startTime") or st.get("boundTime")) or now
+            total = float(delays.get(key, 30))
+            progress = Table.grid(padding=(0, 1))
+            progress.add_row(
+                ProgressBar(total=total, completed=min(now - started, total * 0.99), width=16),
+                f"{now - started:.0f}s/~{total:.0f}s",
+            )
+        elif phase == "Succeeded":
+            s, e = _parse_time(st.get("startTime")), _parse_time(st.get("completionTime"))
+            progress = f"done in {e - s:.0f}s (demo time)" if s and e else "done"
+        elif phase in (*WAITING, "Failed"):
+            progress = st.get("message") or (f"until {st['plannedStart']}" if st.get("plannedStart") else "-")
+        said = planned_place(predicted.get(key))
+        match = phase == "Pending" or as_planned(predicted.get(key), job)
+        table.add_row(
+            key,
+            Text(phase, style=colours.get(phase, "")),
+            where,
+            f"{b['score']:.3f}" if "score" in b else "-",
+            runner,
+            f"{est['energyKWh']:.1f}" if "energyKWh" in est else "-",
+            f"{est['carbonKg']:.1f}" if "carbonKg" in est else "-",
+            progress,
+            Text(said, style="" if match else "bold red"),
+        )
+    return Group(head, table)
+
+
+def watch(
+    cluster: Cluster,
+    operator: Operator | None,
+    keys: list[str],
+    centers: list[str],
+    delays: dict[str, int],
+    predicted: dict[str, dict[str, Any]],
+    timeout: float,
+    live: bool,
+    console: Any,
+) -> tuple[Snapshot, bool]:
+    """Poll once a second until the jobs settle or the deadline; returns the last snapshot and whether it settled."""
+    t0 = time.monotonic()
+    last_lines: dict[str, str] = {}
+    settled_since: float | None = None
+
+    def snapshots() -> Iterator[Snapshot]:
+        while True:
+            if operator is not None:
+                operator.check()
+            yield Snapshot(time.monotonic() - t0, cluster.compute_jobs(keys), cluster.centers(centers))
+
+    def step(snap: Snapshot) -> bool:
+        nonlocal settled_since
+        if not live:
+            for key in keys:
+                job = snap.jobs.get(key)
+                if job is None:
+                    continue
+                state = f"{phase_of(job)} {live_place(job)}"  # not the message: plannedStart may tick
+                if last_lines.get(key) != state:
+                    last_lines[key] = state
+                    console.print(
+                        f"[{snap.elapsed:5.0f}s] {describe_change(key, job)}", highlight=False, soft_wrap=True
+                    )
+        if settled(snap, keys):
+            settled_since = settled_since if settled_since is not None else time.monotonic()
+            return time.monotonic() - settled_since >= SETTLE_SECONDS
+        settled_since = None
+        return False
+
+    snap = Snapshot(0.0, {}, {})
+    if live:
+        from rich.live import Live
+
+        with Live(console=console, refresh_per_second=4, transient=False) as view:
+            for snap in snapshots():
+                view.update(render(snap, keys, delays, predicted, timeout))
+                if step(snap):
+                    return snap, True
+                if snap.elapsed >= timeout:
+                    return snap, False
+                time.sleep(1.0)
+    for snap in snapshots():
+        if step(snap):
+            return snap, True
+        if snap.elapsed >= timeout:
+            return snap, False
+        time.sleep(1.0)
+    return snap, False
+
+
+# --- the summary ------------------------------------------------------------------------------------
+
+
+def summarize(
+    snap: Snapshot, keys: list[str], predicted: dict[str, dict[str, Any]], finished: bool
+) -> dict[str, Any]:
+    rows = []
+    total_kwh = total_kg = 0.0
+    for key in keys:
+        job = snap.jobs.get(key) or {}
+        st = job.get("status") or {}
+        b = st.get("binding") or {}
+        est = st.get("estimates") or {}
+        phase = phase_of(job)
+        said = predicted.get(key) or {}
+        ran = phase in ("Bound", "Running", "Succeeded", "Failed")
+        if ran:
+            total_kwh += float(est.get("energyKWh") or 0.0)
+            total_kg += float(est.get("carbonKg") or 0.0)
+        s, e = _parse_time(st.get("startTime")), _parse_time(st.get("completionTime"))
+        rows.append(
+            {
+                "job": key,
+                "phase": phase,
+                "center": b.get("center"),
+                "pool": b.get("pool"),
+                "model": b.get("model"),
+                "score": b.get("score"),
+                "message": st.get("message"),
+                "plannedStart": st.get("plannedStart"),
+                "estimatedKWh": est.get("energyKWh"),
+                "estimatedCarbonKg": est.get("carbonKg"),
+                "settledEnergy": st.get("energy"),
+                "demoRunSeconds": round(e - s, 1) if s and e else None,
+                "planned": {
+                    "phase": said.get("phase"),
+                    "center": (said.get("binding") or {}).get("center"),
+                    "pool": (said.get("binding") or {}).get("pool"),
+                    "plannedStart": said.get("plannedStart"),
+                },
+                "asPlanned": as_planned(said, job),
+            }
+        )
+    reference_kg = total_kwh * NATIONAL_GRAMS_PER_KWH / 1000.0
+    return {
+        "finished": finished,
+        "seconds": round(snap.elapsed, 1),
+        "jobs": rows,
+        "totals": {
+            "estimatedKWh": round(total_kwh, 3),
+            "estimatedCarbonKg": round(total_kg, 3),
+            "nationalAverageCarbonKg": round(reference_kg, 3),
+            "nationalAverageGramsPerKWh": NATIONAL_GRAMS_PER_KWH,
+        },
+    }
+
+
+def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, started_operator: bool) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="where each job ran (estimates are for the job's declared runtime, not demo time)",
+        title_justify="left",
+    )
+    for col in (
+        "job",
+        "phase",
+        "where (model)",
+        "est. kWh",
+        "est. kgCO2e",
+        "demo run",
+        "as planned",
+        "why it waits",
+    ):
+        table.add_column(col, overflow="fold")
+    for r in summary["jobs"]:
+        where = f"{r['center']}/{r['pool']} ({r['model']})" if r["center"] else "-"
+        why = "-"
+        if r["phase"] in (*WAITING, "Failed"):
+            why = r["message"] or (f"until {r['plannedStart']}" if r["plannedStart"] else "-")
+        table.add_row(
+            r["job"],
+            r["phase"],
+            where,
+            f"{r['estimatedKWh']:.1f}" if r["estimatedKWh"] is not None and r["center"] else "-",
+            f"{r['estimatedCarbonKg']:.1f}" if r["estimatedCarbonKg"] is not None and r["center"] else "-",
+            f"{r['demoRunSeconds']:.0f}s" if r["demoRunSeconds"] is not None else "-",
+            "yes"
+            if r["asPlanned"]
+            else f"no (plan: {r['planned']['center'] or r['planned']['phase']}/{r['planned']['pool'] or ''})",
+            why,
+        )
+    console.print(table)
+    t = summary["totals"]
+    saved = t["nationalAverageCarbonKg"] - t["estimatedCarbonKg"]
+    pct = 100.0 * saved / t["nationalAverageCarbonKg"] if t["nationalAverageCarbonKg"] else 0.0
+    console.print(
+        f"energy: {t['estimatedKWh']:.1f} kWh, carbon: {t['estimatedCarbonKg']:.1f} kg CO2e for the jobs that ran "
+        f"(the same kWh at China's national average grid, {NATIONAL_GRAMS_PER_KWH:g} g/kWh, would emit "
+        f"{t['nationalAverageCarbonKg']:.1f} kg: {pct:.0f}% {'less' if saved >= 0 else 'more'})",
+        highlight=False,
+    )
+    if not summary["finished"]:
+        console.print(
+            f"[bold red]deadline reached after {summary['seconds']:.0f}s before every job finished or settled.[/]"
+        )
+    mismatches = [r["job"] for r in summary["jobs"] if not r["asPlanned"]]
+    if mismatches:
+        console.print(f"[yellow]differs from `suanli plan`: {', '.join(mismatches)}[/]")
+
+    def shown(path: Path | str) -> str:  # $PWD/... inside the repo (make demo runs there), else absolute
+        text = str(path)
+        return f"$PWD/{os.path.relpath(text, REPO)}" if text.startswith(str(REPO) + os.sep) else text
+
+    rel = shown(kubeconfig)
+    bin_dir = shown(CLUSTER_DIR / "bin")
+    lines = [
+        "",
+        "explore further:"
+        + (
+            "  (the operator started for the demo is stopped; the cluster stays up)"
+            if started_operator
+            else ""
+        ),
+        f"  export KUBECONFIG={rel} PATH={bin_dir}:$PATH",
+        "  kubectl get cc                       # centers: free accelerators, energy",
+        "  kubectl get computejobs -A           # or: kubectl get cjob -A  (plain `cj` is the built-in CronJob)",
+        "  .venv/bin/suanli explain team-b/giant-pretrain --kubeconfig $KUBECONFIG",
+        "  .venv/bin/suanli plan -f crds/examples   # the same decisions with no cluster at all",
+        "  make cluster-down                    # stop the local control plane",
+    ]
+    console.print("\n".join(lines), highlight=False, markup=False)
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="demo.py", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument(
+        "--kubeconfig",
+        default=str(CLUSTER_DIR / "kubeconfig"),
+        help="cluster to use (default: the local control plane's .cluster/kubeconfig; $KUBECONFIG is ignored)",
+    )
+    p.add_argument(
+        "--centers", type=Path, default=REPO / "crds/examples/centers.yaml", help="ComputeCenter manifests"
+    )
+    p.add_argument(
+        "--jobs",
+        type=Path,
+        default=REPO / "crds/examples/jobs.yaml",
+        help="ComputeJob (and Namespace) manifests",
+    )
+    p.add_argument(
+        "--nodes-per-pool",
+        type=int,
+        default=4,
+        metavar="N",
+        help="at most N fake nodes per pool (4 keeps every example's expectation; default 4)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=600.0, metavar="SECONDS", help="give up watching after this long"
+    )
+    p.add_argument(
+        "--no-live",
+        action="store_true",
+        help="plain lines instead of the live table (automatic off a terminal)",
+    )
+    p.add_argument(
+        "--no-operator", action="store_true", help="use the operator already running against this cluster"
+    )
+    p.add_argument("--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON here")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=CLUSTER_DIR / "demo",
+        help="where the demo copies of the manifests go",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    interactive = sys.stdout.isatty() and not args.no_live
+    console = Console() if interactive else Console(width=200, force_terminal=False, no_color=True)
+    started: list[Operator] = []
+    try:
+        return _demo(args, console, interactive, started.append)
+    except KeyboardInterrupt:
+        console.print("\ninterrupted.")
+        return 130
+    except DemoError as exc:
+        console.print(f"\n[bold red]demo failed:[/] {exc}", highlight=False)
+        return 1
+    finally:
+        for operator in started:
+            operator.stop()
+            console.print(
+                f"stopped the operator started for the demo (log: {operator.log}); the cluster is still up.",
+                highlight=False,
+            )
+
+
+def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: Any) -> int:
+    t_start = time.monotonic()
+    kubeconfig = str(Path(args.kubeconfig).resolve())
+    if not Path(kubeconfig).exists():
+        raise DemoError(
+            f"no kubeconfig at {kubeconfig}: start the local control plane with `make cluster-up` (or run `make demo`)"
+        )
+    kubectl = (
+        str(CLUSTER_DIR / "bin" / "kubectl")
+        if (CLUSTER_DIR / "bin" / "kubectl").exists()
+        else shutil.which("kubectl")
+    )
+    if not kubectl:
+        raise DemoError(
+            "kubectl not found: run `make cluster-up` (it puts one in .cluster/bin) or install kubectl"
+        )
+    suanli = suanli_command()
+    if not args.no_operator:
+        probe = subprocess.run(
+            [*suanli, "run", "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+        if probe.returncode != 0:
+            raise DemoError(
+                f"this suanli has no working `run` command (the operator): {probe.stderr.strip()[-500:]}"
+            )
+
+    def step(text: str) -> None:
+        console.print(f"[{time.monotonic() - t_start:5.1f}s] {text}", highlight=False)
+
+    # 1-3: the demo copies and what plan predicts for them
+    center_docs = reduce_centers(read_docs(args.centers), args.nodes_per_pool)
+    job_docs, delays = with_demo_delays(read_docs(args.jobs))
+    work = args.work_dir
+    note = "# Written by tests/cluster/demo.py from {}: {}. Edit the original, not this copy.\n"
+    write_docs(
+        work / "centers.yaml",
+        center_docs,
+        note.format(args.centers.name, f"expected.nodes capped at {args.nodes_per_pool}"),
+    )
+    write_docs(
+        work / "jobs.yaml", job_docs, note.format(args.jobs.name, "kwok completion delays of demo seconds")
+    )
+    predicted = plan([work / "centers.yaml", work / "jobs.yaml"], suanli)
+    full = plan([args.centers, args.jobs], suanli)
+    keys = list(predicted)
+    differs = [k for k in keys if planned_place(predicted[k]) != planned_place(full.get(k))]
+    step(
+        f"suanli plan on the demo fleet ({args.nodes_per_pool} nodes per pool at most): "
+        + ", ".join(f"{k.split('/')[1]} -> {planned_place(predicted[k])}" for k in keys)
+    )
+    if differs:
+        console.print(
+            f"[yellow]note: with {args.nodes_per_pool} nodes per pool the plan differs from the full fleet for "
+            f"{', '.join(differs)}; try --nodes-per-pool 4 or more[/]"
+        )
+
+    cluster = Cluster(kubeconfig, kubectl)
+    step("installing the CRDs (kubectl apply --server-side -f crds/)")
+    install_crds(cluster)
+    centers = [d for d in center_docs if d.get("kind") == "ComputeCenter"]
+    nodes = ensure_fake_nodes(cluster, centers)
+    step(f"{len(nodes)} fake accelerator nodes Ready (kwok) in {len(centers)} centers")
+    namespaces = sorted({k.split("/")[0] for k in keys})
+    ensure_namespaces(cluster, namespaces)
+    removed = remove_previous_jobs(cluster, keys)
+    if removed:
+        step(f"removed {removed} ComputeJobs of an earlier demo run")
+    cluster.apply(work / "centers.yaml")
+    step(f"applied {len(centers)} ComputeCenters ({work / 'centers.yaml'})")
+    operator: Operator | None = None
+    if args.no_operator:
+        step("using the operator already running (--no-operator)")
+    else:
+        operator = Operator(kubeconfig, CLUSTER_DIR / "logs" / "operator-demo.log")
+        started(operator)
+        operator.start()
+        step(
+            f"operator running (suanli run, pid {operator.proc.pid if operator.proc else '?'}, log {operator.log})"
+        )
+    cluster.apply(work / "jobs.yaml")
+    step(f"applied {len(keys)} ComputeJobs ({work / 'jobs.yaml'}); each runs 10-40 s of demo time")
+
+    center_names = [c["metadata"]["name"] for c in centers]
+    snap, finished = watch(
+        cluster, operator, keys, center_names, delays, predicted, args.timeout, interactive, console
+    )
+    summary = summarize(snap, keys, predicted, finished)
+    summary["totalSeconds"] = round(time.monotonic() - t_start, 1)
+    print_summary(console, summary, kubeconfig, operator is not None)
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+    step(f"demo done in {summary['totalSeconds']:.0f}s")
+    return 0 if finished else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
