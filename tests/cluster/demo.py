@@ -31,7 +31,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -366,13 +365,15 @@ class Operator:
                 f"the operator exited (code {code}); last 20 lines of its log {self.log}:\n{log_tail(self.log)}"
             )
 
-    def stop(self) -> None:
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace_seconds`` (all its state is in the API; a second Ctrl-C kills at once)."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGINT)
+        print(f"stopping the operator (pid {self.proc.pid})...", flush=True)
+        self.proc.terminate()
         try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+            self.proc.wait(timeout=grace_seconds)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
             self.proc.kill()
             self.proc.wait(timeout=15)
 
@@ -844,6 +845,18 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
     if removed:
         step(f"removed {removed} ComputeJobs of an earlier demo run")
     cluster.apply(work / "centers.yaml")
+    ours = {c["metadata"]["name"] for c in centers}
+    others = sorted(
+        i["metadata"]["name"]
+        for i in cluster.custom.list_cluster_custom_object(GROUP, VERSION, "computecenters")["items"]
+        if i["metadata"]["name"] not in ours
+    )
+    if others:
+        console.print(
+            f"[yellow]note: this cluster has other ComputeCenters too ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}); the operator may place demo jobs there. "
+            "For a clean demo: make cluster-down && make demo[/]"
+        )
     step(f"applied {len(centers)} ComputeCenters ({work / 'centers.yaml'})")
     operator: Operator | None = None
     if args.no_operator:
