@@ -383,7 +383,8 @@ def test_cel_rules_beyond_the_table(kubectl: Any, centers_made: list[str]) -> No
     pool = _center(name)["spec"]["pools"][0]
 
     unknown_key = _center(name, pools=[{**pool, "peakTFLOPS": {"fp8": 100}}])
-    assert "spec.pools[0].peakTFLOPS" in _refusal(kubectl, unknown_key)
+    refusal = _refusal(kubectl, unknown_key)
+    assert "spec.pools[0].peakTFLOPS" in refusal and "key fp8 is not a precision" in refusal, refusal
     custom_without_memory = _center(
         name,
         pools=[
@@ -396,7 +397,9 @@ def test_cel_rules_beyond_the_table(kubectl: Any, centers_made: list[str]) -> No
             }
         ],
     )
-    assert "memoryGiB" in _refusal(kubectl, custom_without_memory)
+    refusal = _refusal(kubectl, custom_without_memory)
+    assert "spec.pools[0].model" in refusal and "MLU590 of pool ascend-910b" in refusal, refusal
+    assert "memoryGiB" in refusal
     # Suanli agrees on both
     for obj in (unknown_key, custom_without_memory):
         with pytest.raises(manifests.InvalidManifests):
@@ -428,6 +431,20 @@ def test_cel_accepts_what_is_valid(kubectl: Any, namespace: str, centers_made: l
         policy={"profile": "green", "weights": {"energy": 1}},
     )
     _ok(_apply(kubectl, job, namespace))
+
+
+def test_refusals_name_the_offending_value(kubectl: Any, namespace: str, centers_made: list[str]) -> None:
+    name = f"it-msg-{uuid.uuid4().hex[:5]}"
+    centers_made.append(name)
+    pool = _center(name)["spec"]["pools"][0]
+    wrong_type = _refusal(kubectl, _center(name, pools=[{**pool, "acceleratorType": "GPU"}]))
+    assert "model Ascend910B is catalogued as NPU, not GPU; set acceleratorType: NPU" in wrong_type, (
+        wrong_type
+    )
+    no_image = _refusal(
+        kubectl, _job("no-dcu-image", accelerators={"count": 1, "types": ["NPU", "DCU"]}), namespace
+    )
+    assert "spec.images has no image for DCU" in no_image and "add images.DCU" in no_image, no_image
 
 
 def test_region_is_immutable(kubectl: Any, centers_made: list[str]) -> None:

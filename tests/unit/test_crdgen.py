@@ -215,6 +215,27 @@ def test_cross_field_rules_are_there_and_say_what_to_do(
         assert (path + "." + target) in {p for p, _ in _walk(_schema(kind))}, rules[0]
 
 
+def test_message_expressions_name_the_offending_value() -> None:
+    """Where CEL cost allows, the message says which model, key or type is wrong."""
+    found = {
+        (kind, path): rule["messageExpression"]
+        for kind in FILES
+        for path, node in _walk(_schema(kind))
+        for rule in node.get("x-kubernetes-validations", [])
+        if "messageExpression" in rule
+    }
+    assert set(found) == {
+        ("ComputeCenter", "spec.pools[]"),
+        ("ComputeCenter", "spec.pools[].peakTFLOPS"),
+        ("ComputeJob", "spec"),
+    }
+    for expression in found.values():
+        assert expression.startswith("'spec."), expression
+    pool_rules = [r["messageExpression"] for r in _rules("ComputeCenter", "spec.pools[]")]
+    assert any("self.model" in e and "self.name" in e for e in pool_rules)
+    assert _at("ComputeJob", "spec.accelerators.types[]")["maxLength"] == 3
+
+
 def test_catalog_rules_list_the_whole_catalog() -> None:
     rules = " ".join(r["rule"] + r["message"] for r in _rules("ComputeCenter", "spec.pools[]"))
     for name in accelerators.MODEL_NAMES:

@@ -112,12 +112,18 @@ RULES: dict[str, dict[str, list[dict[str, str]]]] = {
                 "has(self.peakTFLOPS) && size(self.peakTFLOPS) > 0)",
                 "spec.pools[].model is not in the catalog, so the pool must give powerWatts, peakTFLOPS and "
                 f"memoryGiB; or use a catalog model: {', '.join(accelerators.MODEL_NAMES)}",
+                messageExpression="'spec.pools[].model ' + self.model + ' of pool ' + self.name + ' is not in the "
+                "catalog, so the pool must give powerWatts, peakTFLOPS and memoryGiB; or use a catalog model: "
+                f"{', '.join(accelerators.MODEL_NAMES)}'",
                 fieldPath=".model",
             ),
             _rule(
                 f"!(self.model in {_MODELS}) || {_catalog_types()}[self.model] == self.acceleratorType",
                 "spec.pools[].acceleratorType does not match the catalog model "
                 f"({_catalog_by_type()}); fix acceleratorType",
+                messageExpression=f"'spec.pools[].acceleratorType: model ' + self.model + ' is catalogued as ' + "
+                f"{_catalog_types()}[self.model] + ', not ' + self.acceleratorType + "
+                f"'; set acceleratorType: ' + {_catalog_types()}[self.model]",
                 fieldPath=".acceleratorType",
             ),
         ],
@@ -126,6 +132,8 @@ RULES: dict[str, dict[str, list[dict[str, str]]]] = {
                 f"self.all(k, k in {_PRECISIONS})",
                 f"spec.pools[].peakTFLOPS keys must be precisions ({', '.join(accelerators.PRECISIONS)}); "
                 "rename the unknown key",
+                messageExpression=f"'spec.pools[].peakTFLOPS key ' + self.filter(k, !(k in {_PRECISIONS}))[0] + "
+                f"' is not a precision ({', '.join(accelerators.PRECISIONS)}); rename it'",
             ),
             _rule(
                 "self.all(k, self[k] > 0.0)",
@@ -146,6 +154,9 @@ RULES: dict[str, dict[str, list[dict[str, str]]]] = {
                 "self.accelerators.types.all(t, t in self.images)",
                 "spec.images needs an image for every type in spec.accelerators.types; add images.<TYPE> "
                 "or drop the type from accelerators.types",
+                messageExpression="'spec.images has no image for ' + self.accelerators.types.filter(t, !(t in "
+                "self.images))[0] + ', which spec.accelerators.types accepts; add images.' + "
+                "self.accelerators.types.filter(t, !(t in self.images))[0] + ' or drop the type'",
                 fieldPath=".images",
                 reason="FieldValueRequired",
             ),
@@ -200,6 +211,8 @@ EXTRA: dict[str, dict[str, dict[str, Any]]] = {
         # pydantic requires a time zone on the deadline; RFC 3339 with Z or an offset.
         "spec.schedule.deadline": {"pattern": r"(Z|z|[+-][0-9]{2}:[0-9]{2})$"},
         "spec.accelerators.types": {"x-kubernetes-list-type": "set"},
+        # Implied by the enum, but CEL cost estimation only reads maxLength.
+        "spec.accelerators.types[]": {"maxLength": max(len(t) for t in accelerators.ACCELERATOR_TYPES)},
         "status.conditions": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     },
 }
