@@ -24,6 +24,7 @@ The operator it started is stopped on exit, also on Ctrl-C; the cluster stays up
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import copy
 import json
@@ -339,8 +340,8 @@ class Operator:
             "--health-address",
             "127.0.0.1",
         ]
-        with open(self.log, "ab") as out:
-            out.write(f"\n--- suanli-demo starting: {' '.join(cmd)}\n".encode())
+        with open(self.log, "wb") as out:  # this run only: its tail is what an error shows
+            out.write(f"--- started by tests/cluster/demo.py: {' '.join(cmd)}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + OPERATOR_READY_TIMEOUT_S
@@ -365,10 +366,10 @@ class Operator:
                 f"the operator exited (code {code}); last 20 lines of its log {self.log}:\n{log_tail(self.log)}"
             )
 
-    def stop(self, grace_seconds: float = 5.0) -> None:
+    def stop(self, grace_seconds: float = 5.0) -> bool:
         """SIGTERM, then SIGKILL after ``grace_seconds`` (all its state is in the API; a second Ctrl-C kills at once)."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return False
         print(f"stopping the operator (pid {self.proc.pid})...", flush=True)
         self.proc.terminate()
         try:
@@ -376,6 +377,7 @@ class Operator:
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             self.proc.kill()
             self.proc.wait(timeout=15)
+        return True
 
 
 # --- watching ---------------------------------------------------------------------------------
@@ -770,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         for operator in started:
-            operator.stop()
+            if not operator.stop():
+                continue
             console.print(
                 f"stopped the operator started for the demo (log: {operator.log}); the cluster is still up.",
                 highlight=False,
@@ -819,8 +822,10 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
     write_docs(
         work / "jobs.yaml", job_docs, note.format(args.jobs.name, "kwok completion delays of demo seconds")
     )
-    predicted = plan([work / "centers.yaml", work / "jobs.yaml"], suanli)
-    full = plan([args.centers, args.jobs], suanli)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two `suanli plan` runs at once: ~3 s each
+        demo_plan = pool.submit(plan, [work / "centers.yaml", work / "jobs.yaml"], suanli)
+        full_plan = pool.submit(plan, [args.centers, args.jobs], suanli)
+        predicted, full = demo_plan.result(), full_plan.result()
     keys = list(predicted)
     differs = [k for k in keys if planned_place(predicted[k]) != planned_place(full.get(k))]
     step(
