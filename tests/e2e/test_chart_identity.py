@@ -35,6 +35,8 @@ HEALTH = {  # Argo CD health of each ComputeJob phase (helm/argocd/README.md)
     "Deferred": "Suspended", "Succeeded": "Healthy", "Failed": "Degraded", "Invalid": "Degraded",
 }
 
+MESSAGE = {"Failed": "exited with code 1", "Invalid": "NoSuchAccel9000"}  # what the Argo CD UI must say
+
 
 @pytest.fixture(scope="module")
 def release(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
@@ -102,7 +104,7 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
         live_centers = wait_for(all_ready, EXPECT_TIMEOUT_S, lambda: {n: kit.center_conditions(
             custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", n)) for n in all_centers},
             what="every center Ready (status written by the ServiceAccount)")
-        captured["center-Ready"] = kit.capture(live_centers[0], "Healthy", "", source=source, tmp_dir=tmp_path)
+        captured["center-Ready"] = kit.capture(live_centers[0], "Healthy", "", label="ready", source=source, tmp_dir=tmp_path)
 
         jobs = kit.example_jobs(namespace)
         extra = [
@@ -122,7 +124,7 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
             for item in items:
                 phase = current[item["metadata"]["name"]] = (item.get("status") or {}).get("phase", "Pending")
                 if f"job-{phase}" not in captured and (phase != "Pending" or not item.get("status")):
-                    captured[f"job-{phase}"] = kit.capture(item, HEALTH[phase], "", source=source, tmp_dir=tmp_path)
+                    captured[f"job-{phase}"] = kit.capture(item, HEALTH[phase], MESSAGE.get(phase, ""), label=phase if item.get("status") else "no-status", source=source, tmp_dir=tmp_path)
             waiting = {n: p for n, p in current.items() if p not in ("Succeeded", "Failed", "Queued", "Deferred", "Invalid")}
             waiting.pop("long", None) if current.get("long") == "Running" else None
             return None if waiting or len(current) < len(jobs) + len(extra) else current
@@ -171,7 +173,7 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
 
         live = wait_for(degraded, EXPECT_TIMEOUT_S, lambda: custom_objects.get_cluster_custom_object(
             GROUP, VERSION, "computecenters", probe["metadata"]["name"]).get("status"), what="the center to be Degraded")
-        captured["center-Degraded"] = kit.capture(live, "Degraded", "", source=source, tmp_dir=tmp_path)
+        captured["center-Degraded"] = kit.capture(live, "Degraded", "", label="degraded", source=source, tmp_dir=tmp_path)
 
         # The RBAC was enough: nothing the operator asked for was refused.
         log = op.log_text()

@@ -192,11 +192,15 @@ def stable(obj: dict[str, Any], namespace: str = "e2e") -> dict[str, Any]:
     return out
 
 
-def capture(obj: dict[str, Any], expected_status: str, message_contains: str, *, source: str, tmp_dir: Path) -> Path:
-    """Save the object as a fixture and run the real Lua health script on it now."""
+def capture(
+    obj: dict[str, Any], expected_status: str, message_contains: str, *, label: str, source: str, tmp_dir: Path
+) -> Path:
+    """Save the object as ``<kind>-e2e-<label>.json`` (label: the phase or condition, so a re-capture
+    replaces the file) and run the real Lua health script on it now."""
     from tests.unit import test_argocd_health as health
 
-    path = argocd_capture.save(stable(obj), expected_status, message_contains, source=source, directory=capture_dir(tmp_dir))
+    saved = argocd_capture.save(stable(obj), expected_status, message_contains, source=source, directory=capture_dir(tmp_dir))
+    path = saved.replace(saved.with_name(f"{obj['kind'].lower()}-e2e-{label.lower()}.json"))
     doc = json.loads(path.read_text())
     status, message = health.run_health(health.SCRIPTS[obj["kind"]], doc["object"])
     assert (status, message_contains in message) == (expected_status, True), (
