@@ -68,7 +68,7 @@ def test_missing_image_names_the_type() -> None:
     bad = JOB.replace("images: {GPU: img:cuda, NPU: img:cann}", "images: {GPU: img:cuda}")
     with pytest.raises(manifests.InvalidManifests) as err:
         manifests.parse_text(bad, "jobs.yaml")
-    assert "jobs.yaml: ComputeJob team-a/llm: spec:" in str(err.value)
+    assert "jobs.yaml: ComputeJob team-a/llm: spec.images:" in str(err.value)
     assert "images.NPU" in str(err.value)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from suanli.api import common
 from suanli.catalog import accelerators
@@ -134,16 +134,33 @@ class ComputeJobSpec(common.Model):
                 raise ValueError(f"images.{kind} is empty; give a container image reference")
         return images
 
-    @model_validator(mode="after")
-    def _cross_field(self) -> ComputeJobSpec:
-        missing = [t for t in self.accelerators.types if t not in self.images]
+    # Cross-field rules are field validators on the later field (fields validate in declaration
+    # order), so the error's path names the field to fix: spec.images, spec.data, spec.schedule.
+    @field_validator("images")
+    @classmethod
+    def _image_per_type(cls, images: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        request = info.data.get("accelerators")
+        if request is None:
+            return images
+        missing = [t for t in request.types if t not in images]
         if missing:
             raise ValueError(
                 f"accelerators.types accepts {', '.join(missing)} but images has no entry for it; "
                 f"add images.{missing[0]} or drop the type"
             )
-        if self.schedule.deadline is not None and self.runtime is None:
-            raise ValueError("schedule.deadline needs runtime.estimatedDuration to know when the job must start")
-        if self.data.size_gi_b > 0 and not self.data.region:
+        return images
+
+    @field_validator("data")
+    @classmethod
+    def _data_region(cls, data: Data) -> Data:
+        if data.size_gi_b > 0 and not data.region:
             raise ValueError("data.sizeGiB is set but data.region is not; say where the data lives")
-        return self
+        return data
+
+    @field_validator("schedule")
+    @classmethod
+    def _deadline_needs_runtime(cls, schedule: Schedule, info: ValidationInfo) -> Schedule:
+        # A runtime that failed its own validation is absent from info.data: that error is enough.
+        if schedule.deadline is not None and "runtime" in info.data and info.data["runtime"] is None:
+            raise ValueError("schedule.deadline needs runtime.estimatedDuration to know when the job must start")
+        return schedule
