@@ -96,7 +96,7 @@ def run(target: str, kubeconfig: str | None, out: TextIO | None = None, err: Tex
         )
     except ApiException as exc:
         if exc.status == 404:
-            print(f"suanli explain: no ComputeJob {namespace}/{name} (kubectl get cj -n {namespace})", file=err)
+            print(f"suanli explain: no ComputeJob {namespace}/{name} (kubectl get cjob -n {namespace}; `cj` is CronJob to kubectl)", file=err)
         else:
             print(f"suanli explain: the API server refused: HTTP {exc.status} {exc.reason}", file=err)
         return 1
