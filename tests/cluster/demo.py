@@ -62,6 +62,7 @@ SETTLE_SECONDS = 3.0  # the end state must hold this long (a Queued job may be a
 OPERATOR_READY_TIMEOUT_S = 60.0
 NODE_READY_TIMEOUT_S = 90.0
 DELETE_TIMEOUT_S = 120.0
+API_OUTAGE_S = 30.0  # the watch tolerates API errors this long
 
 
 class DemoError(RuntimeError):
@@ -192,6 +193,17 @@ class Cluster:
                 f"`kubectl {' '.join(args)}` failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
             )
         return proc.stdout
+
+    def check_reachable(self) -> None:
+        from kubernetes import client
+
+        try:
+            client.VersionApi(self.api_client).get_code(_request_timeout=10)
+        except Exception as exc:
+            raise DemoError(
+                f"cannot reach the API server of {self.kubeconfig} ({exc.__class__.__name__}: {str(exc)[:200]}). "
+                f"Is the cluster up? `make cluster-up` starts it; its logs are in {CLUSTER_DIR}/logs/"
+            ) from None
 
     def apply(self, path: Path) -> None:
         self.run_kubectl(
@@ -529,10 +541,23 @@ def watch(
     settled_since: float | None = None
 
     def snapshots() -> Iterator[Snapshot]:
+        last_ok, previous = time.monotonic(), Snapshot(0.0, {}, {})
         while True:
             if operator is not None:
                 operator.check()
-            yield Snapshot(time.monotonic() - t0, cluster.compute_jobs(keys), cluster.centers(centers))
+            try:
+                previous = Snapshot(
+                    time.monotonic() - t0, cluster.compute_jobs(keys), cluster.centers(centers)
+                )
+                last_ok = time.monotonic()
+            except Exception as exc:  # an API hiccup: show the last state, give up after API_OUTAGE_S
+                if time.monotonic() - last_ok > API_OUTAGE_S:
+                    raise DemoError(
+                        f"the API server has not answered for {API_OUTAGE_S:g}s ({exc.__class__.__name__}: "
+                        f"{str(exc)[:200]}); see {CLUSTER_DIR}/logs/kube-apiserver.log"
+                    ) from None
+                previous.elapsed = time.monotonic() - t0
+            yield previous
 
     def step(snap: Snapshot) -> bool:
         nonlocal settled_since
@@ -770,6 +795,19 @@ def main(argv: list[str] | None = None) -> int:
     except DemoError as exc:
         console.print(f"\n[bold red]demo failed:[/] {exc}", highlight=False)
         return 1
+    except Exception as exc:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        if not isinstance(exc, (ApiException, HTTPError)):
+            raise
+        console.print(
+            f"\n[bold red]demo failed talking to the API server ({args.kubeconfig}):[/] "
+            f"{exc.__class__.__name__}: {str(exc)[:500]}\nIs the cluster up (make cluster-up)? "
+            f"Its logs: {CLUSTER_DIR}/logs/",
+            highlight=False,
+        )
+        return 1
     finally:
         for operator in started:
             if not operator.stop():
@@ -839,6 +877,7 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
         )
 
     cluster = Cluster(kubeconfig, kubectl)
+    cluster.check_reachable()
     step("installing the CRDs (kubectl apply --server-side -f crds/)")
     install_crds(cluster)
     centers = [d for d in center_docs if d.get("kind") == "ComputeCenter"]
