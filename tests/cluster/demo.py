@@ -446,7 +446,9 @@ def render(
     delays: dict[str, int],
     predicted: dict[str, dict[str, Any]],
     timeout: float,
+    wide: bool = True,
 ) -> Any:
+    """The live view; a narrow terminal (``wide=False``) drops the runner-up and plan columns."""
     from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
@@ -464,18 +466,11 @@ def render(
         head.add_row(name, pools or "-", f"{used:.2f}" if isinstance(used, (int, float)) else "-")
 
     table = Table(title=f"ComputeJobs - {snap.elapsed:.0f}s (deadline {timeout:.0f}s)", title_justify="left")
-    for col in (
-        "job",
-        "phase",
-        "where (model)",
-        "score",
-        "runner-up",
-        "est. kWh",
-        "est. kgCO2e",
-        "progress / why",
-        "plan said",
-    ):
-        table.add_column(col, overflow="fold")
+    columns = ("job", "phase", "where (model)", "score", "runner-up", "est. kWh", "est. kgCO2e", "progress / why",
+               "plan said")  # fmt: skip
+    shown = [i for i, col in enumerate(columns) if wide or col not in ("runner-up", "plan said")]
+    for i in shown:
+        table.add_column(columns[i], overflow="fold", no_wrap=columns[i] in ("job", "phase", "score"))
     now = time.time()
     colours = {
         "Succeeded": "green",
@@ -508,9 +503,11 @@ def render(
             progress = f"done in {e - s:.0f}s (demo time)" if s and e else "done"
         elif phase in (*WAITING, "Failed"):
             progress = st.get("message") or (f"until {st['plannedStart']}" if st.get("plannedStart") else "-")
+            if not wide and len(progress) > 70:  # the summary shows it whole
+                progress = progress[:69] + "…"
         said = planned_place(predicted.get(key))
         match = phase == "Pending" or as_planned(predicted.get(key), job)
-        table.add_row(
+        cells = (
             key,
             Text(phase, style=colours.get(phase, "")),
             where,
@@ -521,6 +518,7 @@ def render(
             progress,
             Text(said, style="" if match else "bold red"),
         )
+        table.add_row(*(cells[i] for i in shown))
     return Group(head, table)
 
 
@@ -584,7 +582,7 @@ def watch(
 
         with Live(console=console, refresh_per_second=4, transient=False) as view:
             for snap in snapshots():
-                view.update(render(snap, keys, delays, predicted, timeout))
+                view.update(render(snap, keys, delays, predicted, timeout, wide=console.width >= 150))
                 if step(snap):
                     return snap, True
                 if snap.elapsed >= timeout:
