@@ -121,6 +121,7 @@ async def _serve(
     from suanli.handlers import mirror
     from suanli.kube import cache as cache_mod
     from suanli.kube import client as client_mod
+    from suanli.kube import relist
     from suanli.kube import scheduler as scheduler_mod
 
     api = client_mod.Api(
@@ -163,11 +164,16 @@ async def _serve(
             settings.peering.name = args.peering
             settings.peering.clusterwide = True
 
+    memo = kopf.Memo(cache=cache, scheduler=sched, clock=clock)
     tasks = [
         asyncio.create_task(sched.run(), name="scheduler"),
         asyncio.create_task(sched.run_jobs(), name="job-status"),
         asyncio.create_task(sched.run_centers(), name="center-status"),
     ]
+    if args.relist_seconds > 0:
+        handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
+                    "jobs": mirror.on_compute_job, "workloads": mirror.on_workload}
+        tasks.append(asyncio.create_task(relist.run(cache, api, handlers, memo, args.relist_seconds), name="relist"))
     if keeper is not None:
         keeper.add_done_callback(lambda task: _lost(task, tasks))
     liveness = f"http://{args.health_address}:{args.health_port}/healthz" if args.health_port else None
@@ -178,7 +184,7 @@ async def _serve(
             standalone=not args.peering,
             peering_name=args.peering or None,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(cache=cache, scheduler=sched, clock=clock),
+            memo=memo,
         )
     finally:
         for task in tasks:

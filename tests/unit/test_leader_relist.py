@@ -1,0 +1,110 @@
+"""The relist safety net (suanli.kube.relist): cached objects a LIST no longer has are confirmed gone
+with a GET and dropped through the mirror handlers; one created after the LIST is kept.
+(Beside the leader tests: both are the operator's run-time safety machinery.)"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from suanli.handlers import mirror
+from suanli.kube import cache as cache_mod
+from suanli.kube import relist, workloads
+
+
+def node(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {"suanli.io/pool": "c1-a100"}}, "spec": {},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "allocatable": {"nvidia.com/gpu": "8"}}}
+
+
+def pod(name: str, job: str | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "team-a", "labels": {workloads.LABEL_JOB: job} if job else {}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "m", "resources": {"requests": {"nvidia.com/gpu": "4"}}}]},
+            "status": {"phase": "Running"}}
+
+
+class Missing:
+    """core/custom/batch stand-ins: GET answers 404 for names in `gone`, else an object."""
+
+    def __init__(self, gone: set[str]):
+        self.gone = gone
+
+    def __getattr__(self, verb: str) -> Any:
+        def call(*args: Any, **_: Any) -> dict[str, Any]:
+            name = next(a for a in args if isinstance(a, str) and (a in self.gone or a.startswith(("n", "p"))))
+            if name in self.gone:
+                raise ApiException(status=404, reason="Not Found")
+            return {"metadata": {"name": name}}
+
+        return call
+
+
+class FakeApi:
+    def __init__(self, listing: dict[str, list[dict[str, Any]]], gone: set[str]):
+        self.listing = listing
+        self.core = self.custom = self.batch = Missing(gone)
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    def list_all(self) -> dict[str, list[dict[str, Any]]]:
+        return self.listing
+
+
+def empty_listing() -> dict[str, list[dict[str, Any]]]:
+    return {kind: [] for kind in relist.KINDS}
+
+
+def test_missing_lists_cached_objects_absent_from_the_list() -> None:
+    cache = cache_mod.Cache()
+    for name in ("n1", "n2"):
+        cache.upsert_node(node(name))
+    cache.upsert_pod(pod("p1"))
+    listing = empty_listing()
+    listing["nodes"] = [node("n1")]
+    assert relist.missing(cache, listing) == [("nodes", ("", "n2")), ("pods", ("team-a", "p1"))]
+
+
+def test_sweep_drops_what_is_gone_and_keeps_what_was_created_after_the_list() -> None:
+    cache = cache_mod.Cache()
+    for name in ("n1", "n2", "n3"):
+        cache.upsert_node(node(name))
+    cache.upsert_pod(pod("p1", job="train"))
+    listing = empty_listing()
+    listing["nodes"] = [node("n1")]
+    # n2 and p1 were deleted unseen; n3 was created after the LIST (the GET finds it).
+    api = FakeApi(listing, gone={"n2", "p1"})
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def recorder(kind: str) -> Any:
+        real = {"nodes": mirror.on_node, "pods": mirror.on_pod}.get(kind)
+
+        def handle(event: dict[str, Any], memo: Any) -> None:
+            calls.append((kind, event))
+            if real is not None:
+                real(event, memo)
+
+        return handle
+
+    sched = SimpleNamespace(poked=0, centers=0)
+    sched.poke = lambda: setattr(sched, "poked", sched.poked + 1)
+    sched.center_changed = lambda: setattr(sched, "centers", sched.centers + 1)
+    sched.job_changed = lambda key: None
+    memo = SimpleNamespace(cache=cache, scheduler=sched, clock=None)
+    handlers = {kind: recorder(kind) for kind in relist.KINDS}
+    dropped = asyncio.run(relist.sweep(cache, api, handlers, memo))  # type: ignore[arg-type]
+    assert dropped == [("nodes", ("", "n2")), ("pods", ("team-a", "p1"))]
+    assert set(cache.nodes) == {"n1", "n3"} and cache.pods == {}
+    assert all(event["type"] == "DELETED" for _, event in calls)
+    assert sched.poked >= 1 and sched.centers >= 1  # capacity changed: the scheduler was woken
+
+
+def test_the_deleted_event_of_a_workload_carries_its_job_label() -> None:
+    cache = cache_mod.Cache()
+    cache.workloads[("team-a", "train")] = SimpleNamespace(key=("team-a", "cj-train"), job_label="train")  # type: ignore[assignment]
+    event = relist.deleted_event(cache, "workloads", ("team-a", "cj-train"))
+    assert event["object"]["metadata"] == {"name": "cj-train", "namespace": "team-a",
+                                           "labels": {workloads.LABEL_JOB: "train"}}
