@@ -87,3 +87,12 @@ def test_a_deferred_job_always_finishes_before_its_deadline(
         assert start + est.transfer_seconds + est.runtime_seconds <= int(deadline) + 1
     if not sched:
         assert decision.phase != "Deferred", "a flat carbon schedule has nothing to wait for"
+
+
+def test_replanning_a_little_later_keeps_the_planned_start() -> None:
+    # A 9h job cannot fit inside the 6h solar window: many starts cover it fully; the choice must
+    # not drift with the instant of planning.
+    center = b.center(grams=700, carbon_windows=SOLAR)
+    job = b.job(duration="9h", deadline=_iso(b.NOW + 2 * 86400), profile="green")
+    starts = {b.run_plan([center], [job], now=b.NOW + dt).decisions[0].planned_start for dt in (0, 7, 61, 200)}
+    assert len(starts) == 1 and None not in starts

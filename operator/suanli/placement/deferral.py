@@ -36,14 +36,17 @@ class Later:
 
 
 def candidate_starts(fleet: fleet_mod.Fleet, now: float, until: float, step: float) -> list[float]:
-    """Schedule edges and grid points in (now, until], at most MAX_STARTS, ascending."""
+    """Schedule edges and step-aligned grid points in (now, until], at most MAX_STARTS, ascending."""
     if until <= now:
         return []
     starts: set[float] = set()
     for info in fleet.centers:
         starts.update(schedule.edges_between(info.carbon_windows, now, until, info.zone))
-    grid = now + step * np.arange(1, int((until - now) // step) + 1)
-    starts.update(float(t) for t in grid)
+    # The grid sits on whole multiples of the step (e.g. :00, :15, :30, :45), not on `now`, so
+    # re-planning a deferred job a few seconds later yields the same planned start.
+    first = (np.floor(now / step) + 1) * step
+    grid = first + step * np.arange(0, max(int((until - first) // step) + 1, 0))
+    starts.update(float(t) for t in grid if t <= until)
     return sorted(starts)[:MAX_STARTS]
 
 
