@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.cluster/bin:$(BIN):$(PATH)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv tools test unit lint crds verify integration e2e bench cluster-up cluster-down demo plan clean
+.PHONY: help venv tools cluster-build test unit lint crds verify integration e2e bench cluster-up cluster-down demo plan clean
 
 help:
 	@echo "make demo     local control plane + operator + example fleet and jobs, live"
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: venv lint verify tools unit
+test: venv lint verify tools unit cluster-up integration e2e
 
 tools:
 	bash tests/tools/install_tools.sh
@@ -55,6 +55,9 @@ e2e: venv cluster-up
 
 bench: venv
 	$(PYTEST) tests/bench -q -p no:cacheprovider -m bench --timeout 1800
+
+cluster-build:
+	bash tests/cluster/build.sh
 
 cluster-up:
 	bash tests/cluster/up.sh
