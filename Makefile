@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.cluster/bin:$(BIN):$(PATH)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv tools cluster-build test unit lint crds verify integration e2e bench cluster-up cluster-down demo plan clean
+.PHONY: help venv tools docs cluster-build test unit lint crds verify integration e2e bench cluster-up cluster-down demo plan clean
 
 help:
 	@echo "make demo     local control plane + operator + example fleet and jobs, live"
@@ -46,6 +46,10 @@ crds: venv
 verify: venv
 	$(BIN)/python -m suanli.api.crdgen --out crds --check
 	$(BIN)/python helm/gen_chart.py --check
+	$(BIN)/python tests/tools/readme_tables.py --check
+
+docs: venv
+	$(BIN)/python tests/tools/readme_tables.py
 
 integration: venv cluster-up
 	$(PYTEST) tests/integration -q
