@@ -7,6 +7,9 @@ is refused (403) and the scenario stalls, or the log shows the refusal: both fai
 The chart's Deployment is scaled to 0 (kwok nodes run no containers). `kubectl auth can-i` for
 single verbs is in tests/integration/test_helm_install.py; here the whole grant is listed.
 Live objects met on the way are captured as Argo CD health fixtures (tests/tools/operator_kit.py).
+Run it on a cluster no other operator test uses at the same time (an operator watches every
+namespace, so another test's operator or unconstrained jobs would take part), e.g. a private one:
+SUANLI_CLUSTER_DIR=/tmp/c2 SUANLI_APISERVER_PORT=37443 ... bash tests/cluster/up.sh, then KUBECONFIG=/tmp/c2/kubeconfig.
 """
 
 from __future__ import annotations

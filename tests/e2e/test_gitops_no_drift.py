@@ -8,6 +8,9 @@ byte-identical to what the API server stored at apply time and equal to the mani
 CRD's defaults are taken out, no field manager but argocd-controller owns any `f:spec` field, and
 `kubectl diff --server-side --field-manager=argocd-controller` reports nothing (exit 0) outside
 `status` (tests/tools/spec_diff.py). A spec patch by another manager is then caught by both checks.
+Run it on a cluster no other operator test uses at the same time (an operator watches every
+namespace, so another test's operator or unconstrained jobs would take part), e.g. a private one:
+SUANLI_CLUSTER_DIR=/tmp/c2 SUANLI_APISERVER_PORT=37443 ... bash tests/cluster/up.sh, then KUBECONFIG=/tmp/c2/kubeconfig.
 """
 
 from __future__ import annotations
