@@ -1,8 +1,9 @@
 """Issue 5's `suanli plan --now` check: on the example fleet's day/night carbon schedule, a job with
 a loose deadline is Deferred to the clean window and its twin with a tight deadline is bound now.
 
-crds/examples/jobs.yaml has the loose one (solar-batch); the tight twin is a fixture here
-(tests/unit/plan_deferral/urgent-job.yaml) until the examples carry one.
+crds/examples/jobs.yaml has the loose one (solar-batch); the tight twin is
+crds/examples/deferral/solar-urgent.yaml (kept out of the live examples: its deadline is in the past
+for a real cluster).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def planned() -> dict[str, dict]:
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli.main(["plan", "-f", str(REPO / "crds" / "examples"), "-f", str(Path(__file__).parent / "plan_deferral"),
+        code = cli.main(["plan", "-f", str(REPO / "crds" / "examples"), "-f", str(REPO / "crds" / "examples" / "deferral"),
                          "-o", "json", "--now", NOW])
     assert code == 0, out.getvalue()
     return {j["name"]: j for j in json.loads(out.getvalue())["jobs"]}
