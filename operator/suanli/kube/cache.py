@@ -27,6 +27,7 @@ from suanli.kube import objects as kobj
 from suanli.kube import workloads
 from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import energy as energy_mod
+from suanli.placement import queue as queue_mod
 from suanli.placement import validation
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import fleet as fleet_mod
@@ -125,6 +126,7 @@ class Snapshot:
     queue: tuple[demand_mod.JobDemand, ...]
     invalid: tuple[tuple[Key, str, str], ...]  # (job, field, message) not yet marked Invalid
     usage: tuple[PoolUsage, ...]
+    truncated: int = 0  # queued jobs left out of `queue` by operator.max_jobs_per_cycle
 
 
 class Cache:
@@ -387,6 +389,9 @@ class Cache:
             usage.append(
                 PoolUsage(info.center, info.pool, cap, cap - free, free, len(nodes[p]), info.expected_nodes)
             )
+        # Cut after queue order (priority, then arrival), never by name: the head of the queue is planned.
+        ordered = queue_mod.ordered(queue)
+        limit = self.settings.operator.max_jobs_per_cycle
         return Snapshot(
             now=now,
             fleet=fleet,
@@ -394,9 +399,10 @@ class Cache:
             energy=energy,
             ready=ready,
             not_ready_reason=tuple(reasons),
-            queue=tuple(queue[: self.settings.operator.max_jobs_per_cycle]),
+            queue=tuple(ordered[:limit]),
             invalid=tuple(invalid),
             usage=tuple(usage),
+            truncated=max(0, len(ordered) - limit),
         )
 
     def _account(

@@ -1,7 +1,12 @@
-"""Writes to the API server: a bounded thread pool over the synchronous `kubernetes` client.
+"""Writes to the API server: two thread pools over the synchronous `kubernetes` client.
 
 The scheduler never waits on the network in its loop: it submits writes here and gets
-futures back. Every failed write is counted in `suanli_api_write_errors_total{verb,resource}`.
+futures back. Binding-critical writes (a new binding's status, its batch Job) go to a small
+pool of their own (`run_urgent`), so they never queue behind progress patches and Events on the
+main pool (`run`). Neither queue grows without bound: the scheduler keeps at most one write
+chain in flight per job (progress patches are coalesced: the latest status is computed when
+the previous write finished). Every failed write is counted in
+`suanli_api_write_errors_total{verb,resource}`.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -42,6 +48,31 @@ def api_client(kubeconfig: str | None, pool_size: int = 32) -> Any:
     return k8s.ApiClient(configuration)
 
 
+def urgent_workers(workers: int) -> int:
+    """Threads of the binding-critical pool, beside `workers` for everything else."""
+    return max(2, workers // 4)
+
+
+def namespace_gone(exc: BaseException) -> bool:
+    """True if a create failed because its namespace is being deleted (403 "... because it is being
+    terminated") or is already gone (404 for the namespace itself, not for the object)."""
+    if not isinstance(exc, ApiException) or exc.status not in (403, 404):
+        return False
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+    try:
+        doc: Any = json.loads(body)
+    except ValueError:
+        doc = {}
+    details: Any = doc.get("details") if isinstance(doc, dict) else None
+    details = details if isinstance(details, dict) else {}
+    if exc.status == 403:
+        causes = details.get("causes") or []
+        return "being terminated" in body or any(
+            isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes
+        )
+    return bool(details.get("kind") == "namespaces")
+
+
 def now_rfc3339(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -55,14 +86,24 @@ class Api:
         self.batch: Any = k8s.BatchV1Api(api)
         self.custom: Any = k8s.CustomObjectsApi(api)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="suanli-write")
+        self.urgent = concurrent.futures.ThreadPoolExecutor(
+            max_workers=urgent_workers(workers), thread_name_prefix="suanli-bind"
+        )
         self.events_namespace = events_namespace
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.urgent.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Progress patches, Events, center status, reads: the main pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+
+    async def run_urgent(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Binding-critical writes (Bound status, Job create): their own pool, ahead of the rest."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.urgent, lambda: fn(*args, **kwargs))
 
     @staticmethod
     def _count(verb: str, resource: str, exc: BaseException) -> None:

@@ -5,8 +5,11 @@ start or a budget-period boundary reached, or the slow safety resync), coalesces
 takes a snapshot of the cache, plans the queue with the pure core in a worker thread, records
 each Bound decision in the cache first ("assumed") and writes it in the background: status
 first, then the batch Job. A failed write undoes the assumption, puts the job back in the
-queue and posts a Warning event. Two small companions keep status current: one for jobs whose
-workload moved (Running, Succeeded, Failed), one for ComputeCenter status.
+queue and posts a Warning event, except when the job's namespace is being deleted: then the job
+is left as it is (it goes with its namespace) instead of being bound again and again. Binding
+writes run on the API client's urgent pool, ahead of progress patches and Events. Two small
+companions keep status current: one for jobs whose workload moved (Running, Succeeded, Failed),
+one for ComputeCenter status.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Scheduler:
         self.centers_event = asyncio.Event()
         self.timer = math.inf  # next deferred start or budget boundary (epoch)
         self.writing: set[Key] = set()  # jobs with a write in flight
+        self.abandoned: dict[Key, str] = {}  # job -> uid: its namespace is going away, no workload is created
         self.tasks: set[asyncio.Task[Any]] = set()
         self.cycles = 0
 
@@ -102,6 +106,10 @@ class Scheduler:
             if key not in self.writing:
                 self._spawn(self._mark_invalid(key, field, message, now))
         self.timer = snap.energy.next_boundary()
+        for key, uid in list(self.abandoned.items()):
+            record = self.cache.jobs.get(key)
+            if record is None or record.uid != uid:
+                del self.abandoned[key]  # deleted (a namespace of that name may be back)
         if snap.queue and snap.fleet.size:
             request = planner.PlanRequest(
                 fleet=snap.fleet,
@@ -119,6 +127,9 @@ class Scheduler:
                     # Wake at the planned start (even when this job's status write is still in flight).
                     self.timer = min(self.timer, d.planned_start)
                 self._apply(d, now)
+            if snap.truncated and any(d.phase == "Bound" for d in reply.decisions):
+                # max_jobs_per_cycle cut the queue: plan the rest now (bound jobs left the head).
+                self.poke()
         self.cycles += 1
         metrics.CYCLE.observe(self.clock.monotonic() - started)
 
@@ -158,7 +169,7 @@ class Scheduler:
             counts[phase if phase in counts else "Pending"] += 1
         for phase, n in counts.items():
             metrics.JOBS.labels(phase=phase).set(n)
-        metrics.QUEUE_LENGTH.set(len(snap.queue))
+        metrics.QUEUE_LENGTH.set(len(snap.queue) + snap.truncated)
         queued = [r.created for r in self.cache.jobs.values() if r.phase == "Queued" and self.cache.schedulable(r)]
         metrics.JOB_QUEUED_SECONDS.set(max(0.0, snap.now - min(queued)) if queued else 0.0)
         for u in snap.usage:
@@ -206,7 +217,7 @@ class Scheduler:
         key = record.key
         try:
             try:
-                await self.api.run(self.api.patch_job_status, key[0], key[1], status)
+                await self.api.run_urgent(self.api.patch_job_status, key[0], key[1], status)
             except Exception as exc:
                 self.cache.forget(key)
                 message = f"could not record the binding ({_short(exc)}); the job goes back to the queue"
@@ -225,7 +236,7 @@ class Scheduler:
         """Create (or adopt) the batch Job of a bound job; on failure unbind and requeue."""
         key = record.key
         binding = self.cache.binding(record)
-        if binding is None or record.obj is None:
+        if binding is None or record.obj is None or self.abandoned.get(key) == record.uid:
             return False
         try:
             spec_pool = self.cache.pool_spec(binding.center, binding.pool)
@@ -238,19 +249,33 @@ class Scheduler:
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
             )
-            job, created = await self.api.run(self.api.create_or_adopt_job, manifest, record.uid)
+            job, created = await self.api.run_urgent(self.api.create_or_adopt_job, manifest, record.uid)
             self.cache.upsert_workload(job)  # seen now: no second create before the watch catches up
             if not created:
                 LOG.info("%s/%s: adopted the existing Job %s", *key, manifest["metadata"]["name"])
             return True
         except Exception as exc:
+            if client_mod.namespace_gone(exc):
+                # Its namespace is being deleted (or gone): the ComputeJob goes with it. Requeueing would
+                # bind it again and fail again, a write storm; leave it bound, without a workload.
+                self.abandoned[key] = record.uid
+                LOG.info(
+                    "%s/%s: namespace %s is being deleted (%s); not creating the workload and not requeueing "
+                    "the job: it is deleted with its namespace",
+                    *key,
+                    key[0],
+                    _short(exc),
+                )
+                return False
             message = (
                 f"could not create the workload on {binding.center}/{binding.pool} ({_short(exc)}); "
                 f"the job goes back to the queue"
             )
             LOG.warning("%s/%s: %s", *key, message)
             try:
-                await self.api.run(self.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation))
+                await self.api.run_urgent(
+                    self.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation)
+                )
             except Exception as inner:
                 LOG.warning("%s/%s: could not requeue: %s", *key, _short(inner))
             self.cache.forget(key)
@@ -274,7 +299,7 @@ class Scheduler:
 
     def _progress(self, key: Key) -> None:
         record = self.cache.jobs.get(key)
-        if record is None or key in self.writing:
+        if record is None or key in self.writing or self.abandoned.get(key) == record.uid:
             return
         binding = self.cache.binding(record)
         if binding is None or record.phase not in cache_mod.BOUND_PHASES:

@@ -1,0 +1,337 @@
+"""Scheduler writes: terminating namespaces, binding writes ahead of the rest, queue truncation.
+
+The API is a fake (`FakeApi`): the tests need failures on demand — a real API server cannot be
+held with a namespace "terminating" (the namespace controller finishes the deletion within
+seconds) and cannot be made to stall its progress writes while binding writes go through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from suanli import clock as clock_mod
+from suanli import settings as settings_mod
+from suanli.kube import cache as cache_mod
+from suanli.kube import client as client_mod
+from suanli.kube import scheduler as scheduler_mod
+
+NOW = 1_790_000_000.0
+CENTER = {
+    "apiVersion": "suanli.io/v1alpha1",
+    "kind": "ComputeCenter",
+    "metadata": {"name": "c1", "generation": 1},
+    "spec": {
+        "region": "cn-guizhou",
+        "energy": {
+            "timeZone": "Asia/Shanghai",
+            "pue": 1.2,
+            "carbonIntensity": {"gramsPerKWh": 400},
+            "budget": {"kWh": 100000, "period": "Day"},
+        },
+        "pools": [
+            {
+                "name": "a100",
+                "acceleratorType": "GPU",
+                "model": "A100",
+                "resourceName": "nvidia.com/gpu",
+                "nodeSelector": {"suanli.io/pool": "c1-a100"},
+                "expected": {"nodes": 1, "acceleratorsPerNode": 8},
+            }
+        ],
+    },
+}
+NODE = {
+    "metadata": {"name": "n1", "labels": {"suanli.io/pool": "c1-a100"}},
+    "spec": {},
+    "status": {
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "allocatable": {"nvidia.com/gpu": "8", "cpu": "32"},
+    },
+}
+
+
+def cjob(name: str, ns: str = "team-a", priority: int | None = None, count: int = 1, created: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": ns, "uid": f"uid-{ns}-{name}", "generation": 1, "resourceVersion": "1"}
+    if created:
+        meta["creationTimestamp"] = created
+    spec: dict[str, Any] = {"replicas": 1, "accelerators": {"count": count, "types": ["GPU"]}, "images": {"GPU": "img"}}
+    if priority is not None:
+        spec["priority"] = priority
+    return {"apiVersion": "suanli.io/v1alpha1", "kind": "ComputeJob", "metadata": meta, "spec": spec}
+
+
+def terminating(ns: str) -> ApiException:
+    exc = ApiException(status=403, reason="Forbidden")
+    exc.body = json.dumps(
+        {
+            "kind": "Status",
+            "status": "Failure",
+            "message": f'jobs.batch "x" is forbidden: unable to create new content in namespace {ns} '
+            f"because it is being terminated",
+            "reason": "Forbidden",
+            "details": {"name": "x", "group": "batch", "kind": "jobs", "causes": [{"reason": "NamespaceTerminating"}]},
+            "code": 403,
+        }
+    )
+    return exc
+
+
+def namespace_not_found(ns: str) -> ApiException:
+    exc = ApiException(status=404, reason="Not Found")
+    exc.body = json.dumps(
+        {"kind": "Status", "message": f'namespaces "{ns}" not found', "reason": "NotFound", "details": {"name": ns, "kind": "namespaces"}, "code": 404}
+    )
+    return exc
+
+
+class FakeApi:
+    """Records writes; `create_error` fails Job creates; `block_main` stalls the main pool."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str, Any]] = []  # (pool, call, detail)
+        self.create_error: BaseException | None = None
+        self.patch_error: BaseException | None = None
+        self.block_main = asyncio.Event()
+        self.block_main.set()
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        await self.block_main.wait()
+        return self._call("main", fn, *args)
+
+    async def run_urgent(self, fn: Any, *args: Any) -> Any:
+        return self._call("urgent", fn, *args)
+
+    def _call(self, pool: str, fn: Any, *args: Any) -> Any:
+        name = fn.__name__
+        detail = {"event": lambda: args[1], "create_or_adopt_job": lambda: args[0]["metadata"]["name"]}.get(name, lambda: args[:2])()
+        self.writes.append((pool, name, detail))
+        return fn(*args)
+
+    def patch_job_status(self, ns: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        if self.patch_error is not None:
+            raise self.patch_error
+        return {"metadata": {"namespace": ns, "name": name}, "status": status}
+
+    def create_or_adopt_job(self, manifest: dict[str, Any], uid: str) -> tuple[dict[str, Any], bool]:
+        if self.create_error is not None:
+            raise self.create_error
+        return manifest, True
+
+    def event(self, *args: Any) -> None:
+        return None
+
+    def calls(self, name: str) -> list[tuple[str, str, Any]]:
+        return [w for w in self.writes if w[1] == name]
+
+
+def make(max_jobs: int = 2000, gpus: int = 8) -> tuple[scheduler_mod.Scheduler, FakeApi]:
+    settings = settings_mod.Settings(operator=settings_mod.OperatorSettings(max_jobs_per_cycle=max_jobs, coalesce_seconds=0))
+    cache = cache_mod.Cache(settings)
+    cache.upsert_center(CENTER)
+    node = json.loads(json.dumps(NODE))
+    node["status"]["allocatable"]["nvidia.com/gpu"] = str(gpus)
+    cache.upsert_node(node)
+    api = FakeApi()
+    sched = scheduler_mod.Scheduler(cache, api, settings, clock_mod.ManualClock(NOW))  # type: ignore[arg-type]
+    return sched, api
+
+
+async def settle(sched: scheduler_mod.Scheduler) -> None:
+    for _ in range(50):
+        await asyncio.sleep(0)
+        if not sched.tasks:
+            return
+    await asyncio.gather(*list(sched.tasks), return_exceptions=True)
+
+
+# --- 1. terminating namespaces ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [terminating("team-a"), namespace_not_found("team-a")])
+def test_namespace_gone_is_recognised(error: ApiException) -> None:
+    assert client_mod.namespace_gone(error)
+
+
+def test_other_errors_are_not_namespace_gone() -> None:
+    forbidden = ApiException(status=403, reason="Forbidden")
+    forbidden.body = json.dumps({"message": 'jobs.batch is forbidden: User "x" cannot create', "details": {"kind": "jobs"}})
+    missing = ApiException(status=404, reason="Not Found")
+    missing.body = json.dumps({"message": 'jobs.batch "x" not found', "details": {"kind": "jobs"}})
+    assert not client_mod.namespace_gone(forbidden)
+    assert not client_mod.namespace_gone(missing)
+    assert not client_mod.namespace_gone(ApiException(status=500))
+    assert not client_mod.namespace_gone(ValueError("being terminated"))
+
+
+@pytest.mark.parametrize("error", [terminating("team-a"), namespace_not_found("team-a")])
+def test_terminating_namespace_is_not_requeued(error: ApiException, caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> None:
+        sched, api = make()
+        sched.cache.upsert_job(cjob("a"), NOW)
+        api.create_error = error
+        for _ in range(5):  # several cycles and progress checks: no second bind, no second create
+            await sched.cycle()
+            await settle(sched)
+            sched._progress(("team-a", "a"))
+            await settle(sched)
+        assert len(api.calls("create_or_adopt_job")) == 1
+        patches = api.calls("patch_job_status")
+        assert len(patches) == 1  # the Bound status only: no unbind, no requeue
+        assert not any(w[2] == "WorkloadFailed" for w in api.calls("event"))
+        assert ("team-a", "a") in sched.abandoned
+        # The Bound status arrives through the watch: still no second create.
+        bound = cjob("a")
+        bound["status"] = {"phase": "Bound", "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU"}}
+        sched.cache.upsert_job(bound, NOW)
+        sched._progress(("team-a", "a"))
+        await settle(sched)
+        assert len(api.calls("create_or_adopt_job")) == 1
+        # Deleted with its namespace; a namespace of that name comes back with a new job: scheduled as usual.
+        sched.cache.delete_job(("team-a", "a"))
+        api.create_error = None
+        again = cjob("a")
+        again["metadata"]["uid"] = "uid-new"
+        sched.cache.upsert_job(again, NOW)
+        await sched.cycle()
+        await settle(sched)
+        assert ("team-a", "a") not in sched.abandoned
+        assert len(api.calls("create_or_adopt_job")) == 2
+
+    with caplog.at_level("INFO", logger="suanli.scheduler"):
+        asyncio.run(go())
+    notes = [r for r in caplog.records if "is being deleted" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].levelname == "INFO"
+
+
+def test_other_create_errors_still_requeue() -> None:
+    async def go() -> None:
+        sched, api = make()
+        sched.cache.upsert_job(cjob("a"), NOW)
+        api.create_error = ApiException(status=500, reason="Internal Server Error")
+        await sched.cycle()
+        await settle(sched)
+        assert ("team-a", "a") not in sched.cache.assumed  # unbound: planned again
+        assert sched.wake.is_set()
+        assert [w[2] for w in api.calls("event")][-1] == "WorkloadFailed"
+        assert len(api.calls("patch_job_status")) == 2  # Bound, then back to Queued
+
+    asyncio.run(go())
+
+
+# --- 2. binding writes ahead of the rest ---------------------------------------------------
+
+
+def test_binding_writes_use_the_urgent_pool_while_the_main_pool_is_stalled() -> None:
+    async def go() -> None:
+        sched, api = make()
+        sched.cache.upsert_job(cjob("a"), NOW)
+        api.block_main.clear()  # progress patches and Events stuck behind a slow API server
+        await sched.cycle()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert [w[:2] for w in api.writes] == [("urgent", "patch_job_status"), ("urgent", "create_or_adopt_job")]
+        api.block_main.set()
+        await settle(sched)
+        assert [w[2] for w in api.calls("event")] == ["Bound"]
+        assert all(w[0] == "main" for w in api.calls("event"))
+
+    asyncio.run(go())
+
+
+def test_failed_bound_write_still_undoes_the_assumption_and_requeues() -> None:
+    async def go() -> None:
+        sched, api = make()
+        sched.cache.upsert_job(cjob("a"), NOW)
+        api.patch_error = ApiException(status=500, reason="Internal Server Error")
+        sched.wake.clear()
+        await sched.cycle()
+        await settle(sched)
+        assert ("team-a", "a") not in sched.cache.assumed
+        assert ("team-a", "a") not in sched.writing
+        assert sched.wake.is_set()
+        assert [w[2] for w in api.calls("event")] == ["BindFailed"]
+        assert not api.calls("create_or_adopt_job")
+
+    asyncio.run(go())
+
+
+def test_urgent_pool_runs_while_the_main_pool_is_saturated() -> None:
+    """The real client: every main-pool thread busy, a binding write still runs at once."""
+
+    async def go() -> None:
+        api = client_mod.Api(object(), workers=4)
+        release = threading.Event()
+        try:
+            stuck = [asyncio.ensure_future(api.run(release.wait, 10)) for _ in range(20)]
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            assert await asyncio.wait_for(api.run_urgent(lambda: "bound"), 2) == "bound"
+            assert time.monotonic() - started < 1
+            assert not any(t.done() for t in stuck)
+            release.set()
+            await asyncio.gather(*stuck)
+        finally:
+            release.set()
+            api.close()
+
+    asyncio.run(go())
+
+
+def test_urgent_pool_is_small() -> None:
+    assert client_mod.urgent_workers(16) == 4
+    assert client_mod.urgent_workers(1) == 2
+
+
+# --- 3. queue truncation ------------------------------------------------------------------
+
+
+def test_queue_is_cut_after_priority_order() -> None:
+    sched, _ = make(max_jobs=2)
+    for name in ("a", "b", "c"):
+        sched.cache.upsert_job(cjob(name), NOW)
+    sched.cache.upsert_job(cjob("z-urgent", priority=100), NOW)
+    snap = sched.cache.snapshot(NOW)
+    assert [d.name for d in snap.queue] == ["z-urgent", "a"]
+    assert snap.truncated == 2
+
+
+def test_a_cut_queue_wakes_the_scheduler_for_the_rest() -> None:
+    async def go() -> None:
+        sched, api = make(max_jobs=2)
+        for name in ("a", "b", "c", "d", "e"):
+            sched.cache.upsert_job(cjob(name), NOW)
+        sched.wake.clear()
+        await sched.cycle()
+        assert sched.wake.is_set()  # three more queued
+        await settle(sched)
+        cycles = 1
+        while sched.wake.is_set():
+            sched.wake.clear()
+            await sched.cycle()
+            await settle(sched)
+            cycles += 1
+        assert sorted(w[2][1] for w in api.calls("patch_job_status")) == ["a", "b", "c", "d", "e"]
+        assert len(api.calls("create_or_adopt_job")) == 5
+        assert cycles == 3  # 2 + 2 + 1, then no more wake-ups
+
+    asyncio.run(go())
+
+
+def test_a_cut_queue_whose_head_cannot_be_placed_does_not_spin() -> None:
+    async def go() -> None:
+        sched, _ = make(max_jobs=1, gpus=8)
+        sched.cache.upsert_job(cjob("big", count=16, priority=10), NOW)  # never fits: Queued
+        sched.cache.upsert_job(cjob("small"), NOW)
+        sched.wake.clear()
+        await sched.cycle()
+        await settle(sched)
+        assert not sched.wake.is_set()
+
+    asyncio.run(go())
