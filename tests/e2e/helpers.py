@@ -1,24 +1,53 @@
-"""Shared pieces of the operator's e2e tests: `suanli run` as a subprocess, object builders and
-readers. Every wait has a deadline; nothing sleeps blindly."""
+"""The one home of what the operator's e2e tests share: `suanli run` as a subprocess, the chart
+installed with the real Helm, ComputeCenter/ComputeJob builders (the example fleet and jobs among
+them), readers and waits, clean-up, and capturing live objects as Argo CD health fixtures (checked in
+real Lua at once).
+
+    op = helpers.Operator(kubeconfig, tmp_path, ["--namespace", ns])
+    op.start(); ...; op.stop()
+
+    with helpers.helm_release(admin_kubeconfig, tmp_path) as release:   # name, namespace, sa, config
+        ...
+
+Everything listens on 127.0.0.1 and every wait has a deadline; nothing sleeps blindly.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+import pytest
+import yaml
+from tests.cluster.pytest_plugin import wait_for_value
+from tests.tools import argocd_capture, helmkit, sa_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 SUANLI = REPO / ".venv" / "bin" / "suanli"
 GROUP, VERSION = "suanli.io", "v1alpha1"
 FINAL = ("Succeeded", "Failed")
+BOUND_OR_LATER = ("Bound", "Running", "Succeeded")
 EXPECT_TIMEOUT_S = float(os.environ.get("SUANLI_E2E_TIMEOUT_SECONDS", "120"))
+HEALTH_TIMEOUT_S = 60.0
+HELM_TIMEOUT_S = 180
+# SUANLI_ARGOCD_CAPTURE=1: captured objects go to tests/unit/argocd_fixtures (to commit);
+# otherwise to $SUANLI_ARGOCD_FIXTURES_DIR if set, else the test's tmp folder (checked, not kept).
+CAPTURE_ENV = "SUANLI_ARGOCD_CAPTURE"
+
+
+# --- processes: ports, HTTP, kubectl, the operator ------------------------------------------
 
 
 def free_port() -> int:
@@ -27,44 +56,105 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Operator:
-    """`suanli run` in a subprocess; `kill()` is SIGKILL, `start()` starts a fresh one.
+def http_status(url: str, timeout: float = 2) -> int | None:
+    """The HTTP status of a GET (an error status too), or None if nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
 
-    `env` is added to the environment (e.g. SUANLI_CLOCK_OFFSET_FILE, test-only) and `args` to the
-    command line (e.g. ["--config", path]).
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sa_kubeconfig.kubectl(), "--kubeconfig", kubeconfig, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def metric_value(text: str, name: str) -> float:
+    """Sum of every sample of ``name`` (all label sets) in a Prometheus text exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Operator:
+    """`suanli run` in a subprocess on fresh 127.0.0.1 ports at every start; `kill()` is SIGKILL,
+    `stop()` SIGTERM then SIGKILL, and `start()` after either starts a fresh one.
+
+    ``args`` go on the command line (e.g. ["--config", path]) and ``env`` into the environment (e.g.
+    SUANLI_CLOCK_OFFSET_FILE, test-only). The n-th start logs to ``log_dir``/operator-<n>.log, or,
+    with a ``name``, every start appends to operator-<name>.log.
     """
 
+    stop_timeout_s = 15.0  # from SIGTERM to SIGKILL
+    probe_timeout_s = 1.0  # one /healthz request while waiting for the start
+
     def __init__(
-        self, kubeconfig: str, log_dir: Path, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+        self,
+        kubeconfig: str,
+        log_dir: Path,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        name: str | None = None,
     ):
-        self.kubeconfig, self.log_dir = kubeconfig, log_dir
-        self.env, self.args = dict(env or {}), list(args)
+        self.kubeconfig, self.log_dir, self.name = kubeconfig, log_dir, name
+        self.args, self.env = list(args), dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = self.health_port = 0
         self.log_path: Path | None = None
+        self.log_paths: list[Path] = []
 
-    def start(self) -> None:
+    def __str__(self) -> str:
+        return f"operator {self.name}" if self.name else "the operator"
+
+    def start(self, wait_healthy: bool = True) -> Self:
         self.metrics_port, self.health_port = free_port(), free_port()
         self.starts += 1
-        self.log_path = self.log_dir / f"operator-{self.starts}.log"
-        log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(SUANLI), "run", "--kubeconfig", self.kubeconfig, "--metrics-port", str(self.metrics_port),
-             "--metrics-address", "127.0.0.1", "--health-port", str(self.health_port), "--health-address", "127.0.0.1",
-             *self.args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the operator exited; see {log.name}"
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status == 200:
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"the operator's /healthz did not answer within 60s; see {log.name}")
+        self.log_path = self.log_dir / f"operator-{self.name or self.starts}.log"
+        if self.log_path not in self.log_paths:
+            self.log_paths.append(self.log_path)
+        with open(self.log_path, "ab") as log:  # the child has its own handle
+            self.proc = subprocess.Popen(
+                [str(SUANLI), "run", "--kubeconfig", self.kubeconfig,
+                 "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+                 "--health-address", "127.0.0.1", "--health-port", str(self.health_port), *self.args],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+            )
+        if wait_healthy:
+            deadline = time.monotonic() + HEALTH_TIMEOUT_S
+            while http_status(self.url("/healthz"), self.probe_timeout_s) != 200:
+                assert self.proc.poll() is None, f"{self} exited ({self.proc.returncode}); {self.log_path}:\n{self.log_tail()}"
+                assert time.monotonic() < deadline, (
+                    f"{self}: /healthz did not answer within {HEALTH_TIMEOUT_S:g}s; {self.log_path}:\n{self.log_tail()}"
+                )
+                time.sleep(0.2)
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.health_port}{path}"
 
     def metrics(self) -> str:
         return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+
+    def metric(self, name: str) -> float:
+        """Sum of every sample of ``name`` the operator exports now."""
+        return metric_value(self.metrics(), name)
+
+    def log_text(self) -> str:
+        """Everything this operator logged, over all its starts."""
+        return "\n".join(p.read_text(errors="replace") for p in self.log_paths if p.exists())
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -80,12 +170,78 @@ class Operator:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
 
 
-def small_center(name: str, nodes_expected: int = 2, per_node: int = 8) -> dict[str, Any]:
+class OperatorProcess(Operator):
+    """A named operator, one of several (leader election; tests/bench): its log is operator-<name>.log,
+    and a clean stop (the Lease handed back) gets 20 s."""
+
+    stop_timeout_s = 20.0
+    probe_timeout_s = 2.0
+
+    def __init__(self, kubeconfig: str, log_dir: Path, name: str, extra: Sequence[str] = ()):
+        super().__init__(kubeconfig, log_dir, extra, name=name)
+
+
+@contextlib.contextmanager
+def helm_release(admin_kubeconfig: str, tmp_dir: Path, values: dict[str, Any] | None = None) -> Iterator[dict[str, str]]:
+    """`helm install` of helm/suanli into a fresh namespace; the Deployment scaled to 0 (kwok runs no
+    containers and there is no image); uninstalled and the namespace deleted afterwards.
+
+    Yields name, namespace, sa (the chart's ServiceAccount) and config (the chart's ConfigMap
+    config.yaml written to a file, so a local operator runs with the chart's settings).
+    """
+    suffix = uuid.uuid4().hex[:6]
+    name, namespace = f"suanli-{suffix}", f"suanli-system-{suffix}"
+    kc = ["--kubeconfig", admin_kubeconfig]
+    proc = helmkit.helm_run(
+        ["install", name, str(helmkit.CHART), "--namespace", namespace, "--create-namespace",
+         "--timeout", f"{HELM_TIMEOUT_S}s", *helmkit.values_args(values, tmp_dir), *kc],
+        timeout=HELM_TIMEOUT_S + 30,
+    )
+    try:
+        assert proc.returncode == 0, f"helm install failed:\n{proc.stdout}\n{proc.stderr}"
+        scaled = kubectl(admin_kubeconfig, "-n", namespace, "scale", "deployment", name, "--replicas=0")
+        assert scaled.returncode == 0, scaled.stderr
+        cm = kubectl(admin_kubeconfig, "-n", namespace, "get", "configmap", f"{name}-config", "-o", "json")
+        assert cm.returncode == 0, cm.stderr
+        config = tmp_dir / "chart-config.yaml"
+        config.write_text(json.loads(cm.stdout)["data"]["config.yaml"])
+        yield {"name": name, "namespace": namespace, "sa": name, "config": str(config)}
+    finally:
+        helmkit.helm_run(["uninstall", name, "--namespace", namespace, "--timeout", "60s", *kc], timeout=120)
+        kubectl(admin_kubeconfig, "delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+
+
+def can_i_list(admin_kubeconfig: str, namespace: str, user: str) -> list[dict[str, Any]]:
+    """`kubectl auth can-i --list --as USER -n NS` as rows {resources, urls, names, verbs}."""
+    proc = kubectl(admin_kubeconfig, "auth", "can-i", "--list", "-n", namespace, "--as", user)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = lines[0]
+    starts = [header.index(h) for h in ("Resources", "Non-Resource URLs", "Resource Names", "Verbs")]
+    rows = []
+    for line in lines[1:]:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows.append({
+            "resources": cells[0],
+            "urls": cells[1].strip("[]"),
+            "names": cells[2].strip("[]"),
+            "verbs": cells[3].strip("[]").split(),
+        })
+    return rows
+
+
+# --- objects: a small center, a job, the example fleet and jobs --------------------------------
+
+
+def small_center(
+    name: str, nodes_expected: int = 2, per_node: int = 8, *, pool: str = "a100", model: str = "A100"
+) -> dict[str, Any]:
+    """A ComputeCenter with one GPU pool ``pool`` of ``model`` nodes, selected by suanli.io/pool=<name>-<pool>."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ComputeCenter",
@@ -94,16 +250,20 @@ def small_center(name: str, nodes_expected: int = 2, per_node: int = 8) -> dict[
             "region": "cn-guizhou",
             "energy": {"timeZone": "Asia/Shanghai", "pue": 1.2, "carbonIntensity": {"gramsPerKWh": 400}},
             "pools": [{
-                "name": "a100", "acceleratorType": "GPU", "model": "A100", "resourceName": "nvidia.com/gpu",
-                "nodeSelector": {"suanli.io/pool": f"{name}-a100"},
+                "name": pool, "acceleratorType": "GPU", "model": model, "resourceName": "nvidia.com/gpu",
+                "nodeSelector": {"suanli.io/pool": f"{name}-{pool}"},
                 "expected": {"nodes": nodes_expected, "acceleratorsPerNode": per_node},
             }],
         },
     }
 
 
-def compute_job(name: str, ns: str, *, replicas: int = 1, count: int = 8, annotations: dict[str, str] | None = None):
-    return {
+def compute_job(
+    name: str, ns: str, *, replicas: int | None = 1, count: int = 8, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A GPU ComputeJob whose kwok pods complete after 2-6 s unless ``annotations`` say otherwise;
+    ``replicas=None`` leaves the field out."""
+    doc: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ComputeJob",
         "metadata": {"name": name, "namespace": ns},
@@ -121,16 +281,193 @@ def compute_job(name: str, ns: str, *, replicas: int = 1, count: int = 8, annota
             "runtime": {"estimatedDuration": "1h"},
         },
     }
+    if replicas is None:
+        del doc["spec"]["replicas"]
+    return doc
+
+
+def short_job(name: str, ns: str) -> dict[str, Any]:
+    """2 GPUs, pods done after 1-3 s, no replicas field (the leader and metrics tests' job)."""
+    return compute_job(name, ns, replicas=None, count=2, annotations={
+        "pod-complete.stage.kwok.x-k8s.io/delay": "1s", "pod-complete.stage.kwok.x-k8s.io/jitter-delay": "2s"})
+
+
+def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+
+
+def example_centers(max_nodes_per_pool: int | None = None) -> list[dict[str, Any]]:
+    """crds/examples/centers.yaml's ComputeCenters, with `expected.nodes` cut to ``max_nodes_per_pool``
+    if given (so the fake nodes are all the capacity there is, and no center is Degraded)."""
+    centers = [d for d in load_yaml_docs(REPO / "crds" / "examples" / "centers.yaml") if d.get("kind") == "ComputeCenter"]
+    if max_nodes_per_pool is not None:
+        for center in centers:
+            for pool in center["spec"]["pools"]:
+                pool["expected"]["nodes"] = min(pool["expected"]["nodes"], max_nodes_per_pool)
+    return centers
+
+
+def example_fleet(suffix: str, max_nodes_per_pool: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """``example_centers(max_nodes_per_pool)`` with every center renamed `<name>-<suffix>` (node
+    selectors too). Returns the centers and the map old name -> new name."""
+    centers = example_centers(max_nodes_per_pool)
+    names: dict[str, str] = {}
+    for center in centers:
+        old = center["metadata"]["name"]
+        new = names[old] = f"{old}-{suffix}"
+        center["metadata"]["name"] = new
+        for pool in center["spec"]["pools"]:
+            pool["nodeSelector"] = {"suanli.io/pool": f"{new}-{pool['name']}"}
+    return centers, names
+
+
+def example_jobs(namespace: str, delay: str = "2s", jitter: str = "4s") -> list[tuple[dict[str, Any], str]]:
+    """crds/examples/jobs.yaml's ComputeJobs moved to ``namespace`` with short kwok delays, each with
+    its `# expect:` comment (`<center>/<pool>`, `Queued` or `Deferred`)."""
+    out = []
+    for chunk in (REPO / "crds" / "examples" / "jobs.yaml").read_text().split("\n---"):
+        expect = next((line.split(":", 1)[1].strip() for line in chunk.splitlines() if line.startswith("# expect:")), None)
+        doc = yaml.safe_load(chunk)
+        if isinstance(doc, dict) and doc.get("kind") == "ComputeJob" and expect:
+            doc["metadata"]["namespace"] = namespace
+            ann = doc["spec"].setdefault("template", {}).setdefault("metadata", {}).setdefault("annotations", {})
+            ann["pod-complete.stage.kwok.x-k8s.io/delay"] = delay
+            ann["pod-complete.stage.kwok.x-k8s.io/jitter-delay"] = jitter
+            out.append((doc, expect))
+    return out
+
+
+# --- reading and waiting -------------------------------------------------------------------
 
 
 def get_job(custom_objects: Any, ns: str, name: str) -> dict[str, Any]:
     return custom_objects.get_namespaced_custom_object(GROUP, VERSION, ns, "computejobs", name)
 
 
+def job_status(custom_objects: Any, ns: str, name: str) -> dict[str, Any]:
+    return get_job(custom_objects, ns, name).get("status") or {}
+
+
 def get_center(custom_objects: Any, name: str) -> dict[str, Any]:
     return custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", name)
 
 
-def phases(custom_objects: Any, ns: str) -> dict[str, str]:
+def job_phases(custom_objects: Any, ns: str) -> dict[str, str]:
+    """Name -> phase of every ComputeJob in ``ns`` ("Pending" before the operator wrote a status)."""
     items = custom_objects.list_namespaced_custom_object(GROUP, VERSION, ns, "computejobs")["items"]
     return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "Pending") for i in items}
+
+
+def center_conditions(center: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in (center.get("status") or {}).get("conditions") or []}
+
+
+def wait_for_phase(
+    custom_objects: Any, ns: str, name: str, *wanted: str, timeout: float = EXPECT_TIMEOUT_S, what: str
+) -> None:
+    """Until ComputeJob ``name`` is in one of the ``wanted`` phases; a timeout shows its status."""
+    wait_for_value(lambda: job_phases(custom_objects, ns).get(name) in wanted, timeout,
+                   lambda: job_status(custom_objects, ns, name), what=what)
+
+
+def workload_gone(batch_v1: Any, core_v1: Any, ns: str, name: str) -> bool:
+    """ComputeJob ``name``'s batch Job (cj-<name>) and its pods are gone."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        batch_v1.read_namespaced_job(f"cj-{name}", ns)
+        return False
+    except ApiException as exc:
+        return exc.status == 404 and not core_v1.list_namespaced_pod(ns, label_selector=f"suanli.io/job={name}").items
+
+
+# --- making and removing centers ---------------------------------------------------------
+
+
+def delete_centers(custom_objects: Any, names: Sequence[str]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
+
+
+@pytest.fixture(name="centers")
+def centers_fixture(custom_objects: Any) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """``centers(docs)`` creates ComputeCenters (replacing any of the same name); deleted after the
+    test. Use it with `from tests.e2e.helpers import centers_fixture  # noqa: F401`."""
+    made: list[str] = []
+
+    def make(docs: list[dict[str, Any]]) -> None:
+        for doc in docs:
+            delete_centers(custom_objects, [doc["metadata"]["name"]])
+            custom_objects.create_cluster_custom_object(GROUP, VERSION, "computecenters", doc)
+            made.append(doc["metadata"]["name"])
+
+    yield make
+    delete_centers(custom_objects, made)
+
+
+def release_finalizers(custom_objects: Any, namespace: str | None, centers: Sequence[str]) -> None:
+    """After the operator stopped: drop kopf's finalizers so the namespace and centers can go."""
+    from kubernetes.client.exceptions import ApiException
+
+    patch = {"metadata": {"finalizers": None}}
+    if namespace:
+        with contextlib.suppress(ApiException):
+            for item in custom_objects.list_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs")["items"]:
+                with contextlib.suppress(ApiException):
+                    custom_objects.patch_namespaced_custom_object(
+                        GROUP, VERSION, namespace, "computejobs", item["metadata"]["name"], patch
+                    )
+    for name in centers:
+        with contextlib.suppress(ApiException):
+            custom_objects.patch_cluster_custom_object(GROUP, VERSION, "computecenters", name, patch)
+        with contextlib.suppress(ApiException):
+            custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
+
+
+def stop_and_clean_up(op: Operator, custom_objects: Any, namespace: str | None, centers: Sequence[str]) -> None:
+    """The end of a test that runs its own operator: delete the centers while it still runs (it takes
+    its finalizers off), stop it, then drop whatever finalizers are left."""
+    delete_centers(custom_objects, centers)
+    op.stop()
+    release_finalizers(custom_objects, namespace, centers)
+
+
+# --- Argo CD health fixtures from live objects ------------------------------------------
+
+
+def capture_dir(tmp_dir: Path) -> Path:
+    if os.environ.get(CAPTURE_ENV) == "1":
+        return argocd_capture.FIXTURES
+    extra = os.environ.get("SUANLI_ARGOCD_FIXTURES_DIR")
+    return Path(extra) if extra else tmp_dir / "argocd_fixtures"
+
+
+def stable(obj: dict[str, Any], namespace: str = "e2e") -> dict[str, Any]:
+    """A live object with a fixed namespace and no random suffixes in names, so re-captures diff well."""
+    out = copy.deepcopy(obj)
+    meta = out.setdefault("metadata", {})
+    if "namespace" in meta:
+        meta["namespace"] = namespace
+    meta.pop("generateName", None)
+    for key in ("finalizers",):
+        meta.pop(key, None)
+    return out
+
+
+def capture(
+    obj: dict[str, Any], expected_status: str, message_contains: str, *, label: str, source: str, tmp_dir: Path
+) -> Path:
+    """Save the object as ``<kind>-e2e-<label>.json`` (label: the phase or condition, so a re-capture
+    replaces the file) and run the real Lua health script on it now."""
+    from tests.unit import test_argocd_health as health
+
+    saved = argocd_capture.save(stable(obj), expected_status, message_contains, source=source, directory=capture_dir(tmp_dir))
+    path = saved.replace(saved.with_name(f"{obj['kind'].lower()}-e2e-{label.lower()}.json"))
+    doc = json.loads(path.read_text())
+    status, message = health.run_health(health.SCRIPTS[obj["kind"]], doc["object"])
+    assert (status, message_contains in message) == (expected_status, True), (
+        f"Argo CD health of live {obj['kind']} {obj['metadata']['name']} "
+        f"(phase {(obj.get('status') or {}).get('phase')}): {status} {message!r}, expected {expected_status}"
+    )
+    return path

@@ -6,7 +6,7 @@ is refused (403) and the scenario stalls, or the log shows the refusal: both fai
 
 The chart's Deployment is scaled to 0 (kwok nodes run no containers). `kubectl auth can-i` for
 single verbs is in tests/integration/test_helm_install.py; here the whole grant is listed.
-Live objects met on the way are captured as Argo CD health fixtures (tests/tools/operator_kit.py).
+Live objects met on the way are captured as Argo CD health fixtures (tests/e2e/helpers.py).
 Run it on a cluster no other operator test uses at the same time (an operator watches every
 namespace, so another test's operator or unconstrained jobs would take part), e.g. a private one:
 SUANLI_CLUSTER_DIR=/tmp/c2 SUANLI_APISERVER_PORT=37443 ... bash tests/cluster/up.sh, then KUBECONFIG=/tmp/c2/kubeconfig.
@@ -14,9 +14,7 @@ SUANLI_CLUSTER_DIR=/tmp/c2 SUANLI_APISERVER_PORT=37443 ... bash tests/cluster/up
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,13 +23,12 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.tools import operator_kit as kit
+from tests.e2e import helpers
+from tests.e2e.helpers import EXPECT_TIMEOUT_S, GROUP, VERSION
 from tests.tools import sa_kubeconfig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.timeout(900)]
 
-GROUP, VERSION = kit.GROUP, kit.VERSION
-EXPECT_TIMEOUT_S = float(os.environ.get("SUANLI_E2E_TIMEOUT_SECONDS", "120"))
 MAX_NODES = 4
 HEALTH = {  # Argo CD health of each ComputeJob phase (helm/argocd/README.md)
     "Pending": "Progressing", "Queued": "Progressing", "Bound": "Progressing", "Running": "Progressing",
@@ -43,24 +40,13 @@ MESSAGE = {"Failed": "exited with code 1", "Invalid": "NoSuchAccel9000"}  # what
 
 @pytest.fixture(scope="module")
 def release(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with kit.helm_release(kube.kubeconfig, tmp_path_factory.mktemp("release")) as rel:
+    with helpers.helm_release(kube.kubeconfig, tmp_path_factory.mktemp("release")) as rel:
         yield rel
 
 
 def a10_center(name: str) -> dict[str, Any]:
     """One A10 node: a model no example center has, so the failing and long jobs land only here."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComputeCenter", "metadata": {"name": name},
-        "spec": {
-            "region": "cn-guizhou",
-            "energy": {"timeZone": "Asia/Shanghai", "pue": 1.2, "carbonIntensity": {"gramsPerKWh": 400}},
-            "pools": [{
-                "name": "a10", "acceleratorType": "GPU", "model": "A10", "resourceName": "nvidia.com/gpu",
-                "nodeSelector": {"suanli.io/pool": f"{name}-a10"},
-                "expected": {"nodes": 1, "acceleratorsPerNode": 8},
-            }],
-        },
-    }
+    return helpers.small_center(name, nodes_expected=1, pool="a10", model="A10")
 
 
 def a10_job(name: str, ns: str, annotations: dict[str, str], models: list[str] | None = None) -> dict[str, Any]:
@@ -79,20 +65,18 @@ def a10_job(name: str, ns: str, annotations: dict[str, str], models: list[str] |
 def test_operator_as_the_chart_service_account_runs_the_scenario(
     kube, release, namespace, custom_objects, batch_v1, core_v1, fake_nodes, wait_for, tmp_path: Path
 ) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     from suanli.api import manifests
     from suanli.commands import plan as plan_cmd
 
     sa_config = str(sa_kubeconfig.write(kube.kubeconfig, release["namespace"], release["sa"], tmp_path / "sa.kubeconfig", "1h"))
-    who = kit.kubectl(sa_config, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+    who = helpers.kubectl(sa_config, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
     assert who.stdout == f"system:serviceaccount:{release['namespace']}:{release['sa']}", (who.stdout, who.stderr)
     suffix = uuid.uuid4().hex[:5]
-    fleet, renamed = kit.example_fleet(suffix, MAX_NODES)
+    fleet, renamed = helpers.example_fleet(suffix, MAX_NODES)
     probe = a10_center(f"e2e-id-{suffix}")
     nodes = fake_nodes([*fleet, probe], nodes_per_pool=None, max_nodes_per_pool=MAX_NODES)
     all_centers = [c["metadata"]["name"] for c in [*fleet, probe]]
-    op = kit.Operator(sa_config, tmp_path, ["--config", release["config"], "--namespace", release["namespace"]])
+    op = helpers.Operator(sa_config, tmp_path, ["--config", release["config"], "--namespace", release["namespace"]])
     op.start()
     captured: dict[str, Path] = {}
     source = "e2e: tests/e2e/test_chart_identity.py (operator as the chart's ServiceAccount)"
@@ -101,15 +85,15 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
             custom_objects.create_cluster_custom_object(GROUP, VERSION, "computecenters", doc)
 
         def all_ready() -> list[dict[str, Any]] | None:
-            live = [custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", n) for n in all_centers]
-            return live if all(kit.center_conditions(c).get("Ready") == "True" for c in live) else None
+            live = [helpers.get_center(custom_objects, n) for n in all_centers]
+            return live if all(helpers.center_conditions(c).get("Ready") == "True" for c in live) else None
 
-        live_centers = wait_for(all_ready, EXPECT_TIMEOUT_S, lambda: {n: kit.center_conditions(
-            custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", n)) for n in all_centers},
+        live_centers = wait_for(all_ready, EXPECT_TIMEOUT_S, lambda: {n: helpers.center_conditions(
+            helpers.get_center(custom_objects, n)) for n in all_centers},
             what="every center Ready (status written by the ServiceAccount)")
-        captured["center-Ready"] = kit.capture(live_centers[0], "Healthy", "", label="ready", source=source, tmp_dir=tmp_path)
+        captured["center-Ready"] = helpers.capture(live_centers[0], "Healthy", "", label="ready", source=source, tmp_dir=tmp_path)
 
-        jobs = kit.example_jobs(namespace)
+        jobs = helpers.example_jobs(namespace)
         extra = [
             a10_job("doomed", namespace, {"pod-fail.stage.kwok.x-k8s.io/delay": "1s"}),
             a10_job("long", namespace, {"pod-complete.stage.kwok.x-k8s.io/delay": "10m"}),
@@ -127,16 +111,16 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
             for item in items:
                 phase = current[item["metadata"]["name"]] = (item.get("status") or {}).get("phase", "Pending")
                 if f"job-{phase}" not in captured and (phase != "Pending" or not item.get("status")):
-                    captured[f"job-{phase}"] = kit.capture(item, HEALTH[phase], MESSAGE.get(phase, ""), label=phase if item.get("status") else "no-status", source=source, tmp_dir=tmp_path)
+                    captured[f"job-{phase}"] = helpers.capture(item, HEALTH[phase], MESSAGE.get(phase, ""), label=phase if item.get("status") else "no-status", source=source, tmp_dir=tmp_path)
             waiting = {n: p for n, p in current.items() if p not in ("Succeeded", "Failed", "Queued", "Deferred", "Invalid")}
             waiting.pop("long", None) if current.get("long") == "Running" else None
             return None if waiting or len(current) < len(jobs) + len(extra) else current
 
-        final = wait_for(observe, EXPECT_TIMEOUT_S, lambda: kit.job_phases(custom_objects, namespace),
+        final = wait_for(observe, EXPECT_TIMEOUT_S, lambda: helpers.job_phases(custom_objects, namespace),
                          what="every job to settle", interval=0.1, max_interval=0.5)
         for doc, expect in jobs:
             name = doc["metadata"]["name"]
-            status = custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", name)["status"]
+            status = helpers.get_job(custom_objects, namespace, name)["status"]
             if "/" in expect:
                 center, pool = expect.split("/")
                 got = (final[name], status["binding"]["center"], status["binding"]["pool"])
@@ -148,22 +132,15 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
                 assert final[name] == ("Succeeded" if want == "Bound" else want), (name, status, planned[name]["message"])
         assert final["doomed"] == "Failed", final
         assert final["unknown-model"] == "Invalid", final
-        invalid = custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "unknown-model")
+        invalid = helpers.get_job(custom_objects, namespace, "unknown-model")
         assert "NoSuchAccel9000" in invalid["status"]["message"], invalid["status"]
         assert final["long"] == "Running", final
 
         # Deleting a ComputeJob removes its Job (and pods) — garbage collection through the owner reference.
         custom_objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "long")
-
-        def gone() -> bool:
-            try:
-                batch_v1.read_namespaced_job("cj-long", namespace)
-                return False
-            except ApiException as exc:
-                return exc.status == 404 and not core_v1.list_namespaced_pod(namespace, label_selector="suanli.io/job=long").items
-
-        wait_for(gone, EXPECT_TIMEOUT_S, "the Job and pods of the deleted ComputeJob to go")
-        wait_for(lambda: "long" not in kit.job_phases(custom_objects, namespace), EXPECT_TIMEOUT_S,
+        wait_for(lambda: helpers.workload_gone(batch_v1, core_v1, namespace, "long"), EXPECT_TIMEOUT_S,
+                 "the Job and pods of the deleted ComputeJob to go")
+        wait_for(lambda: "long" not in helpers.job_phases(custom_objects, namespace), EXPECT_TIMEOUT_S,
                  "the ServiceAccount operator to remove its finalizer from the deleted ComputeJob")
 
         # A node goes away: its center reports Degraded.
@@ -171,12 +148,12 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
         core_v1.delete_node(node)
 
         def degraded() -> dict[str, Any] | None:
-            live = custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", probe["metadata"]["name"])
-            return live if kit.center_conditions(live).get("Degraded") == "True" else None
+            live = helpers.get_center(custom_objects, probe["metadata"]["name"])
+            return live if helpers.center_conditions(live).get("Degraded") == "True" else None
 
-        live = wait_for(degraded, EXPECT_TIMEOUT_S, lambda: custom_objects.get_cluster_custom_object(
-            GROUP, VERSION, "computecenters", probe["metadata"]["name"]).get("status"), what="the center to be Degraded")
-        captured["center-Degraded"] = kit.capture(live, "Degraded", "", label="degraded", source=source, tmp_dir=tmp_path)
+        live = wait_for(degraded, EXPECT_TIMEOUT_S, lambda: helpers.get_center(
+            custom_objects, probe["metadata"]["name"]).get("status"), what="the center to be Degraded")
+        captured["center-Degraded"] = helpers.capture(live, "Degraded", "", label="degraded", source=source, tmp_dir=tmp_path)
 
         # The RBAC was enough: nothing the operator asked for was refused.
         log = op.log_text()
@@ -184,15 +161,11 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
         assert not refusals, "the chart's RBAC refused the operator:\n" + "\n".join(refusals[:20])
         bound = [d["metadata"]["name"] for d, e in jobs if "/" in e]
         # ... and this operator (not another one on a shared cluster) did the binding.
-        binds = kit.metric_value(op.metrics(), "suanli_job_bind_latency_seconds_count")
+        binds = helpers.metric_value(op.metrics(), "suanli_job_bind_latency_seconds_count")
         assert binds >= len(bound), f"the ServiceAccount's operator recorded {binds} binds, expected >= {len(bound)}"
         print(f"captured: {sorted(captured)}; bound by the ServiceAccount: {bound}")
     finally:
-        for name in all_centers:
-            with contextlib.suppress(ApiException):
-                custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
-        op.stop()
-        kit.release_finalizers(custom_objects, namespace, all_centers)
+        helpers.stop_and_clean_up(op, custom_objects, namespace, all_centers)
 
 
 def test_the_chart_grants_only_what_the_operator_uses(kube, release) -> None:
@@ -208,7 +181,7 @@ def test_the_chart_grants_only_what_the_operator_uses(kube, release) -> None:
         "customresourcedefinitions.apiextensions.k8s.io",
     }
     for ns, own in (("default", set()), (release["namespace"], {"secrets", "leases.coordination.k8s.io"})):
-        rows = kit.can_i_list(kube.kubeconfig, ns, user)
+        rows = helpers.can_i_list(kube.kubeconfig, ns, user)
         assert rows, "kubectl auth can-i --list printed nothing"
         kinds = {r["resources"] for r in rows}
         assert {"computejobs.suanli.io", "jobs.batch"} <= kinds, rows

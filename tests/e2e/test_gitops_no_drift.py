@@ -15,7 +15,6 @@ SUANLI_CLUSTER_DIR=/tmp/c2 SUANLI_APISERVER_PORT=37443 ... bash tests/cluster/up
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -26,21 +25,20 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.tools import operator_kit as kit
+from tests.e2e import helpers
+from tests.e2e.helpers import EXPECT_TIMEOUT_S, GROUP, REPO, VERSION
 from tests.tools import sa_kubeconfig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.timeout(600)]
 
-GROUP, VERSION = kit.GROUP, kit.VERSION
 MANAGER = "argocd-controller"
-EXPECT_TIMEOUT_S = float(os.environ.get("SUANLI_E2E_TIMEOUT_SECONDS", "120"))
-SPEC_DIFF = kit.REPO / "tests" / "tools" / "spec_diff.py"
+SPEC_DIFF = REPO / "tests" / "tools" / "spec_diff.py"
 PLURAL = {"ComputeCenter": "computecenters", "ComputeJob": "computejobs"}
 
 
 def _spec_schemas() -> dict[str, dict[str, Any]]:
     out = {}
-    for path in sorted((kit.REPO / "crds").glob("*.yaml")):
+    for path in sorted((REPO / "crds").glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
         version = next(v for v in crd["spec"]["versions"] if v["name"] == VERSION)
         out[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
@@ -107,16 +105,16 @@ def test_operator_never_writes_spec_and_argocd_sees_no_drift(
     kube, namespace, custom_objects, fake_nodes, wait_for, tmp_path: Path
 ) -> None:
     suffix = uuid.uuid4().hex[:5]
-    fleet, _ = kit.example_fleet(suffix, 4)
+    fleet, _ = helpers.example_fleet(suffix, 4)
     fake_nodes(fleet, nodes_per_pool=None, max_nodes_per_pool=4)
-    jobs = [doc for doc, _ in kit.example_jobs(namespace)]
+    jobs = [doc for doc, _ in helpers.example_jobs(namespace)]
     manifests = [*fleet, *jobs]
     path = tmp_path / "git.yaml"
     path.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
     centers = [c["metadata"]["name"] for c in fleet]
-    op = kit.Operator(kube.kubeconfig, tmp_path, ["--namespace", namespace])
+    op = helpers.Operator(kube.kubeconfig, tmp_path, ["--namespace", namespace])
     try:
-        applied = kit.kubectl(kube.kubeconfig, "apply", "--server-side", f"--field-manager={MANAGER}", "-f", str(path))
+        applied = helpers.kubectl(kube.kubeconfig, "apply", "--server-side", f"--field-manager={MANAGER}", "-f", str(path))
         assert applied.returncode == 0, applied.stderr
 
         def live(doc: dict[str, Any]) -> dict[str, Any]:
@@ -129,12 +127,12 @@ def test_operator_never_writes_spec_and_argocd_sees_no_drift(
         op.start()
 
         def settled() -> dict[str, str] | None:
-            phases = kit.job_phases(custom_objects, namespace)
+            phases = helpers.job_phases(custom_objects, namespace)
             busy = {n: p for n, p in phases.items() if p not in ("Succeeded", "Failed", "Queued", "Deferred", "Invalid")}
             centers_seen = all((live(c).get("status") or {}).get("observedGeneration") for c in fleet)
             return phases if not busy and centers_seen and len(phases) == len(jobs) else None
 
-        phases = wait_for(settled, EXPECT_TIMEOUT_S, lambda: kit.job_phases(custom_objects, namespace),
+        phases = wait_for(settled, EXPECT_TIMEOUT_S, lambda: helpers.job_phases(custom_objects, namespace),
                           what="every job to finish, queue or defer")
         assert "Succeeded" in phases.values(), phases
 
@@ -166,7 +164,7 @@ def test_operator_never_writes_spec_and_argocd_sees_no_drift(
 
         # The checks can fail: a spec write by anyone else shows in managedFields and in the diff.
         target = jobs[0]["metadata"]["name"]
-        patched = kit.kubectl(kube.kubeconfig, "-n", namespace, "patch", "computejob.suanli.io", target, "--type=merge",
+        patched = helpers.kubectl(kube.kubeconfig, "-n", namespace, "patch", "computejob.suanli.io", target, "--type=merge",
                               "--field-manager=intruder", "-p", json.dumps({"spec": {"priority": 1}}))
         assert patched.returncode == 0, patched.stderr
         owners = _spec_owners(live(jobs[0]))
@@ -174,8 +172,4 @@ def test_operator_never_writes_spec_and_argocd_sees_no_drift(
         diff = git_diff(kube.kubeconfig, path, "--force-conflicts")  # plain: exit 2, a conflict with "intruder"
         assert diff.returncode == 1 and "priority" in diff.stdout, (diff.returncode, diff.stdout, diff.stderr)
     finally:
-        for name in centers:
-            with contextlib.suppress(Exception):
-                custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
-        op.stop()
-        kit.release_finalizers(custom_objects, namespace, centers)
+        helpers.stop_and_clean_up(op, custom_objects, namespace, centers)

@@ -3,78 +3,34 @@ the real scheduler and Job controller. Every wait has a deadline; nothing sleeps
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.e2e.helpers import (
+    EXPECT_TIMEOUT_S,
+    FINAL,
+    GROUP,
+    VERSION,
+    Operator,
+    centers_fixture,  # noqa: F401  (the `centers` fixture)
+    compute_job,
+    example_centers,
+    example_jobs,
+    get_center,
+    get_job,
+    job_phases,
+    small_center,
+    wait_for_phase,
+    workload_gone,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
-
-REPO = Path(__file__).resolve().parents[2]
-SUANLI = REPO / ".venv" / "bin" / "suanli"
-GROUP, VERSION = "suanli.io", "v1alpha1"
-FINAL = ("Succeeded", "Failed")
-EXPECT_TIMEOUT_S = float(os.environ.get("SUANLI_E2E_TIMEOUT_SECONDS", "120"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Operator:
-    """`suanli run` in a subprocess; `kill()` is SIGKILL, `start()` starts a fresh one."""
-
-    def __init__(self, kubeconfig: str, log_dir: Path):
-        self.kubeconfig, self.log_dir = kubeconfig, log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.metrics_port, self.health_port = _free_port(), _free_port()
-        self.starts += 1
-        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(SUANLI), "run", "--kubeconfig", self.kubeconfig, "--metrics-port", str(self.metrics_port),
-             "--metrics-address", "127.0.0.1", "--health-port", str(self.health_port), "--health-address", "127.0.0.1"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the operator exited; see {log.name}"
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status == 200:
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"the operator's /healthz did not answer within 60s; see {log.name}")
-
-    def metrics(self) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
@@ -85,104 +41,18 @@ def operator(kube: Any, tmp_path: Path):
     op.stop()
 
 
-@pytest.fixture
-def centers(custom_objects: Any):
-    """Create ComputeCenters; deleted after the test."""
-    made: list[str] = []
-
-    def make(docs: list[dict[str, Any]]) -> None:
-        for doc in docs:
-            with contextlib.suppress(Exception):
-                custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
-            custom_objects.create_cluster_custom_object(GROUP, VERSION, "computecenters", doc)
-            made.append(doc["metadata"]["name"])
-
-    yield make
-    for name in made:
-        with contextlib.suppress(Exception):
-            custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
-
-
-def small_center(name: str, nodes_expected: int = 2, per_node: int = 8) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ComputeCenter",
-        "metadata": {"name": name},
-        "spec": {
-            "region": "cn-guizhou",
-            "energy": {"timeZone": "Asia/Shanghai", "pue": 1.2, "carbonIntensity": {"gramsPerKWh": 400}},
-            "pools": [{
-                "name": "a100", "acceleratorType": "GPU", "model": "A100", "resourceName": "nvidia.com/gpu",
-                "nodeSelector": {"suanli.io/pool": f"{name}-a100"},
-                "expected": {"nodes": nodes_expected, "acceleratorsPerNode": per_node},
-            }],
-        },
-    }
-
-
-def compute_job(name: str, ns: str, *, replicas: int = 1, count: int = 8, annotations: dict[str, str] | None = None):
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ComputeJob",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "replicas": replicas,
-            "accelerators": {"count": count, "types": ["GPU"]},
-            "images": {"GPU": "registry.example.com/train:cuda12"},
-            "template": {
-                "metadata": {"annotations": annotations or {
-                    "pod-complete.stage.kwok.x-k8s.io/delay": "2s",
-                    "pod-complete.stage.kwok.x-k8s.io/jitter-delay": "4s",
-                }},
-                "spec": {"containers": [{"name": "main", "command": ["train"]}], "restartPolicy": "Never"},
-            },
-            "runtime": {"estimatedDuration": "1h"},
-        },
-    }
-
-
-def get_job(custom_objects: Any, ns: str, name: str) -> dict[str, Any]:
-    return custom_objects.get_namespaced_custom_object(GROUP, VERSION, ns, "computejobs", name)
-
-
-def phases(custom_objects: Any, ns: str) -> dict[str, str]:
-    items = custom_objects.list_namespaced_custom_object(GROUP, VERSION, ns, "computejobs")["items"]
-    return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "Pending") for i in items}
-
-
-def _example_jobs() -> list[tuple[dict[str, Any], str]]:
-    text = (REPO / "crds" / "examples" / "jobs.yaml").read_text()
-    out = []
-    for chunk in text.split("\n---"):
-        expect = next((line.split(":", 1)[1].strip() for line in chunk.splitlines() if line.startswith("# expect:")), None)
-        doc = yaml.safe_load(chunk)
-        if isinstance(doc, dict) and doc.get("kind") == "ComputeJob" and expect:
-            out.append((doc, expect))
-    return out
-
-
 def test_every_example_job_lands_where_it_says_and_succeeds(
     operator, fake_nodes, centers, namespace, custom_objects, batch_v1, core_v1, wait_for
 ):
     from suanli.commands import plan as plan_cmd
 
-    fleet = yaml.safe_load_all((REPO / "crds" / "examples" / "centers.yaml").read_text())
-    center_docs = [d for d in fleet if isinstance(d, dict) and d.get("kind") == "ComputeCenter"]
+    center_docs = example_centers()
     # At most 4 nodes per pool keeps kwok quick; the expectations of jobs.yaml still hold on it
     # (checked below against `suanli plan` on the same reduced fleet for the time-dependent ones).
     fake_nodes(center_docs, nodes_per_pool=None, max_nodes_per_pool=4)
-    reduced = copy.deepcopy(center_docs)
-    for c in reduced:
-        for p in c["spec"]["pools"]:
-            p["expected"]["nodes"] = min(p["expected"]["nodes"], 4)
+    reduced = example_centers(max_nodes_per_pool=4)
     centers(center_docs)
-    jobs = _example_jobs()
-    for doc, _ in jobs:
-        doc["metadata"]["namespace"] = namespace
-        tmeta = doc["spec"].setdefault("template", {}).setdefault("metadata", {})
-        ann = tmeta.setdefault("annotations", {})
-        ann["pod-complete.stage.kwok.x-k8s.io/delay"] = "2s"
-        ann["pod-complete.stage.kwok.x-k8s.io/jitter-delay"] = "4s"
+    jobs = example_jobs(namespace)
     from suanli.api import manifests
 
     loaded = manifests.parse_text(yaml.safe_dump_all(reduced + [d for d, _ in jobs]), "examples")
@@ -191,11 +61,11 @@ def test_every_example_job_lands_where_it_says_and_succeeds(
         custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", doc)
 
     def settled() -> dict[str, str] | None:
-        current = phases(custom_objects, namespace)
+        current = job_phases(custom_objects, namespace)
         waiting = {n: p for n, p in current.items() if p not in (*FINAL, "Queued", "Deferred")}
         return None if waiting or len(current) < len(jobs) else current
 
-    final = wait_for(settled, EXPECT_TIMEOUT_S, lambda: phases(custom_objects, namespace), what="every example job to settle")
+    final = wait_for(settled, EXPECT_TIMEOUT_S, lambda: job_phases(custom_objects, namespace), what="every example job to settle")
     for doc, expect in jobs:
         name = doc["metadata"]["name"]
         status = get_job(custom_objects, namespace, name)["status"]
@@ -233,7 +103,7 @@ def test_more_jobs_than_capacity_wait_and_never_oversubscribe(
 
     def observe() -> bool:
         nonlocal max_live
-        center = custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", name)
+        center = get_center(custom_objects, name)
         for pool in (center.get("status") or {}).get("pools", []):
             if pool["allocated"] > pool["capacity"]:
                 violations.append(f"center status: {pool}")
@@ -250,7 +120,7 @@ def test_more_jobs_than_capacity_wait_and_never_oversubscribe(
                 seen_queued.append(st["message"])
         return all((i.get("status") or {}).get("phase") == "Succeeded" for i in items)
 
-    wait_for(observe, EXPECT_TIMEOUT_S, lambda: phases(custom_objects, namespace), what="all six jobs to succeed",
+    wait_for(observe, EXPECT_TIMEOUT_S, lambda: job_phases(custom_objects, namespace), what="all six jobs to succeed",
              interval=0.1, max_interval=0.3)
     assert violations == []
     assert seen_queued and "not enough free accelerators" in seen_queued[0], seen_queued[:1]
@@ -265,34 +135,23 @@ def test_a_failing_pod_fails_the_job_with_its_reason(operator, fake_nodes, cente
     centers([doc])
     job = compute_job("doomed", namespace, annotations={"pod-fail.stage.kwok.x-k8s.io/delay": "1s"})
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", job)
-    wait_for(lambda: phases(custom_objects, namespace).get("doomed") == "Failed", EXPECT_TIMEOUT_S,
-             lambda: get_job(custom_objects, namespace, "doomed").get("status"), what="the job to fail")
+    wait_for_phase(custom_objects, namespace, "doomed", "Failed", timeout=EXPECT_TIMEOUT_S, what="the job to fail")
     status = get_job(custom_objects, namespace, "doomed")["status"]
     assert "exited with code 1" in status["message"], status["message"]
     assert status["completionTime"] and status["energy"]["source"] == "estimate"
 
 
 def test_deleting_a_compute_job_removes_its_job_and_pods(operator, fake_nodes, centers, namespace, custom_objects, batch_v1, core_v1, wait_for):
-    from kubernetes.client.exceptions import ApiException
-
     name = f"e2e-del-{uuid.uuid4().hex[:5]}"
     doc = small_center(name, nodes_expected=1)
     fake_nodes(doc, nodes_per_pool=1)
     centers([doc])
     job = compute_job("long", namespace, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "10m"})
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", job)
-    wait_for(lambda: phases(custom_objects, namespace).get("long") == "Running", EXPECT_TIMEOUT_S,
-             lambda: get_job(custom_objects, namespace, "long").get("status"), what="the job to run")
+    wait_for_phase(custom_objects, namespace, "long", "Running", timeout=EXPECT_TIMEOUT_S, what="the job to run")
     custom_objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "long")
-
-    def gone() -> bool:
-        try:
-            batch_v1.read_namespaced_job("cj-long", namespace)
-            return False
-        except ApiException as exc:
-            return exc.status == 404 and not core_v1.list_namespaced_pod(namespace, label_selector="suanli.io/job=long").items
-
-    wait_for(gone, EXPECT_TIMEOUT_S, "the Job and its pods to be garbage-collected")
+    wait_for(lambda: workload_gone(batch_v1, core_v1, namespace, "long"), EXPECT_TIMEOUT_S,
+             "the Job and its pods to be garbage-collected")
 
 
 def test_removing_a_node_updates_center_status(operator, fake_nodes, centers, core_v1, custom_objects, wait_for):
@@ -302,14 +161,14 @@ def test_removing_a_node_updates_center_status(operator, fake_nodes, centers, co
     centers([doc])
 
     def pool() -> dict[str, Any] | None:
-        st = custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", name).get("status") or {}
+        st = get_center(custom_objects, name).get("status") or {}
         return (st.get("pools") or [None])[0]
 
     wait_for(lambda: (pool() or {}).get("readyNodes") == 2, EXPECT_TIMEOUT_S, pool, what="2 ready nodes in status")
     core_v1.delete_node(nodes[0])
 
     def degraded() -> bool:
-        st = custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", name)["status"]
+        st = get_center(custom_objects, name)["status"]
         cond = {c["type"]: c for c in st["conditions"]}
         return st["pools"][0]["readyNodes"] == 1 and st["pools"][0]["capacity"] == 8 and cond["Degraded"]["status"] == "True"
 
@@ -330,21 +189,21 @@ def test_sigkill_restarts_while_binding_never_duplicate_jobs(operator, fake_node
         )
     started = time.monotonic()
     for _ in range(3):
-        wait_for(lambda: sum(p in ("Bound", "Running", *FINAL) for p in phases(custom_objects, namespace).values()) > 0,
+        wait_for(lambda: sum(p in ("Bound", "Running", *FINAL) for p in job_phases(custom_objects, namespace).values()) > 0,
                  EXPECT_TIMEOUT_S, "some binds before the kill")
         time.sleep(1.0)  # let it get mid-way through writes: the point is to interrupt it
         operator.kill()
         operator.start()
 
     def all_final() -> bool:
-        return all(p in FINAL for p in phases(custom_objects, namespace).values())
+        return all(p in FINAL for p in job_phases(custom_objects, namespace).values())
 
-    wait_for(all_final, 300, lambda: sorted(set(phases(custom_objects, namespace).values())), what="all jobs final")
+    wait_for(all_final, 300, lambda: sorted(set(job_phases(custom_objects, namespace).values())), what="all jobs final")
     elapsed = time.monotonic() - started
     workloads = batch_v1.list_namespaced_job(namespace, label_selector="suanli.io/job").items
     per_job: dict[str, int] = {}
     for wl in workloads:
         per_job[wl.metadata.labels["suanli.io/job"]] = per_job.get(wl.metadata.labels["suanli.io/job"], 0) + 1
     assert len(per_job) == total and set(per_job.values()) == {1}, {k: v for k, v in per_job.items() if v != 1}
-    assert set(phases(custom_objects, namespace).values()) == {"Succeeded"}
+    assert set(job_phases(custom_objects, namespace).values()) == {"Succeeded"}
     print(f"{total} jobs through 3 SIGKILLs in {elapsed:.1f}s", file=sys.stderr)

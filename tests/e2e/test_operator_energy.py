@@ -8,7 +8,6 @@ deferred job's planned start. Every wait has a deadline.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import math
 import re
@@ -20,15 +19,18 @@ from typing import Any
 import pytest
 import yaml
 from tests.e2e.helpers import (
+    BOUND_OR_LATER,
     EXPECT_TIMEOUT_S,
     GROUP,
     VERSION,
     Operator,
+    centers_fixture,  # noqa: F401  (the `centers` fixture)
     compute_job,
     get_center,
-    get_job,
-    phases,
+    job_phases,
+    job_status,
     small_center,
+    wait_for_phase,
 )
 from tests.tools import fake_exporters
 from tests.tools import prometheus as prometheus_tools
@@ -71,24 +73,6 @@ def clocked_operator(kube: Any, tmp_path: Path, test_clock: OffsetFile):
     op.stop()
 
 
-@pytest.fixture
-def centers(custom_objects: Any):
-    """Create ComputeCenters; deleted after the test."""
-    made: list[str] = []
-
-    def make(docs: list[dict[str, Any]]) -> None:
-        for doc in docs:
-            with contextlib.suppress(Exception):
-                custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
-            custom_objects.create_cluster_custom_object(GROUP, VERSION, "computecenters", doc)
-            made.append(doc["metadata"]["name"])
-
-    yield make
-    for name in made:
-        with contextlib.suppress(Exception):
-            custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
-
-
 def _center(name: str) -> dict[str, Any]:
     """One A100 node; its own region, so that only this test's jobs (which allow only it) land here."""
     doc = small_center(name, nodes_expected=1)
@@ -116,10 +100,6 @@ def _metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def _status(custom_objects: Any, ns: str, name: str) -> dict[str, Any]:
-    return get_job(custom_objects, ns, name).get("status") or {}
-
-
 def _energy(custom_objects: Any, center: str) -> dict[str, Any]:
     return (get_center(custom_objects, center).get("status") or {}).get("energy") or {}
 
@@ -136,9 +116,8 @@ def test_budget_runs_out_then_the_next_period_in_the_centers_time_zone_frees_it(
     centers([doc])
 
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", _job("first", namespace, name, "30s"))
-    wait_for(lambda: phases(custom_objects, namespace).get("first") == "Succeeded", EXPECT_TIMEOUT_S,
-             lambda: _status(custom_objects, namespace, "first"), what="the first job to succeed")
-    first = _status(custom_objects, namespace, "first")
+    wait_for_phase(custom_objects, namespace, "first", "Succeeded", timeout=EXPECT_TIMEOUT_S, what="the first job to succeed")
+    first = job_status(custom_objects, namespace, "first")
     used = first["energy"]["kWh"]
     assert first["energy"]["source"] == "estimate"
     assert used > 0.002, first  # >= 2 s of 3.84 kW: the kwok pod ran at least its 3 s delay
@@ -157,8 +136,8 @@ def test_budget_runs_out_then_the_next_period_in_the_centers_time_zone_frees_it(
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", _job("second", namespace, name, "45s"))
     # (For a moment it may wait for accelerators instead: the first job's pod event can trail its Job's.)
     second = wait_for(
-        lambda: (st := _status(custom_objects, namespace, "second")).get("phase") == "Queued" and "budget" in st["message"] and st,
-        EXPECT_TIMEOUT_S, lambda: _status(custom_objects, namespace, "second"), what="the second job to wait for the budget")
+        lambda: (st := job_status(custom_objects, namespace, "second")).get("phase") == "Queued" and "budget" in st["message"] and st,
+        EXPECT_TIMEOUT_S, lambda: job_status(custom_objects, namespace, "second"), what="the second job to wait for the budget")
     assert "budget" in second["message"], second["message"]
     assert any("center energy budget" in r["reason"] for r in second["rejected"]), second["rejected"]
     metrics = clocked_operator.metrics()
@@ -172,15 +151,13 @@ def test_budget_runs_out_then_the_next_period_in_the_centers_time_zone_frees_it(
     metrics = clocked_operator.metrics()
     assert _metric(metrics, "suanli_center_energy_kwh", center=name, kind="used") == pytest.approx(used, abs=1e-3)
     assert _metric(metrics, "suanli_center_energy_kwh", center=name, kind="reserved") == 0
-    assert phases(custom_objects, namespace)["second"] == "Queued"
+    assert job_phases(custom_objects, namespace)["second"] == "Queued"
 
     # Midnight in Kiritimati (not UTC): the new day's budget takes the waiting job, with no event but time.
     test_clock.advance_to(period_end + 30)
-    wait_for(lambda: phases(custom_objects, namespace).get("second") in ("Bound", "Running", "Succeeded"), 30,
-             lambda: _status(custom_objects, namespace, "second"), what="the second job to bind in the new period")
-    wait_for(lambda: phases(custom_objects, namespace).get("second") == "Succeeded", EXPECT_TIMEOUT_S,
-             lambda: _status(custom_objects, namespace, "second"), what="the second job to succeed")
-    second = _status(custom_objects, namespace, "second")
+    wait_for_phase(custom_objects, namespace, "second", *BOUND_OR_LATER, timeout=30, what="the second job to bind in the new period")
+    wait_for_phase(custom_objects, namespace, "second", "Succeeded", timeout=EXPECT_TIMEOUT_S, what="the second job to succeed")
+    second = job_status(custom_objects, namespace, "second")
     assert kobj.parse_time(second["boundTime"]) >= period_end
 
     def new_period() -> dict[str, Any] | None:
@@ -213,9 +190,8 @@ def test_a_deferred_job_binds_at_its_planned_start_on_the_injected_clock(
     job["spec"]["schedule"] = {"deadline": deadline}
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", job)
 
-    wait_for(lambda: phases(custom_objects, namespace).get("green") == "Deferred", EXPECT_TIMEOUT_S,
-             lambda: _status(custom_objects, namespace, "green"), what="the job to be deferred")
-    status = _status(custom_objects, namespace, "green")
+    wait_for_phase(custom_objects, namespace, "green", "Deferred", timeout=EXPECT_TIMEOUT_S, what="the job to be deferred")
+    status = job_status(custom_objects, namespace, "green")
     planned = kobj.parse_time(status["plannedStart"])
     # In the clean window (the core picks the start: the edge or a grid point in it), 1 h run inside it.
     assert window <= planned <= window + 3600, (status["plannedStart"], window, status["message"])
@@ -225,14 +201,12 @@ def test_a_deferred_job_binds_at_its_planned_start_on_the_injected_clock(
     cycles = _metric(clocked_operator.metrics(), "suanli_scheduling_cycle_seconds_count")
     time.sleep(3.0)  # measuring the absence of work: a polling loop would run hundreds of cycles here
     assert (_metric(clocked_operator.metrics(), "suanli_scheduling_cycle_seconds_count") or 0) - (cycles or 0) <= 5
-    assert phases(custom_objects, namespace)["green"] == "Deferred"
+    assert job_phases(custom_objects, namespace)["green"] == "Deferred"
 
     test_clock.advance_to(planned + 1)
-    wait_for(lambda: phases(custom_objects, namespace).get("green") in ("Bound", "Running", "Succeeded"), 30,
-             lambda: _status(custom_objects, namespace, "green"), what="the job to bind at its planned start")
-    wait_for(lambda: phases(custom_objects, namespace).get("green") == "Succeeded", EXPECT_TIMEOUT_S,
-             lambda: _status(custom_objects, namespace, "green"), what="the job to run and succeed")
-    status = _status(custom_objects, namespace, "green")
+    wait_for_phase(custom_objects, namespace, "green", *BOUND_OR_LATER, timeout=30, what="the job to bind at its planned start")
+    wait_for_phase(custom_objects, namespace, "green", "Succeeded", timeout=EXPECT_TIMEOUT_S, what="the job to run and succeed")
+    status = job_status(custom_objects, namespace, "green")
     assert kobj.parse_time(status["boundTime"]) >= planned
     assert status["binding"]["center"] == name
     # bound in the clean window: the estimate is at 50 g/kWh, not 900
@@ -271,9 +245,9 @@ def test_measured_energy_settles_the_ledger(
             exporter.devices.extend(
                 fake_exporters.Gpu(namespace, pod.metadata.name, gpu=i, watts=watts, node=pod.spec.node_name)
                 for i in range(gpus))
-            wait_for(lambda: phases(custom_objects, namespace).get("metered") == "Succeeded", EXPECT_TIMEOUT_S,
-                     lambda: _status(custom_objects, namespace, "metered"), what="the metered job to succeed")
-            status = _status(custom_objects, namespace, "metered")
+            wait_for_phase(custom_objects, namespace, "metered", "Succeeded", timeout=EXPECT_TIMEOUT_S,
+                           what="the metered job to succeed")
+            status = job_status(custom_objects, namespace, "metered")
             runtime = kobj.parse_time(status["completionTime"]) - kobj.parse_time(status["startTime"])
             expected = watts * gpus * runtime * pue / 3.6e6
             assert status["energy"]["source"] == "measured", op.log_tail()

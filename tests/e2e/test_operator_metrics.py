@@ -13,29 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.test_operator_leader import OperatorProcess, compute_job, phases
+from tests.e2e.helpers import GROUP, VERSION, OperatorProcess, job_phases, short_job, small_center
 from tests.tools.prometheus import static_job
 from tests.tools.prometheus_plugin import prometheus_binary, prometheus_factory  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
-GROUP, VERSION = "suanli.io", "v1alpha1"
 NODES, PER_NODE, JOBS = 3, 8, 5
-
-
-def _center(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComputeCenter", "metadata": {"name": name},
-        "spec": {
-            "region": "cn-guizhou",
-            "energy": {"timeZone": "Asia/Shanghai", "pue": 1.2, "carbonIntensity": {"gramsPerKWh": 400}},
-            "pools": [{
-                "name": "a100", "acceleratorType": "GPU", "model": "A100", "resourceName": "nvidia.com/gpu",
-                "nodeSelector": {"suanli.io/pool": f"{name}-a100"},
-                "expected": {"nodes": NODES, "acceleratorsPerNode": PER_NODE},
-            }],
-        },
-    }
 
 
 def test_prometheus_scrapes_the_operators_metrics(
@@ -48,17 +32,17 @@ def test_prometheus_scrapes_the_operators_metrics(
         prom.wait_for_targets_up(["suanli"], timeout=30)
 
         name = f"e2e-prom-{uuid.uuid4().hex[:5]}"
-        doc = _center(name)
+        doc = small_center(name, NODES, PER_NODE)
         fake_nodes(doc, nodes_per_pool=NODES)
         custom_objects.create_cluster_custom_object(GROUP, VERSION, "computecenters", doc)
         try:
             for i in range(JOBS):
                 custom_objects.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "computejobs", compute_job(f"m{i}", namespace)
+                    GROUP, VERSION, namespace, "computejobs", short_job(f"m{i}", namespace)
                 )
-            wait_for(lambda: set(phases(custom_objects, namespace).values()) == {"Succeeded"}
-                     and len(phases(custom_objects, namespace)) == JOBS, 120,
-                     lambda: phases(custom_objects, namespace), what="the jobs to succeed")
+            wait_for(lambda: set(job_phases(custom_objects, namespace).values()) == {"Succeeded"}
+                     and len(job_phases(custom_objects, namespace)) == JOBS, 120,
+                     lambda: job_phases(custom_objects, namespace), what="the jobs to succeed")
             done = time.time()
             prom.wait_for_scrape_after(done + 1.5, ["suanli"], timeout=20)  # a scrape after the status settled
 

@@ -20,21 +20,18 @@ namespace, so another test's operator (or its unconstrained jobs) would take par
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tests.tools import operator_kit as kit
+from tests.e2e import helpers
+from tests.e2e.helpers import EXPECT_TIMEOUT_S, GROUP, VERSION
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.timeout(600)]
 
-GROUP, VERSION = kit.GROUP, kit.VERSION
-EXPECT_TIMEOUT_S = float(os.environ.get("SUANLI_E2E_TIMEOUT_SECONDS", "120"))
 # Long enough that no first-round job finishes before every job was created and planned.
 RUN_DELAY = "15s"
 TOLERATE = {
@@ -153,7 +150,7 @@ def test_simulator_and_operator_bind_the_same_jobs_to_the_same_pools(
 
     fake_nodes(centers, nodes_per_pool=None)  # expected.nodes per pool: the simulator's capacity
     names = [c["metadata"]["name"] for c in centers]
-    op = kit.Operator(kube.kubeconfig, tmp_path, ["--namespace", namespace])
+    op = helpers.Operator(kube.kubeconfig, tmp_path, ["--namespace", namespace])
     op.start()
     try:
         for doc in centers:
@@ -161,7 +158,7 @@ def test_simulator_and_operator_bind_the_same_jobs_to_the_same_pools(
 
         def every_node_seen() -> bool:
             for doc in centers:
-                live = custom_objects.get_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
+                live = helpers.get_center(custom_objects, doc["metadata"]["name"])
                 pools = {p["name"]: p for p in (live.get("status") or {}).get("pools") or []}
                 for pool in doc["spec"]["pools"]:
                     if (pools.get(pool["name"]) or {}).get("readyNodes") != pool["expected"]["nodes"]:
@@ -175,16 +172,16 @@ def test_simulator_and_operator_bind_the_same_jobs_to_the_same_pools(
         queued: set[str] = set()
 
         def all_done() -> bool:
-            phases = kit.job_phases(custom_objects, namespace)
+            phases = helpers.job_phases(custom_objects, namespace)
             queued.update(n for n, p in phases.items() if p == "Queued")
             return len(phases) == len(job_docs) and set(phases.values()) == {"Succeeded"}
 
-        wait_for(all_done, EXPECT_TIMEOUT_S, lambda: kit.job_phases(custom_objects, namespace),
+        wait_for(all_done, EXPECT_TIMEOUT_S, lambda: helpers.job_phases(custom_objects, namespace),
                  what="every job to succeed", interval=0.1, max_interval=0.5)
         got = {}
         for doc in job_docs:
             name = doc["metadata"]["name"]
-            binding = custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", name)["status"]["binding"]
+            binding = helpers.get_job(custom_objects, namespace, name)["status"]["binding"]
             got[name] = (binding["center"], binding["pool"])
         want = {name: (e["center"], e["pool"]) for name, e in expected.items()}
         table = "\n".join(f"  {n:10} sim {want[n][0]}/{want[n][1]:12} operator {got[n][0]}/{got[n][1]}" for n in want)
@@ -193,8 +190,4 @@ def test_simulator_and_operator_bind_the_same_jobs_to_the_same_pools(
         assert queued == waited, f"Queued in the operator: {sorted(queued)}; waited in the simulator: {sorted(waited)}"
         print(f"\nsimulator == operator:\n{table}")
     finally:
-        for name in names:
-            with contextlib.suppress(Exception):
-                custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
-        op.stop()
-        kit.release_finalizers(custom_objects, namespace, names)
+        helpers.stop_and_clean_up(op, custom_objects, namespace, names)
