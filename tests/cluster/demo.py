@@ -62,6 +62,7 @@ SETTLE_SECONDS = 3.0  # the end state must hold this long (a Queued job may be a
 OPERATOR_READY_TIMEOUT_S = 60.0
 NODE_READY_TIMEOUT_S = 90.0
 DELETE_TIMEOUT_S = 120.0
+FLEET_IDLE_TIMEOUT_S = 120.0  # leftover pods of an earlier run must be gone before jobs are applied
 API_OUTAGE_S = 30.0  # the watch tolerates API errors this long
 
 
@@ -302,6 +303,48 @@ def remove_previous_jobs(cluster: Cluster, keys: list[str]) -> int:
             "the previous demo's ComputeJobs to be deleted",
         )
     return len(present)
+
+
+def wait_fleet_idle(cluster: Cluster, centers: list[dict[str, Any]], timeout: float) -> None:
+    """Wait until the operator reports every pool of the demo fleet Ready and fully free.
+
+    Pods of an earlier run (or of a test that used the same nodes) may still hold accelerators for a
+    few seconds after their jobs are deleted; jobs applied before they are gone would land elsewhere
+    than `suanli plan` says. The operator's own center status is the view that matters.
+    """
+    want = {
+        (c["metadata"]["name"], p["name"]): int(p["expected"]["nodes"])
+        * int(p["expected"]["acceleratorsPerNode"])
+        for c in centers
+        for p in c["spec"]["pools"]
+    }
+    busy: list[str] = []
+
+    def idle() -> bool:
+        busy.clear()
+        for name in sorted({center for center, _ in want}):
+            status = (
+                cluster.custom.get_cluster_custom_object(GROUP, VERSION, "computecenters", name).get("status")
+                or {}
+            )
+            seen = {p.get("name"): p for p in status.get("pools") or []}
+            for (center, pool), capacity in want.items():
+                if center != name:
+                    continue
+                got = seen.get(pool, {})
+                if got.get("capacity") != capacity or got.get("free") != capacity:
+                    busy.append(
+                        f"{center}/{pool} free {got.get('free', '?')}/{got.get('capacity', '?')} of {capacity}"
+                    )
+        return not busy
+
+    try:
+        wait_until(idle, timeout, "the operator to report the demo fleet Ready and idle")
+    except DemoError:
+        raise DemoError(
+            "the demo fleet is not idle: " + "; ".join(busy[:6]) + ". Pods of an earlier run still hold "
+            "accelerators; wait a minute and run it again, or start clean: make cluster-down && make demo"
+        ) from None
 
 
 # --- the operator ---------------------------------------------------------------------------
@@ -910,6 +953,8 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
         step(
             f"operator running (suanli run, pid {operator.proc.pid if operator.proc else '?'}, log {operator.log})"
         )
+    wait_fleet_idle(cluster, centers, FLEET_IDLE_TIMEOUT_S)
+    step("the operator reports every pool Ready and free")
     cluster.apply(work / "jobs.yaml")
     step(f"applied {len(keys)} ComputeJobs ({work / 'jobs.yaml'}); each runs 10-40 s of demo time")
 
