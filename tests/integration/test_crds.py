@@ -126,28 +126,38 @@ def _example_docs() -> list[dict[str, Any]]:
     return docs
 
 
+def _delete_examples(kubectl: Any, docs: list[dict[str, Any]], wait: bool) -> None:
+    for doc in docs:
+        if doc["kind"] in manifests.KINDS:
+            args = [
+                "delete",
+                doc["kind"].lower() + ".suanli.io",
+                doc["metadata"]["name"],
+                "--ignore-not-found",
+            ]
+            if doc["metadata"].get("namespace"):
+                args += ["-n", doc["metadata"]["namespace"]]
+            if wait:
+                kubectl(*args, "--wait=true", "--timeout=60s")
+            else:
+                kubectl(*args, "--wait=false")
+
+
 @pytest.fixture
 def applied_examples(kubectl: Any) -> Iterator[list[dict[str, Any]]]:
     """`kubectl apply -f crds/examples/` as the README says; the Suanli objects are deleted afterwards.
 
+    Objects of the same names left by `make demo` or an interrupted run are deleted first (and waited
+    for): `kubectl apply` would merge into them and the stored spec would carry their extra fields.
     The example namespaces (team-a, team-b) are left in place: deleting them takes a while
     and the next apply would find them terminating.
     """
     docs = _example_docs()
+    _delete_examples(kubectl, docs, wait=True)
     try:
         yield docs
     finally:
-        for doc in docs:
-            if doc["kind"] in manifests.KINDS:
-                args = [
-                    "delete",
-                    doc["kind"].lower() + ".suanli.io",
-                    doc["metadata"]["name"],
-                    "--ignore-not-found",
-                ]
-                if doc["metadata"].get("namespace"):
-                    args += ["-n", doc["metadata"]["namespace"]]
-                kubectl(*args, "--wait=false")
+        _delete_examples(kubectl, docs, wait=False)
 
 
 def test_every_example_applies_with_kubectl(kubectl: Any, applied_examples: list[dict[str, Any]]) -> None:
