@@ -38,6 +38,7 @@ lint: venv
 	$(BIN)/ruff check operator tests helm
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(PYTEST) tests/unit/test_purity.py -q -p no:cacheprovider
 
 crds: venv
 	$(BIN)/python -m suanli.api.crdgen --out crds
