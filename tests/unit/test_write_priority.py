@@ -8,6 +8,7 @@ seconds) and cannot be made to stall its progress writes while binding writes go
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from tests.unit import test_cache as cache_tests
 
 from suanli import clock as clock_mod
 from suanli import settings as settings_mod
@@ -23,30 +25,9 @@ from suanli.kube import client as client_mod
 from suanli.kube import scheduler as scheduler_mod
 
 NOW = 1_790_000_000.0
-CENTER = {
-    "apiVersion": "suanli.io/v1alpha1",
-    "kind": "ComputeCenter",
-    "metadata": {"name": "c1", "generation": 1},
-    "spec": {
-        "region": "cn-guizhou",
-        "energy": {
-            "timeZone": "Asia/Shanghai",
-            "pue": 1.2,
-            "carbonIntensity": {"gramsPerKWh": 400},
-            "budget": {"kWh": 100000, "period": "Day"},
-        },
-        "pools": [
-            {
-                "name": "a100",
-                "acceleratorType": "GPU",
-                "model": "A100",
-                "resourceName": "nvidia.com/gpu",
-                "nodeSelector": {"suanli.io/pool": "c1-a100"},
-                "expected": {"nodes": 1, "acceleratorsPerNode": 8},
-            }
-        ],
-    },
-}
+# The cache tests' center with one node per pool instead of two.
+CENTER = copy.deepcopy(cache_tests.CENTER)
+CENTER["spec"]["pools"][0]["expected"]["nodes"] = 1
 NODE = {
     "metadata": {"name": "n1", "labels": {"suanli.io/pool": "c1-a100"}},
     "spec": {},
@@ -57,11 +38,23 @@ NODE = {
 }
 
 
-def cjob(name: str, ns: str = "team-a", priority: int | None = None, count: int = 1, created: str | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": ns, "uid": f"uid-{ns}-{name}", "generation": 1, "resourceVersion": "1"}
+def cjob(
+    name: str, ns: str = "team-a", priority: int | None = None, count: int = 1, created: str | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": ns,
+        "uid": f"uid-{ns}-{name}",
+        "generation": 1,
+        "resourceVersion": "1",
+    }
     if created:
         meta["creationTimestamp"] = created
-    spec: dict[str, Any] = {"replicas": 1, "accelerators": {"count": count, "types": ["GPU"]}, "images": {"GPU": "img"}}
+    spec: dict[str, Any] = {
+        "replicas": 1,
+        "accelerators": {"count": count, "types": ["GPU"]},
+        "images": {"GPU": "img"},
+    }
     if priority is not None:
         spec["priority"] = priority
     return {"apiVersion": "suanli.io/v1alpha1", "kind": "ComputeJob", "metadata": meta, "spec": spec}
@@ -76,7 +69,12 @@ def terminating(ns: str) -> ApiException:
             "message": f'jobs.batch "x" is forbidden: unable to create new content in namespace {ns} '
             f"because it is being terminated",
             "reason": "Forbidden",
-            "details": {"name": "x", "group": "batch", "kind": "jobs", "causes": [{"reason": "NamespaceTerminating"}]},
+            "details": {
+                "name": "x",
+                "group": "batch",
+                "kind": "jobs",
+                "causes": [{"reason": "NamespaceTerminating"}],
+            },
             "code": 403,
         }
     )
@@ -86,7 +84,13 @@ def terminating(ns: str) -> ApiException:
 def namespace_not_found(ns: str) -> ApiException:
     exc = ApiException(status=404, reason="Not Found")
     exc.body = json.dumps(
-        {"kind": "Status", "message": f'namespaces "{ns}" not found', "reason": "NotFound", "details": {"name": ns, "kind": "namespaces"}, "code": 404}
+        {
+            "kind": "Status",
+            "message": f'namespaces "{ns}" not found',
+            "reason": "NotFound",
+            "details": {"name": ns, "kind": "namespaces"},
+            "code": 404,
+        }
     )
     return exc
 
@@ -110,7 +114,9 @@ class FakeApi:
 
     def _call(self, pool: str, fn: Any, *args: Any) -> Any:
         name = fn.__name__
-        detail = {"event": lambda: args[1], "create_or_adopt_job": lambda: args[0]["metadata"]["name"]}.get(name, lambda: args[:2])()
+        detail = {"event": lambda: args[1], "create_or_adopt_job": lambda: args[0]["metadata"]["name"]}.get(
+            name, lambda: args[:2]
+        )()
         self.writes.append((pool, name, detail))
         return fn(*args)
 
@@ -132,7 +138,9 @@ class FakeApi:
 
 
 def make(max_jobs: int = 2000, gpus: int = 8) -> tuple[scheduler_mod.Scheduler, FakeApi]:
-    settings = settings_mod.Settings(operator=settings_mod.OperatorSettings(max_jobs_per_cycle=max_jobs, coalesce_seconds=0))
+    settings = settings_mod.Settings(
+        operator=settings_mod.OperatorSettings(max_jobs_per_cycle=max_jobs, coalesce_seconds=0)
+    )
     cache = cache_mod.Cache(settings)
     cache.upsert_center(CENTER)
     node = json.loads(json.dumps(NODE))
@@ -161,7 +169,9 @@ def test_namespace_gone_is_recognised(error: ApiException) -> None:
 
 def test_other_errors_are_not_namespace_gone() -> None:
     forbidden = ApiException(status=403, reason="Forbidden")
-    forbidden.body = json.dumps({"message": 'jobs.batch is forbidden: User "x" cannot create', "details": {"kind": "jobs"}})
+    forbidden.body = json.dumps(
+        {"message": 'jobs.batch is forbidden: User "x" cannot create', "details": {"kind": "jobs"}}
+    )
     missing = ApiException(status=404, reason="Not Found")
     missing.body = json.dumps({"message": 'jobs.batch "x" not found', "details": {"kind": "jobs"}})
     assert not client_mod.namespace_gone(forbidden)
@@ -188,7 +198,10 @@ def test_terminating_namespace_is_not_requeued(error: ApiException, caplog: pyte
         assert ("team-a", "a") in sched.abandoned
         # The Bound status arrives through the watch: still no second create.
         bound = cjob("a")
-        bound["status"] = {"phase": "Bound", "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU"}}
+        bound["status"] = {
+            "phase": "Bound",
+            "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU"},
+        }
         sched.cache.upsert_job(bound, NOW)
         sched._progress(("team-a", "a"))
         await settle(sched)
@@ -236,7 +249,10 @@ def test_binding_writes_use_the_urgent_pool_while_the_main_pool_is_stalled() -> 
         await sched.cycle()
         for _ in range(20):
             await asyncio.sleep(0)
-        assert [w[:2] for w in api.writes] == [("urgent", "patch_job_status"), ("urgent", "create_or_adopt_job")]
+        assert [w[:2] for w in api.writes] == [
+            ("urgent", "patch_job_status"),
+            ("urgent", "create_or_adopt_job"),
+        ]
         api.block_main.set()
         await settle(sched)
         assert [w[2] for w in api.calls("event")] == ["Bound"]
