@@ -63,11 +63,16 @@ class Network(common.Model):
         return links
 
 
-class CarbonWindow(common.Model):
-    """Grid carbon intensity during a daily window [start, end) in the center's time zone."""
+class DailyWindow(common.Model):
+    """A daily window [start, end) of local time in the center's time zone."""
 
     start: common.ClockTime = Field(description="Window start, HH:MM local time.")
     end: common.ClockTime = Field(description="Window end, HH:MM local time; earlier than start wraps midnight.")
+
+
+class CarbonWindow(DailyWindow):
+    """Grid carbon intensity during a daily window [start, end) in the center's time zone."""
+
     grams_per_k_wh: float = Field(ge=0, description="Grid intensity in the window, gCO2e per kWh.")
 
 
@@ -78,11 +83,9 @@ class CarbonIntensity(common.Model):
     schedule: list[CarbonWindow] = Field(default_factory=list, description="Daily windows (local time).")
 
 
-class PriceWindow(common.Model):
+class PriceWindow(DailyWindow):
     """Electricity price during a daily window [start, end) in the center's time zone."""
 
-    start: common.ClockTime = Field(description="Window start, HH:MM local time.")
-    end: common.ClockTime = Field(description="Window end, HH:MM local time; earlier than start wraps midnight.")
     value: float = Field(ge=0, description="Price in the window, currency units per kWh.")
 
 
