@@ -14,7 +14,8 @@ creationTimestamp/boundTime (1 s); the boundTime-based figure is reported too.
 
 Knobs (environment): SUANLI_BENCH_OPERATOR_JOBS (2000 per phase), SUANLI_BENCH_OPERATOR_RATE (50/s),
 SUANLI_BENCH_OPERATOR_CONFIG (a `suanli run --config` settings file), SUANLI_BENCH_PYSPY (a py-spy
-binary: a flame graph of the operator during the burst in reports/bench/operator-burst-profile.svg).
+binary: a flame graph of the operator during the burst in reports/bench/operator-burst-profile.svg;
+SUANLI_BENCH_PYSPY_FORMAT=raw writes collapsed stacks to operator-burst-profile.txt instead).
 
 Targets: >= 100 jobs/s sustained, p99 < 2 s, peak RSS < 300 MB. Kueue's published baseline is
 15,000 workloads in about 351 s (~43/s). Results: reports/bench/operator.{json,md}.
@@ -236,14 +237,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
-    """SUANLI_BENCH_PYSPY=/path/to/py-spy: sample the operator during the burst (a flame graph SVG)."""
+    """SUANLI_BENCH_PYSPY=/path/to/py-spy: sample the operator during the burst (a flame graph SVG, or
+    collapsed stacks with SUANLI_BENCH_PYSPY_FORMAT=raw)."""
     binary = os.environ.get("SUANLI_BENCH_PYSPY")
     if not binary:
         return None
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    out = REPORT_DIR / "operator-burst-profile.svg"
+    fmt = os.environ.get("SUANLI_BENCH_PYSPY_FORMAT", "flamegraph")
+    out = REPORT_DIR / f"operator-burst-profile.{'svg' if fmt == 'flamegraph' else 'txt'}"
     return subprocess.Popen([binary, "record", "-p", str(pid), "-o", str(out), "-d", str(int(seconds)), "-r", "50",
-                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--nonblocking", "--format", fmt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def vm(pid: int, field: str) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from suanli.kube import cache as cache_mod
 from suanli.kube import workloads
@@ -195,3 +197,153 @@ def test_stale_job_events_do_not_undo_a_newer_status(cache):
     cache.upsert_job(newer, NOW)
     cache.upsert_job(doc, NOW)  # an older LIST delivered late
     assert cache.jobs[("team-a", "a")].phase == "Succeeded"
+
+
+def test_an_invalid_job_whose_spec_was_fixed_is_planned_again(cache):
+    invalid = {"phase": "Invalid", "observedGeneration": 1, "message": "spec.accelerators.models[0]: unknown"}
+    cache.upsert_job(cjob("typo", models=["A1OO"], status=invalid), NOW)
+    snap = cache.snapshot(NOW)
+    assert snap.queue == () and snap.invalid == ()  # already marked: not reported again
+    fixed = cjob("typo", models=["A100"], status=invalid)
+    fixed["metadata"].update(generation=2, resourceVersion="2")
+    cache.upsert_job(fixed, NOW)
+    assert [d.key for d in cache.snapshot(NOW).queue] == [("team-a", "typo")]
+
+
+def test_the_cache_keeps_only_the_status_fields_it_reads(cache):
+    status = {"phase": "Queued", "message": "waiting", "candidates": [{"center": "c1"}] * 50,
+              "rejected": [{"center": "c2"}] * 50, "conditions": [{"type": "Bound"}]}
+    doc = cjob("a", status=status)
+    doc["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    record = cache.upsert_job(doc, NOW)
+    assert record.status == {"phase": "Queued", "message": "waiting"}
+    assert "managedFields" not in record.raw["metadata"] and "status" not in record.raw
+    assert record.raw["spec"] == doc["spec"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["up", "del"]), st.integers(0, 5), st.sampled_from(["n1", "n2", None]),
+                          st.integers(0, 8), st.sampled_from(["Pending", "Running", "Succeeded", "Failed"])),
+                max_size=40))
+def test_accelerators_in_use_per_node_match_a_recount_after_any_pod_history(ops):
+    c = cache_mod.Cache()
+    for op, i, node_name, gpus, phase in ops:
+        if op == "up":
+            doc = pod(f"p{i}", node_name, gpus, phase=phase, job="j" if i % 2 else None)
+            c.upsert_pod(doc)
+        else:
+            c.delete_pod(("team-a", f"p{i}"))
+    recount: dict[tuple[str, str], int] = {}
+    for info in c.pods.values():
+        if not info.terminated and info.node is not None:
+            for resource, amount in info.requests.items():
+                recount[(info.node, resource)] = recount.get((info.node, resource), 0) + amount
+    assert c.node_used == {k: v for k, v in recount.items() if v}
+
+
+def test_finished_jobs_count_their_settled_energy_in_their_period_only(cache):
+    def done(name, completed, kwh):
+        return cjob(name, status={
+            "phase": "Succeeded", "completionTime": completed, "energy": {"kWh": kwh, "carbonKg": kwh / 2},
+            "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU"},
+            "estimates": {"energyKWh": 1.0, "carbonKg": 0.5},
+        })
+
+    # NOW is 2026-09-21 (Asia/Shanghai day starts 2026-09-20T16:00Z).
+    cache.upsert_job(done("today", "2026-09-21T10:00:00Z", 7.0), NOW)
+    cache.upsert_job(done("yesterday", "2026-09-19T10:00:00Z", 100.0), NOW)
+    assert cache.snapshot(NOW).energy.account("c1").used_kwh == 7.0
+    assert "today" not in {k[1] for k in cache.active}
+    cache.upsert_job(done("later", "2026-09-21T11:00:00Z", 3.0), NOW)
+    assert cache.snapshot(NOW).energy.account("c1").used_kwh == 10.0
+    cache.delete_job(("team-a", "today"))
+    assert cache.snapshot(NOW).energy.account("c1").used_kwh == 3.0
+    # The next day starts from nothing.
+    assert cache.snapshot(NOW + 86_400).energy.account("c1").used_kwh == 0.0
+
+
+BOUND_STATUS = {
+    "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU"},
+    "estimates": {"energyKWh": 2.0, "carbonKg": 1.0},
+    "completionTime": "2026-09-21T12:00:00Z",
+    "energy": {"kWh": 1.5, "carbonKg": 0.5},
+}
+JOB_STEP = st.one_of(
+    st.tuples(st.just("job"), st.integers(0, 2), st.sampled_from([None, "Queued", "Bound", "Running", "Succeeded"])),
+    st.tuples(st.just("assume"), st.integers(0, 2)),
+    st.tuples(st.just("forget"), st.integers(0, 2)),
+    st.tuples(st.just("pod"), st.integers(0, 2), st.integers(0, 1), st.sampled_from(["n1", "n2", None]),
+              st.sampled_from(["Pending", "Running", "Succeeded"])),
+    st.tuples(st.just("delpod"), st.integers(0, 2), st.integers(0, 1)),
+    st.tuples(st.just("workload"), st.integers(0, 2), st.booleans()),
+    st.tuples(st.just("deljob"), st.integers(0, 2)),
+    st.tuples(st.just("snapshot"), st.just(0)),  # the books are brought up to date lazily, at snapshots
+)
+
+
+def workload(i, finished):
+    conditions = [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-09-21T12:00:00Z"}] if finished else []
+    return {"metadata": {"name": f"cj-j{i}", "namespace": "team-a", "labels": {workloads.LABEL_JOB: f"j{i}"}},
+            "status": {"conditions": conditions}}
+
+
+def books(c):
+    snap = c.snapshot(NOW)
+    account = snap.energy.account("c1")
+    return ([(u.capacity, u.allocated, u.free) for u in snap.usage], round(account.reserved_kwh, 9),
+            round(account.used_kwh, 9), [d.key for d in snap.queue], snap.capacity.free_per_node(0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(JOB_STEP, max_size=30))
+@example([("job", 0, None), ("snapshot", 0), ("assume", 0)])  # a decision after the books were brought up to date
+@example([("job", 1, "Bound"), ("snapshot", 0), ("pod", 1, 0, "n1", "Running"), ("snapshot", 0), ("workload", 1, True)])
+def test_books_kept_step_by_step_equal_books_built_from_the_final_objects(steps):
+    """The cache updates its sums as events arrive; a cache primed with only the final objects (a
+    restart) must hold the same capacity, energy and queue."""
+    live = cache_mod.Cache()
+    for doc in (CENTER, node("n1"), node("n2")):
+        (live.upsert_center if doc is CENTER else live.upsert_node)(doc)
+    jobs, pods, loads = {}, {}, {}
+    binding = cache_mod.Binding("c1", "a100", "GPU", replicas=2, count=4, energy_kwh=2.0, carbon_kg=1.0)
+    for step in steps:
+        kind, i = step[0], step[1]
+        key = ("team-a", f"j{i}")
+        if kind == "job":
+            status = {"phase": step[2], **(BOUND_STATUS if step[2] in ("Bound", "Running", "Succeeded") else {})} if step[2] else None
+            doc = cjob(f"j{i}", replicas=2, count=4, status=status)
+            doc["metadata"]["resourceVersion"] = str(len(jobs) + 100)
+            jobs[key] = doc
+            live.upsert_job(doc, NOW)
+        elif kind == "assume" and key in live.jobs and live.schedulable(live.jobs[key]):
+            live.assume(key, binding)
+        elif kind == "forget":
+            live.forget(key)
+        elif kind == "pod":
+            doc = pod(f"j{i}-{step[2]}", step[3], 4, phase=step[4], job=f"j{i}")
+            pods[(i, step[2])] = doc
+            live.upsert_pod(doc)
+        elif kind == "delpod":
+            pods.pop((i, step[2]), None)
+            live.delete_pod(("team-a", f"j{i}-{step[2]}"))
+        elif kind == "workload":
+            loads[i] = workload(i, step[2])
+            live.upsert_workload(loads[i])
+        elif kind == "deljob":
+            jobs.pop(key, None)
+            live.delete_job(key)
+        elif kind == "snapshot":
+            live.snapshot(NOW)
+    fresh = cache_mod.Cache()
+    for doc in (CENTER, node("n1"), node("n2")):
+        (fresh.upsert_center if doc is CENTER else fresh.upsert_node)(doc)
+    for doc in jobs.values():
+        fresh.upsert_job(doc, NOW)
+    for key in live.assumed:
+        fresh.assume(key, live.assumed[key])
+    for doc in pods.values():
+        fresh.upsert_pod(doc)
+    for doc in loads.values():
+        fresh.upsert_workload(doc)
+    assert books(live) == books(fresh)
+    assert live.phase_counts() == fresh.phase_counts()

@@ -8,8 +8,6 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from suanli.handlers import mirror
 from suanli.kube import cache as cache_mod
 from suanli.kube import relist, workloads
@@ -26,36 +24,25 @@ def pod(name: str, job: str | None = None) -> dict[str, Any]:
             "status": {"phase": "Running"}}
 
 
-class Missing:
-    """core/custom/batch stand-ins: GET answers 404 for names in `gone`, else an object."""
-
-    def __init__(self, gone: set[str]):
-        self.gone = gone
-
-    def __getattr__(self, verb: str) -> Any:
-        def call(*args: Any, **_: Any) -> dict[str, Any]:
-            name = next(a for a in args if isinstance(a, str) and (a in self.gone or a.startswith(("n", "p"))))
-            if name in self.gone:
-                raise ApiException(status=404, reason="Not Found")
-            return {"metadata": {"name": name}}
-
-        return call
-
-
 class FakeApi:
-    def __init__(self, listing: dict[str, list[dict[str, Any]]], gone: set[str]):
+    """The two calls a sweep makes: a LIST of keys, and a GET that answers 404 for names in `gone`."""
+
+    def __init__(self, listing: dict[str, set[tuple[str, str]]], gone: set[str]):
         self.listing = listing
-        self.core = self.custom = self.batch = Missing(gone)
+        self.gone = gone
 
     async def run(self, fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    def list_all(self) -> dict[str, list[dict[str, Any]]]:
+    def list_keys(self) -> dict[str, set[tuple[str, str]]]:
         return self.listing
 
+    def exists(self, kind: str, key: tuple[str, str]) -> bool:
+        return key[1] not in self.gone
 
-def empty_listing() -> dict[str, list[dict[str, Any]]]:
-    return {kind: [] for kind in relist.KINDS}
+
+def empty_listing() -> dict[str, set[tuple[str, str]]]:
+    return {kind: set() for kind in relist.KINDS}
 
 
 def test_missing_lists_cached_objects_absent_from_the_list() -> None:
@@ -64,7 +51,7 @@ def test_missing_lists_cached_objects_absent_from_the_list() -> None:
         cache.upsert_node(node(name))
     cache.upsert_pod(pod("p1"))
     listing = empty_listing()
-    listing["nodes"] = [node("n1")]
+    listing["nodes"] = {("", "n1")}
     assert relist.missing(cache, listing) == [("nodes", ("", "n2")), ("pods", ("team-a", "p1"))]
 
 
@@ -74,7 +61,7 @@ def test_sweep_drops_what_is_gone_and_keeps_what_was_created_after_the_list() ->
         cache.upsert_node(node(name))
     cache.upsert_pod(pod("p1", job="train"))
     listing = empty_listing()
-    listing["nodes"] = [node("n1")]
+    listing["nodes"] = {("", "n1")}
     # n2 and p1 were deleted unseen; n3 was created after the LIST (the GET finds it).
     api = FakeApi(listing, gone={"n2", "p1"})
     calls: list[tuple[str, dict[str, Any]]] = []

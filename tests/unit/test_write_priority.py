@@ -300,8 +300,8 @@ def test_urgent_pool_runs_while_the_main_pool_is_saturated() -> None:
     asyncio.run(go())
 
 
-def test_urgent_pool_is_small() -> None:
-    assert client_mod.urgent_workers(16) == 4
+def test_urgent_pool_matches_the_main_pool_with_a_floor_of_two() -> None:
+    assert client_mod.urgent_workers(16) == 16
     assert client_mod.urgent_workers(1) == 2
 
 

@@ -156,6 +156,7 @@ async def _serve(
     @kopf.on.startup(registry=registry)
     def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # our own Events, written for people
+        settings.persistence.diffbase_storage = mirror.NoDiffBase()  # watch-event handlers only
         # A per-object worker lives this long after its object's last event, holding that body: with
         # thousands of jobs, pods and Jobs a long idle time is most of the operator's memory
         # (benchmark: 30 s gave ~530 MB peak for 4,000 jobs). (kopf removed time-based batching.)

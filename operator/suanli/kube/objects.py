@@ -137,9 +137,8 @@ def pod_info(obj: Mapping[str, Any]) -> PodInfo:
     )
 
 
-def pod_relevant(obj: Mapping[str, Any]) -> bool:
+def pod_info_relevant(info: PodInfo) -> bool:
     """Pods the cache keeps: Suanli's own, and any requesting an extended (accelerator) resource."""
-    info = pod_info(obj)
     return bool(info.job_label or info.requests)
 
 

@@ -4,7 +4,8 @@ The cache is primed from a LIST, then kopf starts its own LIST+WATCH per resourc
 deleted between the two LISTs is in our cache but kopf never sends its DELETED event (kopf's
 list does not have it): a deleted pod would hold its accelerators forever, a deleted
 ComputeJob would stay in the queue. Every `interval` seconds (the first time soon after
-startup) this LISTs everything again; an object in the cache but not in the LIST is confirmed
+startup) this LISTs the names of everything again (metadata only, in pages: cheap for the API
+server and for us); an object in the cache but not in the LIST is confirmed
 gone with a GET (404) — one created after the LIST is found and kept — and then handed to the
 mirror handler as a synthetic DELETED event, exactly as if the watch had delivered it.
 """
@@ -24,14 +25,6 @@ LOG = logging.getLogger("suanli.relist")
 KINDS = ("centers", "nodes", "pods", "jobs", "workloads")
 
 
-def _keys(kind: str, items: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    out = set()
-    for raw in items:
-        meta = raw.get("metadata") or {}
-        out.add(("" if kind in ("centers", "nodes") else meta.get("namespace") or "", meta.get("name") or ""))
-    return out
-
-
 def cached(cache: cache_mod.Cache) -> dict[str, set[tuple[str, str]]]:
     """The keys of every object the cache mirrors, by kind ((namespace or "", name))."""
     return {
@@ -43,10 +36,10 @@ def cached(cache: cache_mod.Cache) -> dict[str, set[tuple[str, str]]]:
     }
 
 
-def missing(cache: cache_mod.Cache, listing: dict[str, list[dict[str, Any]]]) -> list[tuple[str, tuple[str, str]]]:
-    """(kind, key) of cached objects absent from a LIST (pure): candidates for a confirming GET."""
+def missing(cache: cache_mod.Cache, listed: Mapping[str, set[tuple[str, str]]]) -> list[tuple[str, tuple[str, str]]]:
+    """(kind, key) of cached objects absent from a LIST of keys (pure): candidates for a confirming GET."""
     have = cached(cache)
-    return [(kind, key) for kind in KINDS for key in sorted(have[kind] - _keys(kind, listing[kind]))]
+    return [(kind, key) for kind in KINDS for key in sorted(have[kind] - listed[kind])]
 
 
 def deleted_event(cache: cache_mod.Cache, kind: str, key: tuple[str, str]) -> dict[str, Any]:
@@ -60,49 +53,22 @@ def deleted_event(cache: cache_mod.Cache, kind: str, key: tuple[str, str]) -> di
     return {"type": "DELETED", "object": {"metadata": meta}}
 
 
-def _gone(api: client_mod.Api, kind: str, key: tuple[str, str]) -> bool:
-    """GET the object: True only on 404 (any other answer keeps it)."""
-    from kubernetes.client.exceptions import ApiException
-
-    ns, name = key
-    timeout = 10
-    try:
-        if kind == "centers":
-            api.custom.get_cluster_custom_object(
-                client_mod.GROUP, client_mod.VERSION, "computecenters", name, _request_timeout=timeout
-            )
-        elif kind == "nodes":
-            api.core.read_node(name, _request_timeout=timeout)
-        elif kind == "pods":
-            api.core.read_namespaced_pod(name, ns, _request_timeout=timeout)
-        elif kind == "jobs":
-            api.custom.get_namespaced_custom_object(
-                client_mod.GROUP, client_mod.VERSION, ns, "computejobs", name, _request_timeout=timeout
-            )
-        else:
-            api.batch.read_namespaced_job(name, ns, _request_timeout=timeout)
-    except ApiException as exc:
-        return bool(exc.status == 404)
-    return False
-
-
 async def sweep(
     cache: cache_mod.Cache,
     api: client_mod.Api,
     handlers: Mapping[str, Callable[..., None]],
     memo: Any,
 ) -> list[tuple[str, tuple[str, str]]]:
-    """One LIST, confirm, drop; returns what was dropped."""
-    listing = await api.run(api.list_all)
+    """One LIST of keys, confirm, drop; returns what was dropped."""
+    listed = await api.run(api.list_keys)
     dropped = []
-    for kind, key in missing(cache, listing):
+    for kind, key in missing(cache, listed):
         try:
-            gone = await api.run(_gone, api, kind, key)
+            gone = not await api.run(api.exists, kind, key)
         except Exception as exc:
             LOG.debug("relist: could not check %s %s: %s", kind, key, exc)
             continue
-        still_cached = key in cached(cache)[kind]
-        if gone and still_cached:
+        if gone and key in cached(cache)[kind]:
             LOG.warning("relist: %s %s was deleted but no watch event said so; dropping it from the cache", kind,
                         "/".join(k for k in key if k))
             handlers[kind](deleted_event(cache, kind, key), memo)

@@ -164,14 +164,13 @@ class Scheduler:
 
     def _publish(self, snap: cache_mod.Snapshot) -> None:
         counts = dict.fromkeys(status_api.PHASES, 0)
-        for record in self.cache.jobs.values():
-            phase = "Bound" if record.key in self.cache.assumed and record.phase not in cache_mod.DONE_PHASES else record.phase
-            counts[phase if phase in counts else "Pending"] += 1
+        for phase, n in self.cache.phase_counts().items():
+            counts[phase if phase in counts else "Pending"] += n
         for phase, n in counts.items():
             metrics.JOBS.labels(phase=phase).set(n)
         metrics.QUEUE_LENGTH.set(len(snap.queue) + snap.truncated)
-        queued = [r.created for r in self.cache.jobs.values() if r.phase == "Queued" and self.cache.schedulable(r)]
-        metrics.JOB_QUEUED_SECONDS.set(max(0.0, snap.now - min(queued)) if queued else 0.0)
+        oldest = self.cache.oldest_queued()
+        metrics.JOB_QUEUED_SECONDS.set(max(0.0, snap.now - oldest) if oldest is not None else 0.0)
         for u in snap.usage:
             for state, value in (("capacity", u.capacity), ("allocated", u.allocated), ("free", u.free)):
                 metrics.POOL_ACCELERATORS.labels(center=u.center, pool=u.pool, state=state).set(value)

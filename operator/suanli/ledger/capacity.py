@@ -115,6 +115,27 @@ class CapacityLedger:
         self._rebuild(pool)
         return Allocation(pool=pool, nodes=tuple(nodes), count=count)
 
+    def fill(self, pool: int, replicas: int, count: int) -> int:
+        """Place up to `replicas` independent replicas of `count` accelerators best-fit; returns how many
+        were placed (not all-or-nothing). Same nodes as `reserve(pool, 1, count)` called `replicas`
+        times until one fails: best-fit fills the tightest fitting node before moving on (its free
+        count only shrinks, so it stays the tightest), so nodes are filled in (free, index) order."""
+        if count < 1 or replicas < 1:
+            return 0
+        free = self._free[pool].copy()
+        fits = np.flatnonzero(free >= count)
+        placed = 0
+        for node in fits[np.lexsort((fits, free[fits]))]:
+            if placed == replicas:
+                break
+            take = min(replicas - placed, int(free[node]) // count)
+            free[node] -= take * count
+            placed += take
+        if placed:
+            self._free[pool] = free
+            self._rebuild(pool)
+        return placed
+
     def reserve_on(self, allocation: Allocation) -> None:
         """Take exactly the given nodes (replaying a known placement); all or nothing."""
         free = self._free[allocation.pool].copy()

@@ -56,10 +56,11 @@ class CenterEnergy:
     total_carbon_kg: float = 0.0
     total_cost: float = 0.0
     reserved: dict[JobKey, float] = dataclasses.field(default_factory=dict)
+    held_kwh: float = 0.0  # reserved in bulk by jobs placed before this ledger was built (`hold`)
 
     @property
     def reserved_kwh(self) -> float:
-        return sum(self.reserved.values())
+        return self.held_kwh + sum(self.reserved.values())
 
     @property
     def remaining_kwh(self) -> float:
@@ -133,6 +134,23 @@ class EnergyLedger:
         if center is None:
             return 0.0
         return self._centers[center].reserved.pop(job)
+
+    def hold(self, center: str, kwh: float) -> None:
+        """Reserve `kwh` for jobs already placed and still running, as one sum (the operator
+        rebuilding its ledger each cycle: it never settles those jobs through this ledger)."""
+        if kwh < 0 or not math.isfinite(kwh):
+            raise EnergyError(f"cannot hold {kwh} kWh at {center}: must be a finite, non-negative number")
+        self._centers[center].held_kwh += kwh
+
+    def add_used(self, center: str, used_kwh: float, carbon_kg: float = 0.0) -> None:
+        """Energy already settled in the current period by jobs that are no longer held here (the
+        operator rebuilding its ledger from finished jobs' statuses)."""
+        if used_kwh < 0 or not math.isfinite(used_kwh):
+            raise EnergyError(f"used energy must be a finite, non-negative number (got {used_kwh})")
+        account = self._centers[center]
+        account.used_kwh += used_kwh
+        account.total_used_kwh += used_kwh
+        account.total_carbon_kg += carbon_kg
 
     def settle(self, job: JobKey, used_kwh: float, carbon_kg: float = 0.0, cost: float = 0.0) -> None:
         """A job finished: its reservation becomes `used_kwh` in the current period."""
