@@ -63,7 +63,9 @@ class OperatorSettings(_Section):
         default=0.05, ge=0, description="Wait this long after a wake-up to batch further events into one cycle, seconds."
     )
     write_workers: int = Field(
-        default=16, ge=1, description="Threads writing to the API server (status patches, Job creates) in parallel."
+        default=32,
+        ge=1,
+        description="Threads writing to the API server in parallel, for binding writes and for the rest each.",
     )
     max_jobs_per_cycle: int = Field(
         default=2000, ge=1, description="Queued jobs planned per scheduling cycle (the head of the queue), jobs."

@@ -15,7 +15,8 @@ creationTimestamp/boundTime (1 s); the boundTime-based figure is reported too.
 Knobs (environment): SUANLI_BENCH_OPERATOR_JOBS (2000 per phase), SUANLI_BENCH_OPERATOR_RATE (50/s),
 SUANLI_BENCH_OPERATOR_CONFIG (a `suanli run --config` settings file), SUANLI_BENCH_PYSPY (a py-spy
 binary: a flame graph of the operator during the burst in reports/bench/operator-burst-profile.svg;
-SUANLI_BENCH_PYSPY_FORMAT=raw writes collapsed stacks to operator-burst-profile.txt instead).
+SUANLI_BENCH_PYSPY_FORMAT=raw writes collapsed stacks to operator-burst-profile.txt instead;
+SUANLI_BENCH_PYSPY_ARGS adds py-spy options, e.g. --gil to sample only the thread holding the GIL).
 
 Targets: >= 100 jobs/s sustained, p99 < 2 s, peak RSS < 300 MB. Kueue's published baseline is
 15,000 workloads in about 351 s (~43/s). Results: reports/bench/operator.{json,md}.
@@ -236,6 +237,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def component_cpu(cluster: Any) -> dict[str, float]:
+    """CPU seconds so far of each local control-plane process (empty on an external cluster)."""
+    from tests.cluster.pytest_plugin import LOCAL_STATE_DIR
+
+    if cluster.external:
+        return {}
+    out = {}
+    for pidfile in sorted((LOCAL_STATE_DIR / "pids").glob("*.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            out[pidfile.stem] = cpu_seconds(int(pidfile.read_text().strip()))
+    return out
+
+
+def api_requests(api_client: Any) -> dict[str, float]:
+    """apiserver_request_total by "VERB resource[/subresource]" (mutating verbs only), from the API
+    server's own /metrics: which writes a phase cost."""
+    verb, url, headers, _, _ = api_client.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
+    response = api_client.call_api(verb, url, headers)
+    response.read()
+    text = response.data.decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.rindex("}")].split(",") if "=" in part)
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("verb") not in ("POST", "PATCH", "PUT", "DELETE", "APPLY"):
+            continue
+        name = f"{labels['verb']} {labels.get('resource', '')}" + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before[name], 1) for name in before if name in after}
+
+
 def profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
     """SUANLI_BENCH_PYSPY=/path/to/py-spy: sample the operator during the burst (a flame graph SVG, or
     collapsed stacks with SUANLI_BENCH_PYSPY_FORMAT=raw)."""
@@ -246,7 +284,8 @@ def profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
     fmt = os.environ.get("SUANLI_BENCH_PYSPY_FORMAT", "flamegraph")
     out = REPORT_DIR / f"operator-burst-profile.{'svg' if fmt == 'flamegraph' else 'txt'}"
     return subprocess.Popen([binary, "record", "-p", str(pid), "-o", str(out), "-d", str(int(seconds)), "-r", "50",
-                             "--nonblocking", "--format", fmt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--nonblocking", "--format", fmt, *os.environ.get("SUANLI_BENCH_PYSPY_ARGS", "").split()],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def vm(pid: int, field: str) -> float:
@@ -333,19 +372,24 @@ def test_operator_bind_throughput_latency_and_memory(
         rss_start = vm(op.proc.pid, "VmRSS")
         binds_before = op.metric("suanli_binds_total")
         with BoundWatcher(custom_objects, namespace) as watcher:
-            cpu0 = cpu_seconds(op.proc.pid)
+            cpu0, cluster0, writes0 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             paced = run_phase(custom_objects, namespace, watcher, "paced", 0, RATE)
-            cpu1 = cpu_seconds(op.proc.pid)
+            cpu1, cluster1, writes1 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             binds_mid = op.metric("suanli_binds_total")
             spy = profiler(op.proc.pid, 60)
             burst = run_phase(custom_objects, namespace, watcher, "burst", JOBS, None)
-            cpu2 = cpu_seconds(op.proc.pid)
+            cpu2, cluster2, writes2 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             if spy is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     spy.wait(timeout=90)
         binds_after = op.metric("suanli_binds_total")
         paced["operator_cpu_seconds"] = round(cpu1 - cpu0, 1)
         burst["operator_cpu_seconds"] = round(cpu2 - cpu1, 1)
+        paced["control_plane_cpu_seconds"] = cpu_delta(cluster0, cluster1)
+        burst["control_plane_cpu_seconds"] = cpu_delta(cluster1, cluster2)
+        for phase, before, after in ((paced, writes0, writes1), (burst, writes1, writes2)):
+            delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] > before.get(k, 0.0)}
+            phase["api_writes"] = dict(sorted(delta.items(), key=lambda kv: -kv[1])[:10])
         cycles = op.metric("suanli_scheduling_cycle_seconds_count")
         cycle_sum = op.metric("suanli_scheduling_cycle_seconds_sum")
         peak = vm(op.proc.pid, "VmHWM")
@@ -402,6 +446,8 @@ def markdown(d: dict[str, Any]) -> str:
         ("first create → last bound", f"{p['first_create_to_last_bound_seconds']} s", f"{b['first_create_to_last_bound_seconds']} s"),
         ("bind throughput", f"{p['throughput_jobs_per_s']} jobs/s", f"{b['throughput_jobs_per_s']} jobs/s"),
         ("operator CPU (user+system)", f"{p['operator_cpu_seconds']} s", f"{b['operator_cpu_seconds']} s"),
+        *[(f"{name} CPU", f"{p['control_plane_cpu_seconds'][name]} s", f"{b['control_plane_cpu_seconds'].get(name, '?')} s")
+          for name in p["control_plane_cpu_seconds"]],
         ("create→bound p50", f"{p['latency_p50_seconds']} s", f"{b['latency_p50_seconds']} s"),
         ("create→bound p90", f"{p['latency_p90_seconds']} s", f"{b['latency_p90_seconds']} s"),
         ("create→bound p99", f"{p['latency_p99_seconds']} s", f"{b['latency_p99_seconds']} s"),
@@ -424,6 +470,13 @@ def markdown(d: dict[str, Any]) -> str:
         "",
         f"Operator: peak RSS (VmHWM) {o['peak_rss_mb']} MB (start {o['rss_start_mb']} MB, end {o['rss_end_mb']} MB); "
         f"{o['scheduling_cycles']} scheduling cycles, mean {o['mean_cycle_seconds']} s.",
+        "",
+        "Writes the API server served during each phase (apiserver_request_total, every client):",
+        "",
+        "| request | paced | burst |",
+        "|---|---|---|",
+        *[f"| {name} | {p['api_writes'].get(name, 0):.0f} | {b['api_writes'].get(name, 0):.0f} |"
+          for name in sorted({*p["api_writes"], *b["api_writes"]}, key=lambda n: -p["api_writes"].get(n, 0))],
         "",
         "| target | value | |",
         "|---|---|---|",

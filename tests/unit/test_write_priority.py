@@ -120,10 +120,10 @@ class FakeApi:
         self.writes.append((pool, name, detail))
         return fn(*args)
 
-    def patch_job_status(self, ns: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_job_status(self, ns: str, name: str, status: dict[str, Any], answer: bool = True) -> dict[str, Any] | None:
         if self.patch_error is not None:
             raise self.patch_error
-        return {"metadata": {"namespace": ns, "name": name}, "status": status}
+        return {"metadata": {"namespace": ns, "name": name}, "status": status} if answer else None
 
     def create_or_adopt_job(self, manifest: dict[str, Any], uid: str) -> tuple[dict[str, Any], bool]:
         if self.create_error is not None:

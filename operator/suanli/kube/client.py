@@ -142,8 +142,10 @@ class Api:
         content_type: str = JSON,
         accept: str = JSON,
         timeout: float | None = None,
+        decode: bool = True,
     ) -> Any:
-        """One API call; the decoded JSON answer. Raises `ApiException` (status, body) on an error."""
+        """One API call; the decoded JSON answer (None with `decode=False`: writes whose answer
+        nobody reads skip decoding it). Raises `ApiException` (status, body) on an error."""
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -154,7 +156,7 @@ class Api:
         response.read()
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
-        return json.loads(response.data) if response.data else None
+        return json.loads(response.data) if decode and response.data else None
 
     def pages(self, kind: str, accept: str = JSON) -> list[dict[str, Any]]:
         """Every object of one mirrored kind, LISTed in pages of `PAGE`."""
@@ -208,10 +210,15 @@ class Api:
 
     # --- writes -------------------------------------------------------------------------
 
-    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_job_status(
+        self, namespace: str, name: str, status: dict[str, Any], answer: bool = True
+    ) -> dict[str, Any] | None:
+        """Merge-patch a ComputeJob's status; the updated object, or None when `answer` is False."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/computejobs/{quote(name)}/status"
         try:
-            result: dict[str, Any] = self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
+            result: dict[str, Any] | None = self.request(
+                "PATCH", path, {"status": status}, content_type=MERGE_PATCH, decode=answer
+            )
             return result
         except ApiException as exc:
             self._count("patch", "computejobs/status", exc)
@@ -220,7 +227,7 @@ class Api:
     def patch_center_status(self, name: str, status: dict[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/computecenters/{quote(name)}/status"
         try:
-            self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
+            self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH, decode=False)
         except ApiException as exc:
             self._count("patch", "computecenters/status", exc)
             raise
@@ -284,7 +291,7 @@ class Api:
             "count": 1,
         }
         try:
-            self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body)
+            self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body, decode=False)
         except ApiException as exc:
             self._count("create", "events", exc)
             LOG.warning("could not post event %s on %s %s/%s: %s", reason, kind, ns, name, exc.reason)

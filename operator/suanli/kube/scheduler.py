@@ -188,7 +188,7 @@ class Scheduler:
 
     async def _write_waiting(self, record: cache_mod.JobRecord, status: dict[str, Any], d: decision_mod.Decision) -> None:
         try:
-            await self.api.run(self.api.patch_job_status, record.key[0], record.key[1], status)
+            await self.api.run(self.api.patch_job_status, record.key[0], record.key[1], status, False)
             if record.phase != d.phase:
                 reason = "Deferred" if d.phase == "Deferred" else "Waiting"
                 await self.api.run(self.api.event, self._ref(record), reason, d.message, False, self.clock.now())
@@ -204,7 +204,7 @@ class Scheduler:
         self.writing.add(key)
         try:
             await self.api.run(
-                self.api.patch_job_status, key[0], key[1], status_mod.invalid(field, message, record.generation, now)
+                self.api.patch_job_status, key[0], key[1], status_mod.invalid(field, message, record.generation, now), False
             )
             await self.api.run(self.api.event, self._ref(record), "Invalid", f"{field}: {message}", True, now)
         except Exception as exc:
@@ -216,7 +216,7 @@ class Scheduler:
         key = record.key
         try:
             try:
-                await self.api.run_urgent(self.api.patch_job_status, key[0], key[1], status)
+                await self.api.run_urgent(self.api.patch_job_status, key[0], key[1], status, False)
             except Exception as exc:
                 self.cache.forget(key)
                 message = f"could not record the binding ({_short(exc)}); the job goes back to the queue"
@@ -273,7 +273,7 @@ class Scheduler:
             LOG.warning("%s/%s: %s", *key, message)
             try:
                 await self.api.run_urgent(
-                    self.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation)
+                    self.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation), False
                 )
             except Exception as inner:
                 LOG.warning("%s/%s: could not requeue: %s", *key, _short(inner))
@@ -387,7 +387,8 @@ class Scheduler:
     ) -> None:
         try:
             result = await self.api.run(self.api.patch_job_status, record.key[0], record.key[1], patch)
-            self.cache.upsert_job(result, record.created)
+            if result is not None:
+                self.cache.upsert_job(result, record.created)
             await self.api.run(self.api.event, self._ref(record), reason, message, warning, self.clock.now())
             if reason in ("Succeeded", "Failed"):
                 self.poke()  # capacity and energy changed
