@@ -70,10 +70,9 @@ class JobRecord:
 
     key: Key
     raw: dict[str, Any]  # apiVersion, kind, metadata (trimmed) and spec; no status
-    obj: objects.ComputeJob | None
+    demand: demand_mod.JobDemand | None  # the parsed spec; None when it does not validate
     parse_error: tuple[str, str] | None  # (field, message) when the spec does not validate
     created: float
-    demand: demand_mod.JobDemand | None = None
     status: dict[str, Any] = dataclasses.field(default_factory=dict)
     phase: str = "Pending"
     recorded: Binding | None = None  # the binding its status records (Bound, Running or finished)
@@ -114,15 +113,15 @@ def trimmed(raw: Mapping[str, Any]) -> dict[str, Any]:
 def binding_from_status(record: JobRecord) -> Binding | None:
     status = record.status
     b = status.get("binding")
-    if record.phase not in BOUND_PHASES | DONE_PHASES or not b or record.obj is None:
+    if record.phase not in BOUND_PHASES | DONE_PHASES or not b or record.demand is None:
         return None
     est = status.get("estimates") or {}
     return Binding(
         center=b.get("center", ""),
         pool=b.get("pool", ""),
         accelerator_type=b.get("acceleratorType", ""),
-        replicas=record.obj.spec.replicas,
-        count=record.obj.spec.accelerators.count,
+        replicas=record.demand.replicas,
+        count=record.demand.count,
         energy_kwh=float(est.get("energyKWh") or 0.0),
         carbon_kg=float(est.get("carbonKg") or 0.0),
         bound_epoch=kobj.parse_time(status.get("boundTime")),
@@ -241,6 +240,7 @@ class Cache:
         self.pending: dict[tuple[str, str, int], int] = {}  # (center, pool, count) -> replicas not placed
         self.held_kwh: dict[str, dict[Key, float]] = {}  # center -> job -> estimated kWh
         self._dirty: set[Key] = set()
+        self._waiting: set[Key] = set()  # active jobs that hold nothing (kept by `_refresh_holds`)
         self.settled = SettledEnergy()
         self.workloads: dict[Key, kobj.WorkloadInfo] = {}  # by (namespace, job label)
         self.assumed: dict[Key, Binding] = {}  # bound by this process, status maybe not seen yet
@@ -360,15 +360,16 @@ class Cache:
             try:
                 parsed = manifests.parse_object({k: v for k, v in raw.items() if k != "status"}, "API")
                 assert isinstance(parsed, objects.ComputeJob)
-                record = JobRecord(key=key, raw=trimmed(raw), obj=parsed, parse_error=None, created=created)
-                record.demand = demand_mod.from_job(parsed, self.settings.scoring.default_runtime_seconds, created)
+                # The parsed model is dropped once the demand is resolved: it is most of a record's memory.
+                demand = demand_mod.from_job(parsed, self.settings.scoring.default_runtime_seconds, created)
+                record = JobRecord(key=key, raw=trimmed(raw), demand=demand, parse_error=None, created=created)
                 regions = {parsed.spec.data.region, *parsed.spec.data.allowed_regions} - {None}
                 if not regions <= self._fleet_regions:
                     self._fleet = None
             except manifests.InvalidManifests as exc:
                 first = exc.errors[0] if exc.errors else None
                 problem = (first.field or "spec", first.message) if first else ("spec", str(exc))
-                record = JobRecord(key=key, raw=trimmed(raw), obj=None, parse_error=problem, created=created)
+                record = JobRecord(key=key, raw=trimmed(raw), demand=None, parse_error=problem, created=created)
             self.jobs[key] = record
         record.set_status(raw.get("status"))
         self.phases[record.phase] += 1
@@ -449,7 +450,7 @@ class Cache:
 
     def schedulable(self, record: JobRecord) -> bool:
         """Waiting for a decision: valid, not bound (in memory or in its status), not finished."""
-        if record.obj is None or record.demand is None or record.key in self.assumed:
+        if record.demand is None or record.key in self.assumed:
             return False
         return record.phase not in BOUND_PHASES | DONE_PHASES | {"Invalid"}
 
@@ -475,8 +476,8 @@ class Cache:
             regions = {
                 r
                 for rec in self.jobs.values()
-                if rec.obj is not None
-                for r in (rec.obj.spec.data.region, *rec.obj.spec.data.allowed_regions)
+                if rec.demand is not None
+                for r in (rec.demand.data_region, *rec.demand.allowed_regions)
                 if r
             }
             centers = [self.centers[n] for n in sorted(self.centers)]
@@ -512,10 +513,10 @@ class Cache:
         seen = sum(1 for k in keys if (pod := self.pods.get(k)) is not None and (pod.node is not None or pod.terminated))
         return max(0, binding.replicas - seen)
 
-    def waiting(self) -> set[Key]:
+    def waiting(self) -> frozenset[Key]:
         """Unfinished jobs that hold nothing: the queue, and jobs whose spec is invalid."""
         self._refresh_holds()
-        return self.active - self.holds.keys()
+        return frozenset(self._waiting)
 
     def _hold_of(self, key: Key) -> Hold | None:
         """What a job holds now (None unless it is bound and not finished).
@@ -527,7 +528,7 @@ class Cache:
         (`SettledEnergy`), not here.
         """
         record = self.jobs.get(key)
-        if record is None or record.obj is None or key not in self.active:
+        if record is None or record.demand is None or key not in self.active:
             return None
         binding = self.binding(record)
         if binding is None:
@@ -540,6 +541,10 @@ class Cache:
         dirty, self._dirty = self._dirty, set()
         for key in dirty:
             new = self._hold_of(key)
+            if new is None and key in self.active:
+                self._waiting.add(key)
+            else:
+                self._waiting.discard(key)
             old = self.holds.pop(key, None)
             if old == new:
                 if new is not None:
@@ -588,17 +593,16 @@ class Cache:
         models = [p.model for p in fleet.pools]
         for key in sorted(waiting):
             record = self.jobs[key]
-            if record.obj is None or record.parse_error is not None:
+            if record.demand is None or record.parse_error is not None:
                 if record.phase != "Invalid" and record.parse_error is not None:
                     invalid.append((key, *record.parse_error))
                 continue
             if not self.schedulable(record):
                 continue
-            problem = validation.invalid_field(record.obj, models)
+            problem = validation.invalid_models(record.demand.models, models)
             if problem is not None:
                 invalid.append((key, *problem))
                 continue
-            assert record.demand is not None
             queue.append(record.demand)
         # Replicas bound but not on a node yet, bigger ones first (the ones fragmentation would strand);
         # what does not fit was placed on nodes that are gone or full of others' pods: nothing to hold.

@@ -235,7 +235,7 @@ class Scheduler:
         """Create (or adopt) the batch Job of a bound job; on failure unbind and requeue."""
         key = record.key
         binding = self.cache.binding(record)
-        if binding is None or record.obj is None or self.abandoned.get(key) == record.uid:
+        if binding is None or record.demand is None or self.abandoned.get(key) == record.uid:
             return False
         try:
             spec_pool = self.cache.pool_spec(binding.center, binding.pool)

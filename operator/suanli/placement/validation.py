@@ -10,8 +10,13 @@ from suanli.catalog import accelerators
 
 def invalid_field(job: objects.ComputeJob, fleet_models: Iterable[str]) -> tuple[str, str] | None:
     """(field path, message) of the first problem, or None. A typo must not look like a full fleet."""
+    return invalid_models(job.spec.accelerators.models, fleet_models)
+
+
+def invalid_models(models: Iterable[str], fleet_models: Iterable[str]) -> tuple[str, str] | None:
+    """`invalid_field` for a job's `spec.accelerators.models` allow-list alone."""
     known = set(accelerators.CATALOG) | set(fleet_models)
-    for i, model in enumerate(job.spec.accelerators.models):
+    for i, model in enumerate(models):
         if model not in known:
             return (
                 f"spec.accelerators.models[{i}]",
