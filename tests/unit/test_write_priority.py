@@ -8,6 +8,7 @@ seconds) and cannot be made to stall its progress writes while binding writes go
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import json
 import threading
@@ -111,6 +112,9 @@ class FakeApi:
 
     async def run_urgent(self, fn: Any, *args: Any) -> Any:
         return self._call("urgent", fn, *args)
+
+    async def run_workload(self, fn: Any, *args: Any) -> Any:
+        return self._call("workload", fn, *args)
 
     def _call(self, pool: str, fn: Any, *args: Any) -> Any:
         name = fn.__name__
@@ -251,7 +255,7 @@ def test_binding_writes_use_the_urgent_pool_while_the_main_pool_is_stalled() -> 
             await asyncio.sleep(0)
         assert [w[:2] for w in api.writes] == [
             ("urgent", "patch_job_status"),
-            ("urgent", "create_or_adopt_job"),
+            ("workload", "create_or_adopt_job"),
         ]
         api.block_main.set()
         await settle(sched)
@@ -351,3 +355,27 @@ def test_a_cut_queue_whose_head_cannot_be_placed_does_not_spin() -> None:
         assert not sched.wake.is_set()
 
     asyncio.run(go())
+
+
+def test_the_binding_pool_serves_bindings_before_waiting_workloads_and_cancels_on_shutdown() -> None:
+    pool = client_mod.PriorityPool(1, "test-bind")
+    gate, order = threading.Event(), []
+    try:
+        first = pool.submit(client_mod.URGENT, gate.wait)  # occupies the only thread
+        jobs = [pool.submit(client_mod.WORKLOAD, lambda i=i: order.append(f"job-{i}")) for i in range(2)]
+        binds = [pool.submit(client_mod.URGENT, lambda i=i: order.append(f"bind-{i}")) for i in range(2)]
+        failing = pool.submit(client_mod.URGENT, lambda: 1 / 0)
+        gate.set()
+        concurrent.futures.wait([first, *jobs, *binds, failing], timeout=10)
+        assert order == ["bind-0", "bind-1", "job-0", "job-1"]
+        with pytest.raises(ZeroDivisionError):
+            failing.result()
+        gate.clear()
+        busy = pool.submit(client_mod.URGENT, gate.wait)
+        pending = pool.submit(client_mod.WORKLOAD, lambda: order.append("never"))
+        time.sleep(0.05)
+    finally:
+        pool.shutdown()
+        gate.set()
+    assert busy.result(timeout=10) is True
+    assert pending.cancelled() and "never" not in order

@@ -7,9 +7,11 @@ every answer into model objects the operator would only turn back into dictionar
 thousands of writes a minute that was a large part of the operator's CPU (`make bench`).
 
 The scheduler never waits on the network in its loop: it submits writes here and gets
-futures back. Binding-critical writes (a new binding's status, its batch Job) go to a small
-pool of their own (`run_urgent`), so they never queue behind progress patches and Events on the
-main pool (`run`). Neither queue grows without bound: the scheduler keeps at most one write
+futures back. Binding-critical writes go to a pool of their own, so they never queue behind
+progress patches and Events on the main pool (`run`); in that pool a new binding's status
+(`run_urgent`) goes ahead of creating the batch Jobs of jobs already bound (`run_workload`): after
+a restart with thousands queued, or a burst, new bindings are not held up behind the Jobs of the
+earlier ones, which follow as soon as the bindings are written. Neither queue grows without bound: the scheduler keeps at most one write
 chain in flight per job (progress patches are coalesced: the latest status is computed when
 the previous write finished). Every failed write is counted in
 `suanli_api_write_errors_total{verb,resource}`.
@@ -20,8 +22,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
+import itertools
 import json
 import logging
+import queue
+import sys
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -67,6 +73,51 @@ def api_client(kubeconfig: str | None, pool_size: int = 32) -> Any:
     return k8s.ApiClient(configuration)
 
 
+URGENT, WORKLOAD = 0, 1  # priorities in the binding pool: lower first
+
+
+class PriorityPool:
+    """Threads taking the most urgent call first (lowest priority, then first come)."""
+
+    def __init__(self, workers: int, name: str):
+        self._queue: queue.PriorityQueue[tuple[int, int, Any, Any]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, priority: int, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((priority, next(self._order), future, fn))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, fn = self._queue.get()
+            if future is None:
+                return  # shut down
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the awaiting coroutine
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started and stop the threads once their current call returns."""
+        while True:
+            try:
+                _, _, future, _ = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if future is not None:
+                future.cancel()
+        for _ in self._threads:
+            self._queue.put((sys.maxsize, next(self._order), None, None))
+
+
 def urgent_workers(workers: int) -> int:
     """Threads of the binding-critical pool, beside `workers` for everything else: as many, since
     bind throughput is these threads over the API server's latency for two writes per job."""
@@ -106,14 +157,12 @@ class Api:
         self.batch: Any = k8s.BatchV1Api(api)
         self.custom: Any = k8s.CustomObjectsApi(api)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="suanli-write")
-        self.urgent = concurrent.futures.ThreadPoolExecutor(
-            max_workers=urgent_workers(workers), thread_name_prefix="suanli-bind"
-        )
+        self.urgent = PriorityPool(urgent_workers(workers), "suanli-bind")
         self.events_namespace = events_namespace
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.urgent.shutdown(wait=False, cancel_futures=True)
+        self.urgent.shutdown()
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Progress patches, Events, center status, reads: the main pool."""
@@ -121,9 +170,12 @@ class Api:
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
     async def run_urgent(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Binding-critical writes (Bound status, Job create): their own pool, ahead of the rest."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.urgent, lambda: fn(*args, **kwargs))
+        """A binding's status (or undoing one): the binding pool, first in line."""
+        return await asyncio.wrap_future(self.urgent.submit(URGENT, lambda: fn(*args, **kwargs)))
+
+    async def run_workload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The batch Job of a bound job: the binding pool, after the bindings waiting there."""
+        return await asyncio.wrap_future(self.urgent.submit(WORKLOAD, lambda: fn(*args, **kwargs)))
 
     @staticmethod
     def _count(verb: str, resource: str, exc: BaseException) -> None:

@@ -7,7 +7,8 @@ each Bound decision in the cache first ("assumed") and writes it in the backgrou
 first, then the batch Job. A failed write undoes the assumption, puts the job back in the
 queue and posts a Warning event, except when the job's namespace is being deleted: then the job
 is left as it is (it goes with its namespace) instead of being bound again and again. Binding
-writes run on the API client's urgent pool, ahead of progress patches and Events. Two small
+writes run on the API client's binding pool, ahead of progress patches and Events (and there, new
+bindings ahead of the batch Jobs of earlier ones). Two small
 companions keep status current: one for jobs whose workload moved (Running, Succeeded, Failed),
 one for ComputeCenter status.
 """
@@ -248,7 +249,7 @@ class Scheduler:
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
             )
-            job, created = await self.api.run_urgent(self.api.create_or_adopt_job, manifest, record.uid)
+            job, created = await self.api.run_workload(self.api.create_or_adopt_job, manifest, record.uid)
             self.cache.upsert_workload(job)  # seen now: no second create before the watch catches up
             if not created:
                 LOG.info("%s/%s: adopted the existing Job %s", *key, manifest["metadata"]["name"])
