@@ -1,0 +1,89 @@
+"""The operator's API calls (suanli.kube.client.Api) against a real API server: plain-JSON
+requests, paged LISTs, metadata-only key listings for the relist, GETs that tell gone from
+there, status merge patches, Job create-or-adopt and Events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from suanli.kube import client as client_mod
+from suanli.kube import workloads
+
+pytestmark = pytest.mark.cluster
+GROUP, VERSION = "suanli.io", "v1alpha1"
+
+
+def compute_job(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ComputeJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"accelerators": {"count": 1, "types": ["GPU"]}, "images": {"GPU": "busybox"}},
+    }
+
+
+@pytest.fixture
+def api(kube: Any) -> Any:
+    client = client_mod.Api(client_mod.api_client(kube.kubeconfig, pool_size=4), workers=2)
+    yield client
+    client.close()
+
+
+def test_lists_come_in_pages_and_key_listings_carry_names_only(
+    api: Any, custom_objects: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                       compute_job(f"page-{i}", namespace))
+    monkeypatch.setattr(client_mod, "PAGE", 2)  # five objects: three pages, two continue tokens
+    mine = [j for j in api.pages("jobs") if j["metadata"]["namespace"] == namespace]
+    assert sorted(j["metadata"]["name"] for j in mine) == [f"page-{i}" for i in range(5)]
+    assert all(j["spec"]["accelerators"]["count"] == 1 for j in mine)  # whole objects
+    keys = api.list_keys()
+    assert {(namespace, f"page-{i}") for i in range(5)} <= keys["jobs"]
+    assert set(keys) == set(client_mod.COLLECTIONS)
+    assert all(ns == "" for ns, _ in keys["nodes"] | keys["centers"])  # cluster-scoped: no namespace
+
+
+def test_exists_tells_a_deleted_object_from_a_present_one(api: Any, custom_objects: Any, namespace: str) -> None:
+    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                   compute_job("here", namespace))
+    assert api.exists("jobs", (namespace, "here"))
+    assert not api.exists("jobs", (namespace, "never-created"))
+    assert not api.exists("pods", (namespace, "never-created"))
+    assert not api.exists("workloads", (namespace, "never-created"))
+    assert not api.exists("centers", ("", "never-created"))
+
+
+def test_status_patch_job_create_adopt_and_event(api: Any, custom_objects: Any, core_v1: Any, namespace: str) -> None:
+    created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                             compute_job("write", namespace))
+    answer = api.patch_job_status(namespace, "write", {"phase": "Queued", "message": "waiting"})
+    assert answer is not None and answer["status"] == {"phase": "Queued", "message": "waiting"}
+    assert api.patch_job_status(namespace, "write", {"message": "still waiting"}, False) is None
+    stored = custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "write")
+    assert stored["status"] == {"phase": "Queued", "message": "still waiting"}  # merged, not replaced
+
+    manifest = workloads.build_job(created, center="c1", pool="a100", accelerator_type="GPU",
+                                   resource_name="nvidia.com/gpu", node_selector={"suanli.io/pool": "none"},
+                                   tolerations=[])
+    job, fresh = api.create_or_adopt_job(manifest, created["metadata"]["uid"])
+    assert fresh and job["metadata"]["name"] == manifest["metadata"]["name"]
+    again, fresh = api.create_or_adopt_job(manifest, created["metadata"]["uid"])  # 409: adopted
+    assert not fresh and again["metadata"]["uid"] == job["metadata"]["uid"]
+    with pytest.raises(ValueError, match="not owned by this ComputeJob"):
+        api.create_or_adopt_job(manifest, "someone-else")
+
+    api.event(("ComputeJob", namespace, "write", created["metadata"]["uid"]), "Bound", "bound to c1/a100")
+    events = core_v1.list_namespaced_event(namespace).items
+    assert any(e.reason == "Bound" and e.involved_object.name == "write" for e in events)
+
+
+def test_errors_carry_the_status_and_the_servers_words(api: Any, namespace: str) -> None:
+    with pytest.raises(ApiException) as err:
+        api.patch_job_status(namespace, "missing", {"phase": "Queued"})
+    assert err.value.status == 404
+    assert "missing" in str(err.value.body)
