@@ -8,21 +8,13 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from tests.e2e.helpers import compute_job
 
 from suanli.kube import client as client_mod
 from suanli.kube import workloads
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION = "suanli.io", "v1alpha1"
-
-
-def compute_job(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ComputeJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"accelerators": {"count": 1, "types": ["GPU"]}, "images": {"GPU": "busybox"}},
-    }
 
 
 @pytest.fixture
@@ -37,7 +29,7 @@ def test_lists_come_in_pages_and_key_listings_carry_names_only(
 ) -> None:
     for i in range(5):
         custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
-                                                       compute_job(f"page-{i}", namespace))
+                                                       compute_job(f"page-{i}", namespace, count=1))
     monkeypatch.setattr(client_mod, "PAGE", 2)  # five objects: three pages, two continue tokens
     mine = [j for j in api.pages("jobs") if j["metadata"]["namespace"] == namespace]
     assert sorted(j["metadata"]["name"] for j in mine) == [f"page-{i}" for i in range(5)]
@@ -50,7 +42,7 @@ def test_lists_come_in_pages_and_key_listings_carry_names_only(
 
 def test_exists_tells_a_deleted_object_from_a_present_one(api: Any, custom_objects: Any, namespace: str) -> None:
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
-                                                   compute_job("here", namespace))
+                                                   compute_job("here", namespace, count=1))
     assert api.exists("jobs", (namespace, "here"))
     assert not api.exists("jobs", (namespace, "never-created"))
     assert not api.exists("pods", (namespace, "never-created"))
@@ -60,7 +52,7 @@ def test_exists_tells_a_deleted_object_from_a_present_one(api: Any, custom_objec
 
 def test_status_patch_job_create_adopt_and_event(api: Any, custom_objects: Any, core_v1: Any, namespace: str) -> None:
     created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
-                                                             compute_job("write", namespace))
+                                                             compute_job("write", namespace, count=1))
     answer = api.patch_job_status(namespace, "write", {"phase": "Queued", "message": "waiting"})
     assert answer is not None and answer["status"] == {"phase": "Queued", "message": "waiting"}
     assert api.patch_job_status(namespace, "write", {"message": "still waiting"}, False) is None
