@@ -43,17 +43,29 @@ def load_settings(path: str | None) -> settings_mod.Settings:
     return settings_mod.Settings.model_validate(doc)
 
 
-def prime(cache: Any, listing: dict[str, list[dict[str, Any]]], now: float) -> None:
-    for raw in listing["centers"]:
-        cache.upsert_center(raw)
-    for raw in listing["nodes"]:
-        cache.upsert_node(raw)
-    for raw in listing["pods"]:
-        cache.upsert_pod(raw)
-    for raw in listing["workloads"]:
-        cache.upsert_workload(raw)
-    for raw in listing["jobs"]:
-        cache.upsert_job(raw, now)
+PRIME_ORDER = ("centers", "nodes", "pods", "workloads", "jobs")
+
+
+async def prime(cache: Any, api: Any, now: float) -> dict[str, int]:
+    """Fill the cache from paged LISTs, a page at a time (a large cluster's objects are never all
+    held at once); returns how many objects of each kind were read."""
+    upsert = {
+        "centers": cache.upsert_center,
+        "nodes": cache.upsert_node,
+        "pods": cache.upsert_pod,
+        "workloads": cache.upsert_workload,
+        "jobs": lambda raw: cache.upsert_job(raw, now),
+    }
+    counts = dict.fromkeys(PRIME_ORDER, 0)
+    for kind in PRIME_ORDER:
+        token: str | None = ""
+        while token is not None:
+            items, following = await api.run(api.page, kind, token)
+            for raw in items:
+                upsert[kind](raw)
+            counts[kind] += len(items)
+            token = following or None
+    return counts
 
 
 def default_identity() -> str:
@@ -131,7 +143,7 @@ async def _serve(
     )
     cache = cache_mod.Cache(config)
     try:
-        listing = await api.run(api.list_all)
+        counts = await prime(cache, api, clock.now())
     except Exception as exc:
         api.close()
         raise OperatorStartError(
@@ -139,10 +151,9 @@ async def _serve(
             f"{str(exc)[:300]}. Check --kubeconfig, that the API server is up, that the CRDs are installed "
             f"(kubectl apply -f crds/) and that the operator's RBAC allows list and watch on them."
         ) from None
-    prime(cache, listing, clock.now())
     LOG.info(
         "cache primed: %d centers, %d nodes, %d pods, %d ComputeJobs, %d Jobs",
-        *(len(listing[k]) for k in ("centers", "nodes", "pods", "jobs", "workloads")),
+        *(counts[k] for k in ("centers", "nodes", "pods", "jobs", "workloads")),
     )
     sched = scheduler_mod.Scheduler(cache, api, config, clock)
     for key in list(cache.jobs):

@@ -210,28 +210,26 @@ class Api:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return json.loads(response.data) if decode and response.data else None
 
+    def page(self, kind: str, token: str = "", accept: str = JSON) -> tuple[list[dict[str, Any]], str]:
+        """One page (at most `PAGE` objects) of a mirrored kind, and the token of the next ("" at the end)."""
+        path, selector = COLLECTIONS[kind]
+        query: list[tuple[str, Any]] = [("limit", PAGE)]
+        if selector:
+            query.append(("labelSelector", selector))
+        if token:
+            query.append(("continue", token))
+        page = self.request("GET", path, query=query, accept=accept, timeout=60)
+        return list(page.get("items") or []), str((page.get("metadata") or {}).get("continue") or "")
+
     def pages(self, kind: str, accept: str = JSON) -> list[dict[str, Any]]:
         """Every object of one mirrored kind, LISTed in pages of `PAGE`."""
-        path, selector = COLLECTIONS[kind]
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            query: list[tuple[str, Any]] = [("limit", PAGE)]
-            if selector:
-                query.append(("labelSelector", selector))
-            if token:
-                query.append(("continue", token))
-            page = self.request("GET", path, query=query, accept=accept, timeout=60)
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return items
+        items, token = self.page(kind, accept=accept)
+        while token:
+            more, token = self.page(kind, token, accept)
+            items.extend(more)
+        return items
 
     # --- reads --------------------------------------------------------------------------
-
-    def list_all(self) -> dict[str, list[dict[str, Any]]]:
-        """Every object the cache mirrors, as plain dictionaries (startup priming)."""
-        return {kind: self.pages(kind) for kind in COLLECTIONS}
 
     def list_keys(self) -> dict[str, set[tuple[str, str]]]:
         """(namespace or "", name) of every object the cache mirrors, by kind: metadata-only LISTs
