@@ -5,15 +5,16 @@ accelerators = 7,680 accelerators. Jobs ask for 1 accelerator of either type, so
 (3 x 2,000 jobs) fit at once: the benchmark measures the operator's binding, not churn through
 kwok and the Job controller (whose default 20 QPS would otherwise pace it). Pods complete after 2 s.
 
-Phase "backlog": 2,000 ComputeJobs created with no operator running, then the operator starts:
-how fast it drains a queue (from its process start, so priming the cache is included) when the
-API server is not also absorbing the test's creates — on a 2-core machine shared by the API
-server, etcd, kwok, the controllers and this client, the load generator competes with the
-system under test in the other phases.
 Phase "paced": 2,000 ComputeJobs created at 50/s (a bounded loop feeding a 16-thread pool so
 the client is not the bottleneck) — the observed bind rate is capped at ~50/s by construction.
 Phase "burst": 2,000 more created as fast as 32 threads can (bounded) — the bind rate the
-operator sustains while jobs arrive. Latency is create-to-bound per job: the test's own clock when
+operator sustains while jobs arrive.
+Phase "backlog": the operator is stopped, 2,000 more are created, and it starts again (a restart
+with a queue): how fast it drains the queue when the API server is not also absorbing the
+test's creates — on a 2-core machine shared by the API server, etcd, kwok, the controllers and
+this client, the load generator competes with the system under test in the other phases. Its
+clock starts at the new process's start (priming the cache with every job, Job and pod
+included); the sustained rate is first bind to last. Latency is create-to-bound per job: the test's own clock when
 its create call returned, to the first watch event showing Bound (or later) — millisecond
 resolution, unlike creationTimestamp/boundTime (1 s); the boundTime-based figure is reported too.
 
@@ -236,6 +237,7 @@ def run_phase(
         "first_create_to_last_bound_seconds": round(span, 2),
         "first_bound_to_last_bound_seconds": round(last - first, 2),
         "throughput_jobs_per_s": round(len(seen) / span, 1) if seen else 0.0,
+        "sustained_jobs_per_s": round(len(seen) / (last - first), 1) if len(seen) > 1 and last > first else 0.0,
         "latency_p50_seconds": round(percentile(latencies, 50), 3),
         "latency_p90_seconds": round(percentile(latencies, 90), 3),
         "latency_p99_seconds": round(percentile(latencies, 99), 3),
@@ -368,11 +370,14 @@ def test_operator_bind_throughput_latency_and_memory(
     extra = ["--namespace", namespace]
     if os.environ.get("SUANLI_BENCH_OPERATOR_CONFIG"):  # try settings, e.g. operator.max_jobs_per_cycle
         extra += ["--config", os.environ["SUANLI_BENCH_OPERATOR_CONFIG"]]
-    op = OperatorProcess(kube.kubeconfig, tmp_path, "bench", extra)
+    op = OperatorProcess(kube.kubeconfig, tmp_path, "bench", extra).start()
+    assert op.proc is not None
     marks: dict[str, Any] = {}
+    peaks: list[float] = []
 
-    def start_operator() -> float:
-        """Backlog phase: the jobs exist; start the operator now (its start is the bind clock's)."""
+    def restart_operator() -> float:
+        """Backlog phase: the jobs exist and the operator is stopped; start it now (the bind clock's
+        start: priming its cache with the 6,000 jobs and their Jobs and pods is included)."""
         marks["cluster"], marks["writes"] = component_cpu(kube), api_requests(kube.api_client)
         started = time.time()
         op.start()
@@ -380,10 +385,6 @@ def test_operator_bind_throughput_latency_and_memory(
 
     try:
         with BoundWatcher(custom_objects, namespace) as watcher:
-            backlog = run_phase(custom_objects, namespace, watcher, "backlog", 2 * JOBS, None, before_wait=start_operator)
-            assert op.proc is not None
-            cpu0, cluster0, writes0 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
-            backlog["operator_cpu_seconds"] = round(cpu0, 1)  # since its start: priming included
             # The operator sees the whole fleet before the paced clock starts.
             deadline = time.monotonic() + 60
             capacity = 0.0
@@ -398,7 +399,7 @@ def test_operator_bind_throughput_latency_and_memory(
                     break
                 time.sleep(0.5)
             rss_start = vm(op.proc.pid, "VmRSS")
-            binds_before = op.metric("suanli_binds_total")
+            cpu0, cluster0, writes0 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             paced = run_phase(custom_objects, namespace, watcher, "paced", 0, RATE)
             cpu1, cluster1, writes1 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             binds_mid = op.metric("suanli_binds_total")
@@ -408,28 +409,35 @@ def test_operator_bind_throughput_latency_and_memory(
             if spy is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     spy.wait(timeout=90)
-        binds_after = op.metric("suanli_binds_total")
+            binds_after = op.metric("suanli_binds_total")
+            cycles = op.metric("suanli_scheduling_cycle_seconds_count")
+            cycle_sum = op.metric("suanli_scheduling_cycle_seconds_sum")
+            peaks.append(vm(op.proc.pid, "VmHWM"))
+            op.stop()
+            backlog = run_phase(custom_objects, namespace, watcher, "backlog", 2 * JOBS, None,
+                                before_wait=restart_operator)
+            assert op.proc is not None
+            cpu3, cluster3, writes3 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
+            backlog["operator_cpu_seconds"] = round(cpu3, 1)  # since its start: priming included
+            backlog["bound_by_this_operator"] = int(op.metric("suanli_binds_total"))
         paced["operator_cpu_seconds"] = round(cpu1 - cpu0, 1)
         burst["operator_cpu_seconds"] = round(cpu2 - cpu1, 1)
-        backlog["control_plane_cpu_seconds"] = cpu_delta(marks["cluster"], cluster0)
         paced["control_plane_cpu_seconds"] = cpu_delta(cluster0, cluster1)
         burst["control_plane_cpu_seconds"] = cpu_delta(cluster1, cluster2)
-        for phase, before, after in ((backlog, marks["writes"], writes0), (paced, writes0, writes1),
-                                     (burst, writes1, writes2)):
+        backlog["control_plane_cpu_seconds"] = cpu_delta(marks["cluster"], cluster3)
+        for phase, before, after in ((paced, writes0, writes1), (burst, writes1, writes2),
+                                     (backlog, marks["writes"], writes3)):
             delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] > before.get(k, 0.0)}
             phase["api_writes"] = dict(sorted(delta.items(), key=lambda kv: -kv[1])[:10])
-        cycles = op.metric("suanli_scheduling_cycle_seconds_count")
-        cycle_sum = op.metric("suanli_scheduling_cycle_seconds_sum")
-        assert op.proc is not None
-        peak = vm(op.proc.pid, "VmHWM")
+        peaks.append(vm(op.proc.pid, "VmHWM"))
+        peak = max(peaks)
         rss_end = vm(op.proc.pid, "VmRSS")
     finally:
         op.stop()
         for doc in centers:
             with contextlib.suppress(Exception):
                 custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
-    backlog["bound_by_this_operator"] = int(binds_before)
-    paced["bound_by_this_operator"] = int(binds_mid - binds_before)
+    paced["bound_by_this_operator"] = int(binds_mid)
     burst["bound_by_this_operator"] = int(binds_after - binds_mid)
     data = {
         "fleet": {"centers": CENTERS, "pools": CENTERS * 2, "nodes": CENTERS * 2 * NODES_PER_POOL,
@@ -438,8 +446,8 @@ def test_operator_bind_throughput_latency_and_memory(
         "backlog": backlog,
         "paced": paced,
         "burst": burst,
-        "operator": {"peak_rss_mb": peak, "rss_start_mb": rss_start, "rss_end_mb": rss_end,
-                     "scheduling_cycles": int(cycles),
+        "operator": {"peak_rss_mb": peak, "peak_rss_mb_by_process": peaks, "rss_start_mb": rss_start,
+                     "rss_end_mb": rss_end, "scheduling_cycles": int(cycles),
                      "mean_cycle_seconds": round(cycle_sum / cycles, 4) if cycles else None},
         "targets": TARGETS,
         "kueue_baseline": KUEUE,
@@ -447,7 +455,7 @@ def test_operator_bind_throughput_latency_and_memory(
                  "load_average_1m": round(os.getloadavg()[0], 1)},
     }
     data["meets"] = {
-        "throughput": max(backlog["throughput_jobs_per_s"], burst["throughput_jobs_per_s"])
+        "throughput": max(backlog["sustained_jobs_per_s"], burst["sustained_jobs_per_s"])
         >= TARGETS["throughput_jobs_per_s"],
         "p99": max(paced["latency_p99_seconds"], burst["latency_p99_seconds"]) < TARGETS["p99_seconds"],
         "rss": peak < TARGETS["rss_mb"],
@@ -467,23 +475,23 @@ def urllib_metrics(op: OperatorProcess) -> str:
 
 def markdown(d: dict[str, Any]) -> str:
     k, p, b, o, f = d["backlog"], d["paced"], d["burst"], d["operator"], d["fleet"]
-    phases = (k, p, b)
+    phases = (p, b, k)
 
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
     def row(name: str, cell: Any, backlog: str | None = None) -> tuple[str, ...]:
-        return (name, backlog if backlog is not None else cell(k), cell(p), cell(b))
+        return (name, cell(p), cell(b), backlog if backlog is not None else cell(k))
 
     rows = [
-        ("submission", "all before the operator starts",
-         f"{p['submit_rate_observed_per_s']}/s (target {p['submit_rate_target_per_s']:g}/s)",
-         f"{b['submit_rate_observed_per_s']}/s (as fast as 32 threads)"),
+        ("submission", f"{p['submit_rate_observed_per_s']}/s (target {p['submit_rate_target_per_s']:g}/s)",
+         f"{b['submit_rate_observed_per_s']}/s (as fast as 32 threads)", "all while the operator is stopped"),
         row("jobs created / bound", lambda x: f"{x['created']} / {x['bound']}"),
         row("bound by this operator", lambda x: str(x["bound_by_this_operator"])),
         row("clock start → last bound", lambda x: f"{x['first_create_to_last_bound_seconds']} s"),
         row("first bound → last bound", lambda x: f"{x['first_bound_to_last_bound_seconds']} s"),
-        row("bind throughput", lambda x: f"{x['throughput_jobs_per_s']} jobs/s"),
+        row("bind throughput (clock start → last bound)", lambda x: f"{x['throughput_jobs_per_s']} jobs/s"),
+        row("sustained (first → last bound)", lambda x: f"{x['sustained_jobs_per_s']} jobs/s"),
         row("operator CPU (user+system)", lambda x: f"{x['operator_cpu_seconds']} s"),
         *[row(f"{name} CPU", lambda x, n=name: f"{x['control_plane_cpu_seconds'].get(n, '?')} s")
           for name in p["control_plane_cpu_seconds"]],
@@ -493,7 +501,7 @@ def markdown(d: dict[str, Any]) -> str:
             lambda x: f"{x['boundtime_latency_p50_seconds_1s_resolution']} / "
                       f"{x['boundtime_latency_p99_seconds_1s_resolution']} s", "—"),
     ]
-    best = max((k, b), key=lambda x: x["throughput_jobs_per_s"])
+    best = max((k, b), key=lambda x: x["sustained_jobs_per_s"])
     best_name = "backlog" if best is k else "burst"
     writes = sorted({n for x in phases for n in x["api_writes"]}, key=lambda n: -p["api_writes"].get(n, 0))
     lines = [
@@ -504,33 +512,36 @@ def markdown(d: dict[str, Any]) -> str:
         f"jobs ask for 1 accelerator of either type, so all phases fit at once (binding is measured, not churn).",
         "Latency: the test's clock when its create call returned → the first watch event showing the job Bound.",
         "",
-        "| | backlog (drain) | paced (50/s) | burst |",
+        "| | paced (50/s) | burst | backlog (restart) |",
         "|---|---|---|---|",
         *[f"| {' | '.join(cells)} |" for cells in rows],
         "",
-        f"Operator: peak RSS (VmHWM) {o['peak_rss_mb']} MB (start {o['rss_start_mb']} MB, end {o['rss_end_mb']} MB); "
-        f"{o['scheduling_cycles']} scheduling cycles, mean {o['mean_cycle_seconds']} s.",
+        f"Operator: peak RSS (VmHWM) {o['peak_rss_mb']} MB (paced + burst process, backlog process: "
+        f"{' MB, '.join(str(x) for x in o['peak_rss_mb_by_process'])} MB; first process at start {o['rss_start_mb']} MB, "
+        f"second at the end {o['rss_end_mb']} MB); paced + burst: {o['scheduling_cycles']} scheduling cycles, "
+        f"mean {o['mean_cycle_seconds']} s.",
         "",
         "Writes the API server served during each phase (apiserver_request_total, every client):",
         "",
-        "| request | backlog | paced | burst |",
+        "| request | paced | burst | backlog |",
         "|---|---|---|---|",
         *[f"| {name} | " + " | ".join(f"{x['api_writes'].get(name, 0):.0f}" for x in phases) + " |" for name in writes],
         "",
         "| target | value | |",
         "|---|---|---|",
-        f"| sustained bind throughput >= {TARGETS['throughput_jobs_per_s']:g} jobs/s (best of backlog and burst: "
-        f"{best_name}) | {best['throughput_jobs_per_s']} jobs/s | {ok(d['meets']['throughput'])} |",
+        f"| sustained bind throughput >= {TARGETS['throughput_jobs_per_s']:g} jobs/s (first to last bind, best of "
+        f"burst and backlog: {best_name}) | {best['sustained_jobs_per_s']} jobs/s | {ok(d['meets']['throughput'])} |",
         f"| p99 create→bound < {TARGETS['p99_seconds']:g} s (worse phase) | "
         f"{max(p['latency_p99_seconds'], b['latency_p99_seconds'])} s | {ok(d['meets']['p99'])} |",
         f"| peak RSS < {TARGETS['rss_mb']:g} MB | {o['peak_rss_mb']} MB | {ok(d['meets']['rss'])} |",
         f"| Kueue baseline {KUEUE['jobs_per_s']} workloads/s ({KUEUE['workloads']} in ~{KUEUE['seconds']} s) | "
-        f"{best['throughput_jobs_per_s']} jobs/s | "
-        f"{'faster' if best['throughput_jobs_per_s'] > KUEUE['jobs_per_s'] else 'slower'} |",
+        f"{best['sustained_jobs_per_s']} jobs/s | "
+        f"{'faster' if best['sustained_jobs_per_s'] > KUEUE['jobs_per_s'] else 'slower'} |",
         "",
         "The paced phase's throughput is capped by its 50/s submission; the burst phase shows what the "
         "operator sustains while the test creates jobs as fast as it can on the same cores; the backlog phase "
-        "(clock from the operator's process start, priming included) what it sustains draining a queue. "
+        "what it sustains draining a queue after a restart (its clock starts at the new process's start, "
+        "priming included; sustained is first bind to last). Peak RSS is the larger of the two processes'. "
         "Latency is not reported for the backlog (its jobs waited for an operator that was not running). "
         "Kueue's figure is from its own performance test on a different setup (real "
         "cluster, its own workload mix): an order-of-magnitude reference, not a like-for-like comparison.",
