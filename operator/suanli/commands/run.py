@@ -173,6 +173,7 @@ async def _serve(
         # (benchmark: 30 s gave ~530 MB peak for 4,000 jobs). (kopf removed time-based batching.)
         settings.queueing.idle_timeout = 2.0
         settings.watching.server_timeout = 300
+        settings.watching.chunk_size = client_mod.PAGE  # kopf's initial LISTs in pages too, not all at once
         settings.peering.standalone = not args.peering
         if args.peering:
             settings.peering.name = args.peering
