@@ -106,23 +106,23 @@ class FakeApi:
         self.block_main = asyncio.Event()
         self.block_main.set()
 
-    async def run(self, fn: Any, *args: Any) -> Any:
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         await self.block_main.wait()
-        return self._call("main", fn, *args)
+        return self._call("main", fn, *args, **kwargs)
 
-    async def run_urgent(self, fn: Any, *args: Any) -> Any:
-        return self._call("urgent", fn, *args)
+    async def run_urgent(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._call("urgent", fn, *args, **kwargs)
 
-    async def run_workload(self, fn: Any, *args: Any) -> Any:
-        return self._call("workload", fn, *args)
+    async def run_workload(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._call("workload", fn, *args, **kwargs)
 
-    def _call(self, pool: str, fn: Any, *args: Any) -> Any:
+    def _call(self, pool: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         name = fn.__name__
         detail = {"event": lambda: args[1], "create_or_adopt_job": lambda: args[0]["metadata"]["name"]}.get(
             name, lambda: args[:2]
         )()
         self.writes.append((pool, name, detail))
-        return fn(*args)
+        return fn(*args, **kwargs)
 
     def patch_job_status(self, ns: str, name: str, status: dict[str, Any], answer: bool = True) -> dict[str, Any] | None:
         if self.patch_error is not None:

@@ -189,7 +189,7 @@ class Scheduler:
 
     async def _write_waiting(self, record: cache_mod.JobRecord, status: dict[str, Any], d: decision_mod.Decision) -> None:
         try:
-            await self.api.run(self.api.patch_job_status, record.key[0], record.key[1], status, False)
+            await self.api.run(self.api.patch_job_status, record.key[0], record.key[1], status, answer=False)
             if record.phase != d.phase:
                 reason = "Deferred" if d.phase == "Deferred" else "Waiting"
                 await self.api.run(self.api.event, self._ref(record), reason, d.message, False, self.clock.now())
@@ -205,7 +205,7 @@ class Scheduler:
         self.writing.add(key)
         try:
             await self.api.run(
-                self.api.patch_job_status, key[0], key[1], status_mod.invalid(field, message, record.generation, now), False
+                self.api.patch_job_status, key[0], key[1], status_mod.invalid(field, message, record.generation, now), answer=False
             )
             await self.api.run(self.api.event, self._ref(record), "Invalid", f"{field}: {message}", True, now)
         except Exception as exc:
@@ -217,7 +217,7 @@ class Scheduler:
         key = record.key
         try:
             try:
-                await self.api.run_urgent(self.api.patch_job_status, key[0], key[1], status, False)
+                await self.api.run_urgent(self.api.patch_job_status, key[0], key[1], status, answer=False)
             except Exception as exc:
                 self.cache.forget(key)
                 message = f"could not record the binding ({_short(exc)}); the job goes back to the queue"
@@ -274,7 +274,7 @@ class Scheduler:
             LOG.warning("%s/%s: %s", *key, message)
             try:
                 await self.api.run_urgent(
-                    self.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation), False
+                    self.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation), answer=False
                 )
             except Exception as inner:
                 LOG.warning("%s/%s: could not requeue: %s", *key, _short(inner))
