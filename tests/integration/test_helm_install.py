@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.e2e.helpers import kubectl  # noqa: E402
 from tests.tools import helmkit, sa_kubeconfig  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
@@ -32,19 +33,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 HELM_TIMEOUT_S = 180
 # Kinds whose CRDs (prometheus-operator's) the local API server does not have.
 NOT_SERVED = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering"}
-
-
-def _kubectl(
-    kubeconfig: str, *args: str, stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sa_kubeconfig.kubectl(), "--kubeconfig", kubeconfig, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +69,7 @@ def release(kube: Any) -> Iterator[dict[str, str]]:
         helmkit.helm_run(
             ["uninstall", name, "--namespace", namespace, "--timeout", "60s", *env_kubeconfig], timeout=120
         )
-        _kubectl(kube.kubeconfig, "delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+        kubectl(kube.kubeconfig, "delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
 
 
 @pytest.mark.parametrize(
@@ -98,7 +86,7 @@ def test_server_side_dry_run_accepts_every_object(kube: Any, values: dict[str, A
     served = [obj for obj in objects if obj["kind"] not in NOT_SERVED]
     assert len(served) >= 10
     manifest = yaml.safe_dump_all(served, sort_keys=False)
-    proc = _kubectl(kube.kubeconfig, "apply", "--dry-run=server", "-f", "-", stdin=manifest)
+    proc = kubectl(kube.kubeconfig, "apply", "--dry-run=server", "-f", "-", stdin=manifest)
     assert proc.returncode == 0, f"the API server refused the rendered chart:\n{proc.stderr}"
     assert proc.stdout.count("(server dry run)") == len(served), proc.stdout
 
@@ -123,14 +111,14 @@ def test_install_creates_the_objects(release: dict[str, str]) -> None:
         ("crd", "computecenters.suanli.io", False),
     ]:
         args = ["get", kind, obj_name, "-o", "name"] + (["-n", ns] if namespaced else [])
-        proc = _kubectl(release["kubeconfig"], *args)
+        proc = kubectl(release["kubeconfig"], *args)
         assert proc.returncode == 0, f"{kind} {obj_name} missing after helm install: {proc.stderr}"
     assert "Suanli" in release["notes"] and ns in release["notes"]
 
 
 def _can_i(release: dict[str, str], verb: str, resource: str, *scope: str) -> bool:
     user = f"system:serviceaccount:{release['namespace']}:{release['sa']}"
-    proc = _kubectl(release["kubeconfig"], "auth", "can-i", verb, resource, *scope, "--as", user)
+    proc = kubectl(release["kubeconfig"], "auth", "can-i", verb, resource, *scope, "--as", user)
     assert proc.stdout.strip() in {"yes", "no"}, f"kubectl auth can-i: {proc.stdout} {proc.stderr}"
     return proc.stdout.strip() == "yes"
 
@@ -215,14 +203,14 @@ def test_acting_as_the_service_account(
 ) -> None:
     """What kopf and the operator write is allowed; a spec change is refused by the admission policy."""
     admin = release["kubeconfig"]
-    proc = _kubectl(admin, "apply", "-n", namespace, "-f", "-", stdin=json.dumps(JOB))
+    proc = kubectl(admin, "apply", "-n", namespace, "-f", "-", stdin=json.dumps(JOB))
     assert proc.returncode == 0, f"could not create the probe ComputeJob: {proc.stderr}"
     sa = str(
         sa_kubeconfig.write(admin, release["namespace"], release["sa"], tmp_path / "sa.kubeconfig", "10m")
     )
 
     def as_sa(*args: str) -> subprocess.CompletedProcess[str]:
-        return _kubectl(sa, *args)
+        return kubectl(sa, *args)
 
     listed = as_sa("get", "computejobs.suanli.io", "-A", "-o", "name")
     assert listed.returncode == 0 and "rbac-probe" in listed.stdout, listed.stderr
@@ -269,7 +257,7 @@ def test_acting_as_the_service_account(
         )
         if out.returncode == 0:
             # Enforcement not active yet: undo as admin and try again.
-            _kubectl(
+            kubectl(
                 admin,
                 "patch",
                 "computejob.suanli.io",
@@ -286,7 +274,7 @@ def test_acting_as_the_service_account(
     refused = wait_for(spec_patch_refused, 30, "the admission policy to refuse a spec patch by the operator")
     assert "must not change the spec" in refused, refused
     # The admin (a person, Git) still may.
-    ok = _kubectl(
+    ok = kubectl(
         admin,
         "patch",
         "computejob.suanli.io",
@@ -299,7 +287,7 @@ def test_acting_as_the_service_account(
     )
     assert ok.returncode == 0, ok.stderr
     # Let the namespace go: remove the finalizer nobody will process here.
-    _kubectl(
+    kubectl(
         admin,
         "patch",
         "computejob.suanli.io",

@@ -24,7 +24,6 @@ import numpy as np
 
 from suanli import settings as settings_mod
 from suanli.api import manifests, objects
-from suanli.api import status as status_api
 from suanli.kube import objects as kobj
 from suanli.kube import workloads
 from suanli.ledger import capacity as capacity_mod
@@ -504,10 +503,6 @@ class Cache:
             self._members = (fleet, specs, members)
         return self._members[1], self._members[2]
 
-    def pool_nodes(self, fleet: fleet_mod.Fleet) -> list[list[kobj.NodeInfo]]:
-        """Per pool: the usable nodes matching its selector, by name."""
-        return self._pool_members(fleet)[1]
-
     def _missing_replicas(self, record: JobRecord, binding: Binding) -> int:
         keys = self.pods_by_job.get((record.key[0], record.label), ())
         seen = sum(1 for k in keys if (pod := self.pods.get(k)) is not None and (pod.node is not None or pod.terminated))
@@ -666,7 +661,3 @@ def _older(meta: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
         return int(meta.get("resourceVersion") or 0) < int((current.get("metadata") or {}).get("resourceVersion") or 0)
     except (TypeError, ValueError):
         return False
-
-
-def phase_of(record: JobRecord) -> str:
-    return record.phase if record.phase in status_api.PHASES else "Pending"
