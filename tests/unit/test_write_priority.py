@@ -105,16 +105,18 @@ class FakeApi:
         self.patch_error: BaseException | None = None
         self.block_main = asyncio.Event()
         self.block_main.set()
+        self.issued = 0  # binding-pool tickets handed out
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         await self.block_main.wait()
         return self._call("main", fn, *args, **kwargs)
 
-    async def run_urgent(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._call("urgent", fn, *args, **kwargs)
+    def ticket(self) -> int:
+        self.issued += 1
+        return self.issued
 
-    async def run_workload(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._call("workload", fn, *args, **kwargs)
+    async def run_binding(self, ticket: int, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._call(f"binding#{ticket}", fn, *args, **kwargs)
 
     def _call(self, pool: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         name = fn.__name__
@@ -245,21 +247,25 @@ def test_other_create_errors_still_requeue() -> None:
 # --- 2. binding writes ahead of the rest ---------------------------------------------------
 
 
-def test_binding_writes_use_the_urgent_pool_while_the_main_pool_is_stalled() -> None:
+def test_binding_writes_use_the_binding_pool_with_one_ticket_while_the_main_pool_is_stalled() -> None:
     async def go() -> None:
         sched, api = make()
         sched.cache.upsert_job(cjob("a"), NOW)
+        sched.cache.upsert_job(cjob("b"), NOW)
         api.block_main.clear()  # progress patches and Events stuck behind a slow API server
         await sched.cycle()
         for _ in range(20):
             await asyncio.sleep(0)
-        assert [w[:2] for w in api.writes] == [
-            ("urgent", "patch_job_status"),
-            ("workload", "create_or_adopt_job"),
+        # Each job's status and Job share the ticket its binding took: its Job keeps its place in line.
+        assert sorted(w[:2] for w in api.writes) == [
+            ("binding#1", "create_or_adopt_job"),
+            ("binding#1", "patch_job_status"),
+            ("binding#2", "create_or_adopt_job"),
+            ("binding#2", "patch_job_status"),
         ]
         api.block_main.set()
         await settle(sched)
-        assert [w[2] for w in api.calls("event")] == ["Bound"]
+        assert [w[2] for w in api.calls("event")] == ["Bound", "Bound"]
         assert all(w[0] == "main" for w in api.calls("event"))
 
     asyncio.run(go())
@@ -282,7 +288,7 @@ def test_failed_bound_write_still_undoes_the_assumption_and_requeues() -> None:
     asyncio.run(go())
 
 
-def test_urgent_pool_runs_while_the_main_pool_is_saturated() -> None:
+def test_binding_pool_runs_while_the_main_pool_is_saturated() -> None:
     """The real client: every main-pool thread busy, a binding write still runs at once."""
 
     async def go() -> None:
@@ -292,7 +298,7 @@ def test_urgent_pool_runs_while_the_main_pool_is_saturated() -> None:
             stuck = [asyncio.ensure_future(api.run(release.wait, 10)) for _ in range(20)]
             await asyncio.sleep(0.05)
             started = time.monotonic()
-            assert await asyncio.wait_for(api.run_urgent(lambda: "bound"), 2) == "bound"
+            assert await asyncio.wait_for(api.run_binding(api.ticket(), lambda: "bound"), 2) == "bound"
             assert time.monotonic() - started < 1
             assert not any(t.done() for t in stuck)
             release.set()
@@ -304,9 +310,9 @@ def test_urgent_pool_runs_while_the_main_pool_is_saturated() -> None:
     asyncio.run(go())
 
 
-def test_urgent_pool_matches_the_main_pool_with_a_floor_of_two() -> None:
-    assert client_mod.urgent_workers(16) == 16
-    assert client_mod.urgent_workers(1) == 2
+def test_binding_pool_matches_the_main_pool_with_a_floor_of_two() -> None:
+    assert client_mod.binding_workers(16) == 16
+    assert client_mod.binding_workers(1) == 2
 
 
 # --- 3. queue truncation ------------------------------------------------------------------
@@ -357,22 +363,24 @@ def test_a_cut_queue_whose_head_cannot_be_placed_does_not_spin() -> None:
     asyncio.run(go())
 
 
-def test_the_binding_pool_serves_bindings_before_waiting_workloads_and_cancels_on_shutdown() -> None:
+def test_a_job_create_keeps_its_bindings_place_ahead_of_later_bindings_and_cancels_on_shutdown() -> None:
+    """The real pool: the Job of the binding with ticket 1, submitted after bindings 2 and 3 were
+    queued, still runs before them (no starvation of Jobs behind a stream of new bindings)."""
     pool = client_mod.PriorityPool(1, "test-bind")
     gate, order = threading.Event(), []
     try:
-        first = pool.submit(client_mod.URGENT, gate.wait)  # occupies the only thread
-        jobs = [pool.submit(client_mod.WORKLOAD, lambda i=i: order.append(f"job-{i}")) for i in range(2)]
-        binds = [pool.submit(client_mod.URGENT, lambda i=i: order.append(f"bind-{i}")) for i in range(2)]
-        failing = pool.submit(client_mod.URGENT, lambda: 1 / 0)
+        first = pool.submit(0, gate.wait)  # occupies the only thread
+        binds = [pool.submit(t, lambda t=t: order.append(f"bind-{t}")) for t in (2, 3)]
+        job = pool.submit(1, lambda: order.append("job-1"))
+        failing = pool.submit(4, lambda: 1 / 0)
         gate.set()
-        concurrent.futures.wait([first, *jobs, *binds, failing], timeout=10)
-        assert order == ["bind-0", "bind-1", "job-0", "job-1"]
+        concurrent.futures.wait([first, job, *binds, failing], timeout=10)
+        assert order == ["job-1", "bind-2", "bind-3"]
         with pytest.raises(ZeroDivisionError):
             failing.result()
         gate.clear()
-        busy = pool.submit(client_mod.URGENT, gate.wait)
-        pending = pool.submit(client_mod.WORKLOAD, lambda: order.append("never"))
+        busy = pool.submit(5, gate.wait)
+        pending = pool.submit(6, lambda: order.append("never"))
         time.sleep(0.05)
     finally:
         pool.shutdown()

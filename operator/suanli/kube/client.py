@@ -7,11 +7,12 @@ every answer into model objects the operator would only turn back into dictionar
 thousands of writes a minute that was a large part of the operator's CPU (`make bench`).
 
 The scheduler never waits on the network in its loop: it submits writes here and gets
-futures back. Binding-critical writes go to a pool of their own, so they never queue behind
-progress patches and Events on the main pool (`run`); in that pool a new binding's status
-(`run_urgent`) goes ahead of creating the batch Jobs of jobs already bound (`run_workload`): after
-a restart with thousands queued, or a burst, new bindings are not held up behind the Jobs of the
-earlier ones, which follow as soon as the bindings are written. Neither queue grows without bound: the scheduler keeps at most one write
+futures back. Binding-critical writes go to a pool of their own (`run_binding`), so they never
+queue behind progress patches and Events on the main pool (`run`). In that pool a binding's
+writes (its status, then its batch Job) keep the place in line the binding took when it was
+decided (a `ticket`): a job's Job is created ahead of bindings decided after it, so in a burst or
+after a restart a Job never waits behind an endless stream of newer bindings, and "Bound" is
+followed by a workload within about one batch of writes. Neither queue grows without bound: the scheduler keeps at most one write
 chain in flight per job (progress patches are coalesced: the latest status is computed when
 the previous write finished). Every failed write is counted in
 `suanli_api_write_errors_total{verb,resource}`.
@@ -73,11 +74,8 @@ def api_client(kubeconfig: str | None, pool_size: int = 32) -> Any:
     return k8s.ApiClient(configuration)
 
 
-URGENT, WORKLOAD = 0, 1  # priorities in the binding pool: lower first
-
-
 class PriorityPool:
-    """Threads taking the most urgent call first (lowest priority, then first come)."""
+    """Threads taking the call with the lowest priority number first (then first come)."""
 
     def __init__(self, workers: int, name: str):
         self._queue: queue.PriorityQueue[tuple[int, int, Any, Any]] = queue.PriorityQueue()
@@ -118,7 +116,7 @@ class PriorityPool:
             self._queue.put((sys.maxsize, next(self._order), None, None))
 
 
-def urgent_workers(workers: int) -> int:
+def binding_workers(workers: int) -> int:
     """Threads of the binding-critical pool, beside `workers` for everything else: as many, since
     bind throughput is these threads over the API server's latency for two writes per job."""
     return max(2, workers)
@@ -157,25 +155,27 @@ class Api:
         self.batch: Any = k8s.BatchV1Api(api)
         self.custom: Any = k8s.CustomObjectsApi(api)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="suanli-write")
-        self.urgent = PriorityPool(urgent_workers(workers), "suanli-bind")
+        self.binding = PriorityPool(binding_workers(workers), "suanli-bind")
+        self._tickets = itertools.count()
         self.events_namespace = events_namespace
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.urgent.shutdown()
+        self.binding.shutdown()
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Progress patches, Events, center status, reads: the main pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
-    async def run_urgent(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A binding's status (or undoing one): the binding pool, first in line."""
-        return await asyncio.wrap_future(self.urgent.submit(URGENT, lambda: fn(*args, **kwargs)))
+    def ticket(self) -> int:
+        """A place in the binding pool's line, taken when a binding (or a missing Job) is decided."""
+        return next(self._tickets)
 
-    async def run_workload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """The batch Job of a bound job: the binding pool, after the bindings waiting there."""
-        return await asyncio.wrap_future(self.urgent.submit(WORKLOAD, lambda: fn(*args, **kwargs)))
+    async def run_binding(self, ticket: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A write of a binding chain (its status, its batch Job, or undoing it): the binding pool,
+        ahead of every chain that took a later ticket."""
+        return await asyncio.wrap_future(self.binding.submit(ticket, lambda: fn(*args, **kwargs)))
 
     @staticmethod
     def _count(verb: str, resource: str, exc: BaseException) -> None:

@@ -215,9 +215,10 @@ class Scheduler:
 
     async def _bind(self, record: cache_mod.JobRecord, status: dict[str, Any], now: float) -> None:
         key = record.key
+        ticket = self.api.ticket()
         try:
             try:
-                await self.api.run_urgent(self.api.patch_job_status, key[0], key[1], status, answer=False)
+                await self.api.run_binding(ticket, self.api.patch_job_status, key[0], key[1], status, answer=False)
             except Exception as exc:
                 self.cache.forget(key)
                 message = f"could not record the binding ({_short(exc)}); the job goes back to the queue"
@@ -228,13 +229,15 @@ class Scheduler:
             metrics.BINDS.inc()
             metrics.BIND_LATENCY.observe(max(0.0, self.clock.now() - record.created))
             self._spawn(self.api.run(self.api.event, self._ref(record), "Bound", status["message"], False, now))
-            await self.ensure_workload(record)
+            await self.ensure_workload(record, ticket)
         finally:
             self.writing.discard(key)
 
-    async def ensure_workload(self, record: cache_mod.JobRecord) -> bool:
-        """Create (or adopt) the batch Job of a bound job; on failure unbind and requeue."""
+    async def ensure_workload(self, record: cache_mod.JobRecord, ticket: int | None = None) -> bool:
+        """Create (or adopt) the batch Job of a bound job; on failure unbind and requeue. `ticket`:
+        the binding's place in the binding pool's line (a new one for a Job found missing)."""
         key = record.key
+        ticket = self.api.ticket() if ticket is None else ticket
         binding = self.cache.binding(record)
         if binding is None or record.demand is None or self.abandoned.get(key) == record.uid:
             return False
@@ -249,7 +252,7 @@ class Scheduler:
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
             )
-            job, created = await self.api.run_workload(self.api.create_or_adopt_job, manifest, record.uid)
+            job, created = await self.api.run_binding(ticket, self.api.create_or_adopt_job, manifest, record.uid)
             self.cache.upsert_workload(job)  # seen now: no second create before the watch catches up
             if not created:
                 LOG.info("%s/%s: adopted the existing Job %s", *key, manifest["metadata"]["name"])
@@ -273,7 +276,8 @@ class Scheduler:
             )
             LOG.warning("%s/%s: %s", *key, message)
             try:
-                await self.api.run_urgent(
+                await self.api.run_binding(
+                    ticket,
                     self.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation), answer=False
                 )
             except Exception as inner:
