@@ -5,9 +5,11 @@ deleted between the two LISTs is in our cache but kopf never sends its DELETED e
 list does not have it): a deleted pod would hold its accelerators forever, a deleted
 ComputeJob would stay in the queue. Every `interval` seconds (the first time soon after
 startup) this LISTs the names of everything again (metadata only, in pages: cheap for the API
-server and for us); an object in the cache but not in the LIST is confirmed
-gone with a GET (404) — one created after the LIST is found and kept — and then handed to the
-mirror handler as a synthetic DELETED event, exactly as if the watch had delivered it.
+server and for us); an object that was in the cache before the LIST began but is not in it is
+confirmed gone with a GET (404) and then handed to the mirror handler as a synthetic DELETED
+event, exactly as if the watch had delivered it. Objects the watches brought in while the LIST
+was paging (thousands in a burst) are not suspects at all: the LIST is one snapshot taken after
+the cache's key set was, so only deletions can make an object of that set absent from it.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ def cached(cache: cache_mod.Cache) -> dict[str, set[tuple[str, str]]]:
     }
 
 
-def missing(cache: cache_mod.Cache, listed: Mapping[str, set[tuple[str, str]]]) -> list[tuple[str, tuple[str, str]]]:
-    """(kind, key) of cached objects absent from a LIST of keys (pure): candidates for a confirming GET."""
-    have = cached(cache)
+def missing(
+    have: Mapping[str, set[tuple[str, str]]], listed: Mapping[str, set[tuple[str, str]]]
+) -> list[tuple[str, tuple[str, str]]]:
+    """(kind, key) of cached keys (`cached()` taken before the LIST) absent from the LIST (pure):
+    candidates for a confirming GET."""
     return [(kind, key) for kind in KINDS for key in sorted(have[kind] - listed[kind])]
 
 
@@ -60,15 +64,19 @@ async def sweep(
     memo: Any,
 ) -> list[tuple[str, tuple[str, str]]]:
     """One LIST of keys, confirm, drop; returns what was dropped."""
+    before = cached(cache)
     listed = await api.run(api.list_keys)
-    dropped = []
-    for kind, key in missing(cache, listed):
+    gone = []
+    for kind, key in missing(before, listed):
         try:
-            gone = not await api.run(api.exists, kind, key)
+            if not await api.run(api.exists, kind, key):
+                gone.append((kind, key))
         except Exception as exc:
             LOG.debug("relist: could not check %s %s: %s", kind, key, exc)
-            continue
-        if gone and key in cached(cache)[kind]:
+    now = cached(cache) if gone else {}  # a watch may have dropped some while we checked
+    dropped = []
+    for kind, key in gone:
+        if key in now[kind]:
             LOG.warning("relist: %s %s was deleted but no watch event said so; dropping it from the cache", kind,
                         "/".join(k for k in key if k))
             handlers[kind](deleted_event(cache, kind, key), memo)
