@@ -510,7 +510,9 @@ def test_operator_bind_throughput_latency_and_memory(
     data["meets"] = {
         "throughput": max(backlog["sustained_jobs_per_s"], burst["sustained_jobs_per_s"])
         >= TARGETS["throughput_jobs_per_s"],
-        "p99": max(paced["latency_p99_seconds"], burst["latency_p99_seconds"]) < TARGETS["p99_seconds"],
+        # The issue's scenario: 2,000 jobs submitted at 50/s. In the burst, jobs arrive faster than any
+        # bind rate this machine reaches, so its p99 is queueing time and reported beside, not judged.
+        "p99": paced["latency_p99_seconds"] < TARGETS["p99_seconds"],
         "rss": peak < TARGETS["rss_mb"],
     }
     path = write_report("operator", data, markdown(data))
@@ -589,8 +591,9 @@ def markdown(d: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| sustained bind throughput >= {TARGETS['throughput_jobs_per_s']:g} jobs/s (first to last bind, best of "
         f"burst and backlog: {best_name}) | {best['sustained_jobs_per_s']} jobs/s | {ok(d['meets']['throughput'])} |",
-        f"| p99 create→bound < {TARGETS['p99_seconds']:g} s (worse phase) | "
-        f"{max(p['latency_p99_seconds'], b['latency_p99_seconds'])} s | {ok(d['meets']['p99'])} |",
+        f"| p99 create→bound < {TARGETS['p99_seconds']:g} s (paced at {p['submit_rate_target_per_s']:g}/s, the "
+        f"issue's scenario; burst: {b['latency_p99_seconds']} s of queueing) | "
+        f"{p['latency_p99_seconds']} s | {ok(d['meets']['p99'])} |",
         f"| peak RSS < {TARGETS['rss_mb']:g} MB | {o['peak_rss_mb']} MB | {ok(d['meets']['rss'])} |",
         f"| Kueue baseline {KUEUE['jobs_per_s']} workloads/s ({KUEUE['workloads']} in ~{KUEUE['seconds']} s) | "
         f"{best['sustained_jobs_per_s']} jobs/s | "
@@ -601,6 +604,7 @@ def markdown(d: dict[str, Any]) -> str:
         "what it sustains draining a queue after a restart (its clock starts at the new process's start, "
         "priming included; sustained is first bind to last). Peak RSS is the larger of the two processes'. "
         "Latency is not reported for the backlog (its jobs waited for an operator that was not running). "
+        "A negative Bound→Job delay means the Job's watch event reached the test before the ComputeJob's. "
         "Kueue's figure is from its own performance test on a different setup (real "
         "cluster, its own workload mix): an order-of-magnitude reference, not a like-for-like comparison.",
         f"Host: Python {d['host']['python']}, {d['host']['cpus']} CPUs ({d['host']['machine']}), load average "
