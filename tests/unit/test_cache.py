@@ -348,3 +348,31 @@ def test_books_kept_step_by_step_equal_books_built_from_the_final_objects(steps)
     assert books(live) == books(fresh)
     assert live.phase_counts() == fresh.phase_counts()
     assert live.waiting() == fresh.waiting() == live.active - live.holds.keys()
+
+
+def test_dropped_jobs_pods_and_workloads_leave_no_reference_cycles(cache):
+    """The operator freezes its primed cache out of the cyclic collector (commands/run.py
+    `freeze_primed`): that is only safe if what the cache drops is freed by reference counting,
+    i.e. its records form no cycles."""
+    import gc
+
+    for i in range(20):
+        cache.upsert_job(cjob(f"j{i}", count=1), NOW)
+        cache.upsert_pod(pod(f"j{i}-0", "n1", 1, job=f"j{i}"))
+        cache.upsert_workload(workload(i, finished=i % 2 == 0))
+    cache.assume(("team-a", "j1"), cache_mod.Binding("c1", "a100", "GPU", replicas=1, count=1, energy_kwh=1.0, carbon_kg=0.4))
+    books(cache)
+    gc.collect()
+    gc.disable()
+    try:
+        gc.freeze()
+        for i in range(20):
+            cache.delete_pod(("team-a", f"j{i}-0"))
+            cache.delete_workload(workload(i, finished=i % 2 == 0))
+            cache.delete_job(("team-a", f"j{i}"))
+        books(cache)
+        gc.unfreeze()
+        assert gc.collect() == 0
+    finally:
+        gc.unfreeze()
+        gc.enable()

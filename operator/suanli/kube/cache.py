@@ -36,6 +36,8 @@ from suanli.scoring import fleet as fleet_mod
 Key = kobj.Key
 BOUND_PHASES = frozenset({"Bound", "Running"})
 DONE_PHASES = frozenset({"Succeeded", "Failed"})
+PLACED_PHASES = BOUND_PHASES | DONE_PHASES
+NOT_SCHEDULABLE_PHASES = PLACED_PHASES | {"Invalid"}
 UNSUPPORTED_MEMBER = "member clusters (spec.cluster) are not supported by this operator version yet"
 
 
@@ -112,7 +114,7 @@ def trimmed(raw: Mapping[str, Any]) -> dict[str, Any]:
 def binding_from_status(record: JobRecord) -> Binding | None:
     status = record.status
     b = status.get("binding")
-    if record.phase not in BOUND_PHASES | DONE_PHASES or not b or record.demand is None:
+    if record.phase not in PLACED_PHASES or not b or record.demand is None:
         return None
     est = status.get("estimates") or {}
     return Binding(
@@ -373,7 +375,7 @@ class Cache:
         record.set_status(raw.get("status"))
         self.phases[record.phase] += 1
         self.by_label[(key[0], record.label)] = key
-        if record.phase in BOUND_PHASES | DONE_PHASES:
+        if record.phase in PLACED_PHASES:
             self.assumed.pop(key, None)  # the status carries the binding now
         self._file(record)
         self._dirty.add(key)
@@ -451,14 +453,14 @@ class Cache:
         """Waiting for a decision: valid, not bound (in memory or in its status), not finished."""
         if record.demand is None or record.key in self.assumed:
             return False
-        return record.phase not in BOUND_PHASES | DONE_PHASES | {"Invalid"}
+        return record.phase not in NOT_SCHEDULABLE_PHASES
 
     def phase_counts(self) -> dict[str, int]:
         """Jobs per phase as a person reads them (a job bound by this process a moment ago is Bound)."""
         counts = collections.Counter({phase: n for phase, n in self.phases.items() if n})
         for key in self.assumed:
             record = self.jobs.get(key)
-            if record is not None and record.phase not in BOUND_PHASES | DONE_PHASES:
+            if record is not None and record.phase not in PLACED_PHASES:
                 counts[record.phase] -= 1
                 counts["Bound"] += 1
         return dict(counts)
