@@ -615,6 +615,76 @@ def markdown(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+EVENT_PODS, EVENT_ROUNDS = 500, 3
+
+
+def quiet(pid: int, limit_s: float = 30.0) -> None:
+    """Wait (bounded) until a process uses under 2% of a CPU over a second."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        c0 = cpu_seconds(pid)
+        time.sleep(1)
+        if cpu_seconds(pid) - c0 < 0.02:
+            return
+
+
+def test_operator_cpu_per_watch_event(kube: Any, tmp_path: Path, core_v1: Any, bench_namespace: str,  # noqa: F811
+                                      write_report: Any) -> None:
+    """What one watch event costs the operator before any of its own logic runs: kopf's event
+    processing, JSON decoding and the mirror handler. 500 pods without accelerators (they stay
+    Pending: their node selector matches no node) get their labels patched in rounds; every
+    patch is one watch event the operator receives and ignores. Baseline: the same operator's CPU
+    while idle for as long, measured just before."""
+    def pod(i: int) -> dict[str, Any]:
+        return {"metadata": {"name": f"idle-{i:04d}", "labels": {"round": "0"}},
+                "spec": {"containers": [{"name": "main", "image": "none"}], "nodeSelector": {"suanli.io/none": "none"}}}
+
+    op = OperatorProcess(kube.kubeconfig, tmp_path, "events", ["--namespace", bench_namespace, "--relist-seconds", "0"])
+    op.start()
+    assert op.proc is not None
+    pid = op.proc.pid
+    rounds: list[dict[str, float]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="bench-events") as pool:
+        try:
+            list(pool.map(lambda i: core_v1.create_namespaced_pod(bench_namespace, pod(i)), range(EVENT_PODS)))
+            for r in range(1, EVENT_ROUNDS + 1):  # bounded: EVENT_ROUNDS x EVENT_PODS patches
+                quiet(pid)  # the previous round's (or the creates') events are processed
+                c0, t0 = cpu_seconds(pid), time.monotonic()
+                time.sleep(3)
+                idle_rate = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+                c0, t0 = cpu_seconds(pid), time.monotonic()
+                list(pool.map(lambda i, r=r: core_v1.patch_namespaced_pod(
+                    f"idle-{i:04d}", bench_namespace, {"metadata": {"labels": {"round": str(r)}}}), range(EVENT_PODS)))
+                time.sleep(4)  # the operator drains the events
+                wall = time.monotonic() - t0
+                used = cpu_seconds(pid) - c0
+                rounds.append({"cpu_seconds": round(used, 2), "idle_cpu_seconds_same_wall": round(idle_rate * wall, 3),
+                               "ms_per_event": round(1000 * (used - idle_rate * wall) / EVENT_PODS, 3)})
+        finally:
+            op.stop()
+    per_event = sorted(r["ms_per_event"] for r in rounds)[len(rounds) // 2]
+    data = {"pods": EVENT_PODS, "rounds": rounds, "median_ms_per_event": per_event,
+            "host": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1)}}
+    lines = [
+        "# Operator CPU per watch event (`test_operator_cpu_per_watch_event`)",
+        "",
+        f"{EVENT_PODS} pods without accelerators, labels patched in {EVENT_ROUNDS} rounds: each patch is one watch "
+        "event the operator receives (kopf, JSON, the mirror handler) and has nothing to do for. Idle baseline: the "
+        "same operator's CPU over the same wall time just before each round.",
+        "",
+        "| round | operator CPU | idle CPU, same wall time | per event |",
+        "|---|---|---|---|",
+        *[f"| {i} | {r['cpu_seconds']} s | {r['idle_cpu_seconds_same_wall']} s | {r['ms_per_event']} ms |"
+          for i, r in enumerate(rounds, 1)],
+        "",
+        f"Median: {per_event} ms of operator CPU per watch event.",
+        "",
+    ]
+    write_report("operator-events", data, "\n".join(lines))
+    print("\n" + "\n".join(lines))
+    assert all(r["cpu_seconds"] > r["idle_cpu_seconds_same_wall"] for r in rounds), rounds  # it saw the events
+
+
 def core_cycle(traced: bool) -> dict[str, Any]:
     """Build the operator's cache for the benchmark fleet and JOBS queued jobs, then run one
     scheduling cycle (snapshot + plan + assume) as the scheduler task does. With `traced`, only the
