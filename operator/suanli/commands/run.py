@@ -47,9 +47,10 @@ def load_settings(path: str | None) -> settings_mod.Settings:
 PRIME_ORDER = ("centers", "nodes", "pods", "workloads", "jobs")
 
 
-async def prime(cache: Any, api: Any, now: float) -> dict[str, int]:
+async def prime(cache: Any, api: Any, now: float) -> tuple[dict[str, int], dict[str, str]]:
     """Fill the cache from paged LISTs, a page at a time (a large cluster's objects are never all
-    held at once); returns how many objects of each kind were read."""
+    held at once); returns how many objects of each kind were read, and each LIST's
+    resourceVersion (where the pod and Job watches start)."""
     upsert = {
         "centers": cache.upsert_center,
         "nodes": cache.upsert_node,
@@ -58,15 +59,17 @@ async def prime(cache: Any, api: Any, now: float) -> dict[str, int]:
         "jobs": lambda raw: cache.upsert_job(raw, now),
     }
     counts = dict.fromkeys(PRIME_ORDER, 0)
+    versions = dict.fromkeys(PRIME_ORDER, "")
     for kind in PRIME_ORDER:
         token: str | None = ""
         while token is not None:
-            items, following = await api.run(api.page, kind, token)
+            items, following, version = await api.run(api.page, kind, token)
+            versions[kind] = versions[kind] or version
             for raw in items:
                 upsert[kind](raw)
             counts[kind] += len(items)
             token = following or None
-    return counts
+    return counts, versions
 
 
 GC_THRESHOLDS = (10_000, 10, 10)  # Python's default is (700, 10, 10)
@@ -156,7 +159,7 @@ async def _serve(
     from suanli.handlers import mirror
     from suanli.kube import cache as cache_mod
     from suanli.kube import client as client_mod
-    from suanli.kube import relist
+    from suanli.kube import relist, watch
     from suanli.kube import scheduler as scheduler_mod
 
     api = client_mod.Api(
@@ -167,7 +170,7 @@ async def _serve(
     cache = cache_mod.Cache(config)
     tune_gc()
     try:
-        counts = await prime(cache, api, clock.now())
+        counts, versions = await prime(cache, api, clock.now())
     except Exception as exc:
         api.close()
         raise OperatorStartError(
@@ -205,14 +208,21 @@ async def _serve(
             settings.peering.clusterwide = True
 
     memo = kopf.Memo(cache=cache, scheduler=sched, clock=clock)
+    handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
+                "jobs": mirror.on_compute_job, "workloads": mirror.on_workload}
     tasks = [
         asyncio.create_task(sched.run(), name="scheduler"),
         asyncio.create_task(sched.run_jobs(), name="job-status"),
         asyncio.create_task(sched.run_centers(), name="center-status"),
+        # Pods and batch Jobs: plain watches from the priming LISTs' versions (kube/watch.py); kopf
+        # follows ComputeCenters, ComputeJobs and Nodes (handlers/mirror.py registry()).
+        *(
+            asyncio.create_task(watch.Watcher(api, kind, cache, handlers[kind], memo, versions[kind]).run(),
+                                name=f"watch-{kind}")
+            for kind in watch.KINDS
+        ),
     ]
     if args.relist_seconds > 0:
-        handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
-                    "jobs": mirror.on_compute_job, "workloads": mirror.on_workload}
         tasks.append(asyncio.create_task(relist.run(cache, api, handlers, memo, args.relist_seconds), name="relist"))
     if keeper is not None:
         keeper.add_done_callback(lambda task: _lost(task, tasks))

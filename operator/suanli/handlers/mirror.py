@@ -1,4 +1,4 @@
-"""kopf handlers: mirror API events into the cache and wake the scheduler. They never bind.
+"""Mirror handlers: API events into the cache, waking the scheduler. They never bind.
 
 Registered on a registry of their own (`registry()`), so importing this module has no side
 effects. The operator's runtime (cache, scheduler, clock) reaches them through kopf's memo.
@@ -124,13 +124,13 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 def registry() -> kopf.OperatorRegistry:
-    """A registry with the mirror handlers (watch-stream handlers: no finalizers, no annotations)."""
+    """A registry with the mirror handlers (watch-stream handlers: no finalizers, no annotations).
+    `on_pod` and `on_workload` are fed by plain watches instead (kube/watch.py: kopf's handling
+    of an event costs several times what these two kinds' volume can afford)."""
     reg = kopf.OperatorRegistry()
     kopf.on.event(GROUP, VERSION, "computecenters", registry=reg)(_raw(on_center))
     kopf.on.event(GROUP, VERSION, "computejobs", registry=reg)(_raw(on_compute_job))
     kopf.on.event("", "v1", "nodes", registry=reg)(_raw(on_node))
-    kopf.on.event("", "v1", "pods", registry=reg)(_raw(on_pod))
-    kopf.on.event("batch", "v1", "jobs", labels={"suanli.io/job": kopf.PRESENT}, registry=reg)(_raw(on_workload))
     return reg
 
 

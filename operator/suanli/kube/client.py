@@ -30,7 +30,7 @@ import queue
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -210,8 +210,9 @@ class Api:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return json.loads(response.data) if decode and response.data else None
 
-    def page(self, kind: str, token: str = "", accept: str = JSON) -> tuple[list[dict[str, Any]], str]:
-        """One page (at most `PAGE` objects) of a mirrored kind, and the token of the next ("" at the end)."""
+    def page(self, kind: str, token: str = "", accept: str = JSON) -> tuple[list[dict[str, Any]], str, str]:
+        """One page (at most `PAGE` objects) of a mirrored kind, the token of the next ("" at the end)
+        and the LIST's resourceVersion (every page of one LIST is the same snapshot)."""
         path, selector = COLLECTIONS[kind]
         query: list[tuple[str, Any]] = [("limit", PAGE)]
         if selector:
@@ -219,15 +220,51 @@ class Api:
         if token:
             query.append(("continue", token))
         page = self.request("GET", path, query=query, accept=accept, timeout=60)
-        return list(page.get("items") or []), str((page.get("metadata") or {}).get("continue") or "")
+        meta = page.get("metadata") or {}
+        return list(page.get("items") or []), str(meta.get("continue") or ""), str(meta.get("resourceVersion") or "")
 
     def pages(self, kind: str, accept: str = JSON) -> list[dict[str, Any]]:
         """Every object of one mirrored kind, LISTed in pages of `PAGE`."""
-        items, token = self.page(kind, accept=accept)
+        items, token, _ = self.page(kind, accept=accept)
         while token:
-            more, token = self.page(kind, token, accept)
+            more, token, _ = self.page(kind, token, accept)
             items.extend(more)
         return items
+
+    def watch(self, kind: str, resource_version: str, timeout_seconds: int) -> Iterator[list[dict[str, Any]]]:
+        """One WATCH of a mirrored kind from `resource_version` (bookmarks on), as the server sends it:
+        each chunk's decoded events, until the server ends the stream (after `timeout_seconds`).
+        Raises `ApiException` if the request itself fails."""
+        path, selector = COLLECTIONS[kind]
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", timeout_seconds),
+        ]
+        if selector:
+            query.append(("labelSelector", selector))
+        verb, url, headers, _, _ = self.client.param_serialize(
+            method="GET", resource_path=path, query_params=query, header_params={"Accept": JSON}, auth_settings=["BearerToken"]
+        )
+        response = self.client.call_api(verb, url, headers, _request_timeout=(10, timeout_seconds + 30))
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        stream, finished = response.response, False
+        try:
+            rest = b""
+            for chunk in stream.stream(65536):
+                *lines, rest = (rest + chunk).split(b"\n")
+                events = [json.loads(line) for line in lines if line.strip()]
+                if events:
+                    yield events
+            finished = True
+        finally:
+            if finished:
+                stream.release_conn()
+            else:
+                stream.close()  # left mid-stream: the connection cannot serve another request
 
     # --- reads --------------------------------------------------------------------------
 
