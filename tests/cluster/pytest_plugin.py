@@ -153,10 +153,20 @@ def _selected_cluster_tests(session: pytest.Session) -> bool:
     return any(item.get_closest_marker("cluster") for item in session.items)
 
 
+def demo_left_over() -> bool:
+    """`make demo` ran on the local control plane (its work directory is there) and left its
+    ComputeCenters, fake nodes and jobs for exploring: tests that bring their own fleet must not
+    share the cluster with them (a test's job was bound to a demo center)."""
+    return (LOCAL_STATE_DIR / "demo").exists()
+
+
 def _bring_up_local_cluster() -> None:
     kubeconfig = LOCAL_STATE_DIR / "kubeconfig"
-    _STATE.started_here = not kubeconfig.exists()
     start = time.monotonic()
+    if demo_left_over():
+        subprocess.run(["bash", str(CLUSTER_SCRIPTS / "down.sh")], cwd=REPO_ROOT, capture_output=True, text=True,
+                       timeout=UP_TIMEOUT_S, check=False)
+    _STATE.started_here = not kubeconfig.exists()
     try:
         proc = subprocess.run(
             ["bash", str(CLUSTER_SCRIPTS / "up.sh")],
@@ -188,6 +198,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        if demo_left_over():
+            reporter.write_line("suanli: the local control plane still holds `make demo`'s fleet and jobs; "
+                                "starting a fresh one for the tests (tests/cluster/down.sh, then up.sh)")
         reporter.write_line("suanli: bringing up the local control plane (tests/cluster/up.sh)...")
     _bring_up_local_cluster()
     if reporter is not None and _STATE.up_seconds is not None:

@@ -9,6 +9,8 @@ import asyncio
 import time
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from suanli.kube import cache as cache_mod
 from suanli.kube import watch
 
@@ -122,3 +124,12 @@ def test_410_gone_lists_again_drops_what_was_deleted_and_watches_from_the_lists_
     assert seen == [("MODIFIED", "kept"), ("DELETED", "gone")]
     assert api.started_from[:2] == ["5", "900"]  # then from the LIST's version (its first page's)
     assert set(cache.pods) == {("team-a", "kept")}
+
+
+def test_410_as_the_answer_to_the_watch_request_lists_again_too() -> None:
+    api = ScriptedApi([ApiException(status=410, reason="Gone")])
+    w = watch.Watcher(api, "pods", cache_mod.Cache(), lambda e, memo: None, None, "5")
+    started = time.monotonic()
+    run_until(w, lambda: len(api.started_from) >= 2)
+    assert api.started_from[:2] == ["5", "900"]
+    assert time.monotonic() - started < 1.0  # no back-off: a LIST is the answer, not a retry

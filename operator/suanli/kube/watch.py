@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kubernetes.client.exceptions import ApiException
+
 from suanli.kube import cache as cache_mod
 from suanli.kube import client as client_mod
 from suanli.kube import relist
@@ -65,12 +67,18 @@ class Watcher:
                 try:
                     if not self.resource_version:
                         self.resource_version = await self._resync(loop)
+                    started, before = loop.time(), self.resource_version
                     await self._in_thread(loop, self._follow, loop)
                     delay = 1.0
-                except Gone:
-                    LOG.info("watch of %s: resourceVersion %s is too old; listing again", self.kind, self.resource_version)
-                    self.resource_version = ""
+                    if loop.time() - started < 1.0 and self.resource_version == before:
+                        await asyncio.sleep(1.0)  # an empty stream ended at once: do not spin on the server
                 except Exception as exc:
+                    # 410 Gone: as an ERROR event in the stream, or as the answer to the request itself.
+                    if isinstance(exc, Gone) or (isinstance(exc, ApiException) and exc.status == 410):
+                        LOG.info("watch of %s: resourceVersion %s is too old; listing again", self.kind,
+                                 self.resource_version)
+                        self.resource_version = ""
+                        continue
                     LOG.warning("watch of %s failed (retrying in %gs): %s", self.kind, delay, str(exc)[:300])
                     await asyncio.sleep(delay)
                     delay = min(MAX_BACKOFF_S, delay * 2)
