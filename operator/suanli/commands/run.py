@@ -197,8 +197,8 @@ async def _serve(
         settings.posting.enabled = False  # our own Events, written for people
         settings.persistence.diffbase_storage = mirror.NoDiffBase()  # watch-event handlers only
         # A per-object worker lives this long after its object's last event, holding that body: with
-        # thousands of jobs, pods and Jobs a long idle time is most of the operator's memory
-        # (benchmark: 30 s gave ~530 MB peak for 4,000 jobs). (kopf removed time-based batching.)
+        # thousands of ComputeJobs a long idle time is most of the operator's memory (benchmark, when
+        # kopf also followed pods and Jobs: 30 s gave ~530 MB peak for 4,000 jobs).
         settings.queueing.idle_timeout = 2.0
         settings.watching.server_timeout = 300
         settings.watching.chunk_size = client_mod.PAGE  # kopf's initial LISTs in pages too, not all at once
