@@ -482,6 +482,7 @@ def test_operator_bind_throughput_latency_and_memory(
                                      (backlog, marks["writes"], writes3)):
             delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] > before.get(k, 0.0)}
             phase["api_writes"] = dict(sorted(delta.items(), key=lambda kv: -kv[1])[:10])
+            phase["api_writes_total"] = sum(delta.values())
         peaks.append(vm(op.proc.pid, "VmHWM"))
         peak = max(peaks)
         rss_end = vm(op.proc.pid, "VmRSS")
@@ -549,6 +550,9 @@ def markdown(d: dict[str, Any]) -> str:
         row("operator CPU (user+system)", lambda x: f"{x['operator_cpu_seconds']} s"),
         *[row(f"{name} CPU", lambda x, n=name: f"{x['control_plane_cpu_seconds'].get(n, '?')} s")
           for name in p["control_plane_cpu_seconds"]],
+        *([row("kube-apiserver CPU per API write (how fast this machine is in this run)",
+               lambda x: f"{1000 * x['control_plane_cpu_seconds']['kube-apiserver'] / max(1, x['api_writes_total']):.1f} ms")]
+          if "kube-apiserver" in p["control_plane_cpu_seconds"] else []),
         *[row(f"create→bound {q}", lambda x, q=q: f"{x[f'latency_{q}_seconds']} s", "—")
           for q in ("p50", "p90", "p99", "max")],
         row("batch Jobs created", lambda x: str(x["workloads"])),
