@@ -196,9 +196,8 @@ async def _serve(
     def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # our own Events, written for people
         settings.persistence.diffbase_storage = mirror.NoDiffBase()  # watch-event handlers only
-        # A per-object worker lives this long after its object's last event, holding that body: with
-        # thousands of ComputeJobs a long idle time is most of the operator's memory (benchmark, when
-        # kopf also followed pods and Jobs: 30 s gave ~530 MB peak for 4,000 jobs).
+        # A per-object worker lives this long after its object's last event, holding that body (when
+        # kopf still followed ComputeJobs, pods and Jobs, 30 s gave ~530 MB peak for 4,000 jobs).
         settings.queueing.idle_timeout = 2.0
         settings.watching.server_timeout = 300
         settings.watching.chunk_size = client_mod.PAGE  # kopf's initial LISTs in pages too, not all at once
@@ -214,8 +213,8 @@ async def _serve(
         asyncio.create_task(sched.run(), name="scheduler"),
         asyncio.create_task(sched.run_jobs(), name="job-status"),
         asyncio.create_task(sched.run_centers(), name="center-status"),
-        # Pods and batch Jobs: plain watches from the priming LISTs' versions (kube/watch.py); kopf
-        # follows ComputeCenters, ComputeJobs and Nodes (handlers/mirror.py registry()).
+        # ComputeJobs, pods and batch Jobs: plain watches from the priming LISTs' versions
+        # (kube/watch.py); kopf follows ComputeCenters and Nodes (handlers/mirror.py registry()).
         *(
             asyncio.create_task(watch.Watcher(api, kind, cache, handlers[kind], memo, versions[kind]).run(),
                                 name=f"watch-{kind}")

@@ -125,11 +125,10 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 def registry() -> kopf.OperatorRegistry:
     """A registry with the mirror handlers (watch-stream handlers: no finalizers, no annotations).
-    `on_pod` and `on_workload` are fed by plain watches instead (kube/watch.py: kopf's handling
-    of an event costs several times what these two kinds' volume can afford)."""
+    `on_compute_job`, `on_pod` and `on_workload` are fed by plain watches instead (kube/watch.py:
+    kopf's handling of an event costs several times what these kinds' volume can afford)."""
     reg = kopf.OperatorRegistry()
     kopf.on.event(GROUP, VERSION, "computecenters", registry=reg)(_raw(on_center))
-    kopf.on.event(GROUP, VERSION, "computejobs", registry=reg)(_raw(on_compute_job))
     kopf.on.event("", "v1", "nodes", registry=reg)(_raw(on_node))
     return reg
 

@@ -1,11 +1,12 @@
 """The relist safety net: drop cached objects whose deletion the watches never delivered.
 
-The cache is primed from a LIST, then kopf starts its own LIST+WATCH for ComputeCenters,
-ComputeJobs and Nodes. An object deleted between the two LISTs is in our cache but kopf never
-sends its DELETED event (kopf's list does not have it): a deleted ComputeJob would stay in the
-queue. (Pods and batch Jobs are watched from the priming LIST's own version, kube/watch.py, and
-re-LISTed on 410 Gone; they are swept too, as a net under that net: a deleted pod left in the
-cache would hold its accelerators forever.) Every `interval` seconds (the first time soon after
+The cache is primed from a LIST, then kopf starts its own LIST+WATCH for ComputeCenters and
+Nodes. An object deleted between the two LISTs is in our cache but kopf never sends its DELETED
+event (kopf's list does not have it): a deleted node would keep counting as capacity.
+(ComputeJobs, pods and batch Jobs are watched from the priming LIST's own version,
+kube/watch.py, and re-LISTed on 410 Gone; they are swept too, as a net under that net: a
+deleted pod left in the cache would hold its accelerators forever, a deleted ComputeJob would
+stay in the queue.) Every `interval` seconds (the first time soon after
 startup) this LISTs the names of everything again (metadata only, in pages: cheap for the API
 server and for us); an object that was in the cache before the LIST began but is not in it is
 confirmed gone with a GET (404) and then handed to the mirror handler as a synthetic DELETED

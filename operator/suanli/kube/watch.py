@@ -1,10 +1,12 @@
-"""Plain watch streams for the two kinds the operator only mirrors in bulk: pods and batch Jobs.
+"""Plain watch streams for the kinds that bring the bulk of the events: pods, batch Jobs and
+ComputeJobs.
 
 kopf runs every watch event through its whole handler machinery (bodies, loggers, causes,
 handler state, keyword arguments): about 0.56 ms of CPU per event before any Suanli code runs
-(`reports/bench/operator-events.md`), and a job's Job and pods bring most of the dozen or so
-events of its life. Reading the stream and calling the same mirror handler costs about a sixth
-of that. ComputeJobs, ComputeCenters and Nodes, whose events drive decisions, stay with kopf.
+(`reports/bench/operator-events.md`), and a job brings a dozen or so events in its life (its
+ComputeJob about four, its Job and pods the rest). Reading the stream and calling the same
+mirror handler costs about a sixth of that. ComputeCenters and Nodes, few and slow-changing,
+stay with kopf.
 
 Each kind is one `Watcher`: a thread follows the WATCH (through the API client's auth, TLS and
 connection pool) and hands each chunk's events to the event loop, where the mirror handler
@@ -34,7 +36,7 @@ from suanli.kube import relist
 
 LOG = logging.getLogger("suanli.watch")
 T = TypeVar("T")
-KINDS = ("pods", "workloads")  # relist / client kind names
+KINDS = ("pods", "workloads", "jobs")  # relist / client kind names: pods, batch Jobs, ComputeJobs
 MAX_BACKOFF_S = 30.0
 
 
