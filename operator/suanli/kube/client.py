@@ -198,6 +198,22 @@ class Api:
     ) -> Any:
         """One API call; the decoded JSON answer (None with `decode=False`: writes whose answer
         nobody reads skip decoding it). Raises `ApiException` (status, body) on an error."""
+        response = self._send(method, path, body, query, content_type, accept, timeout)
+        response.read()
+        return json.loads(response.data) if decode and response.data else None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: list[tuple[str, Any]] | None,
+        content_type: str,
+        accept: str,
+        timeout: Any,
+    ) -> Any:
+        """Send one call through the client's auth, TLS and pool; the response, body not read yet.
+        Raises `ApiException` (status, body) on an error status."""
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -205,20 +221,21 @@ class Api:
             method=method, resource_path=path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
         )
         response = self.client.call_api(verb, url, headers, body, _request_timeout=timeout)
-        response.read()
         if not 200 <= response.status <= 299:
+            response.read()
             raise ApiException.from_response(http_resp=response, body=None, data=None)
-        return json.loads(response.data) if decode and response.data else None
+        return response
+
+    @staticmethod
+    def _collection(kind: str, *query: tuple[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
+        """The path of a mirrored kind and `query` with the kind's label selector, if it has one."""
+        path, selector = COLLECTIONS[kind]
+        return path, [*query, *([("labelSelector", selector)] if selector else [])]
 
     def page(self, kind: str, token: str = "", accept: str = JSON) -> tuple[list[dict[str, Any]], str, str]:
         """One page (at most `PAGE` objects) of a mirrored kind, the token of the next ("" at the end)
         and the LIST's resourceVersion (every page of one LIST is the same snapshot)."""
-        path, selector = COLLECTIONS[kind]
-        query: list[tuple[str, Any]] = [("limit", PAGE)]
-        if selector:
-            query.append(("labelSelector", selector))
-        if token:
-            query.append(("continue", token))
+        path, query = self._collection(kind, ("limit", PAGE), *([("continue", token)] if token else []))
         page = self.request("GET", path, query=query, accept=accept, timeout=60)
         meta = page.get("metadata") or {}
         return list(page.get("items") or []), str(meta.get("continue") or ""), str(meta.get("resourceVersion") or "")
@@ -235,22 +252,14 @@ class Api:
         """One WATCH of a mirrored kind from `resource_version` (bookmarks on), as the server sends it:
         each chunk's decoded events, until the server ends the stream (after `timeout_seconds`).
         Raises `ApiException` if the request itself fails."""
-        path, selector = COLLECTIONS[kind]
-        query: list[tuple[str, Any]] = [
+        path, query = self._collection(
+            kind,
             ("watch", "true"),
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", timeout_seconds),
-        ]
-        if selector:
-            query.append(("labelSelector", selector))
-        verb, url, headers, _, _ = self.client.param_serialize(
-            method="GET", resource_path=path, query_params=query, header_params={"Accept": JSON}, auth_settings=["BearerToken"]
         )
-        response = self.client.call_api(verb, url, headers, _request_timeout=(10, timeout_seconds + 30))
-        if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        response = self._send("GET", path, None, query, JSON, JSON, (10, timeout_seconds + 30))
         stream, finished = response.response, False
         try:
             rest = b""

@@ -30,15 +30,24 @@ LOG = logging.getLogger("suanli.relist")
 KINDS = ("centers", "nodes", "pods", "jobs", "workloads")
 
 
+def cached_keys(cache: cache_mod.Cache, kind: str) -> set[tuple[str, str]]:
+    """The keys ((namespace or "", name)) of the cached objects of one kind."""
+    if kind == "centers":
+        return {("", name) for name in cache.center_raw}
+    if kind == "nodes":
+        return {("", name) for name in cache.nodes}
+    if kind == "workloads":
+        return {info.key for info in cache.workloads.values()}
+    if kind == "pods":
+        return set(cache.pods)
+    if kind == "jobs":
+        return set(cache.jobs)
+    raise KeyError(f"not a mirrored kind: {kind}")
+
+
 def cached(cache: cache_mod.Cache) -> dict[str, set[tuple[str, str]]]:
-    """The keys of every object the cache mirrors, by kind ((namespace or "", name))."""
-    return {
-        "centers": {("", name) for name in cache.center_raw},
-        "nodes": {("", name) for name in cache.nodes},
-        "pods": set(cache.pods),
-        "jobs": set(cache.jobs),
-        "workloads": {info.key for info in cache.workloads.values()},
-    }
+    """The keys of every object the cache mirrors, by kind."""
+    return {kind: cached_keys(cache, kind) for kind in KINDS}
 
 
 def missing(

@@ -150,7 +150,7 @@ class Watcher:
 
     async def _resync(self, loop: asyncio.AbstractEventLoop) -> str:
         """LIST in pages, mirror every object, drop cached ones the LIST no longer has; the LIST's version."""
-        before = relist.cached(self.cache)[self.kind]
+        before = relist.cached_keys(self.cache, self.kind)
         listed: set[tuple[str, str]] = set()
         token, version = "", ""
         while True:
@@ -162,7 +162,7 @@ class Watcher:
             self._deliver([{"type": "MODIFIED", "object": raw} for raw in items])
             if not token:
                 break
-        gone = sorted((before & relist.cached(self.cache)[self.kind]) - listed)
+        gone = sorted((before & relist.cached_keys(self.cache, self.kind)) - listed)
         self._deliver([relist.deleted_event(self.cache, self.kind, key) for key in gone])
         if gone:
             LOG.info("watch of %s: %d objects were deleted while the watch was down", self.kind, len(gone))
