@@ -73,6 +73,15 @@ class OperatorSettings(_Section):
     status_coalesce_seconds: float = Field(
         default=1.0, ge=0, description="Batch ComputeCenter status updates over this window, seconds."
     )
+    retry_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="After a job's write fails (API server down or overloaded), retry it after this long, doubling "
+        "with each failure in a row, seconds.",
+    )
+    retry_max_seconds: float = Field(
+        default=30.0, gt=0, description="The longest wait between retries of a job's failed write, seconds."
+    )
 
 
 EnergySourceName = Literal["dcgm-energy", "dcgm-power", "kepler-gpu", "kepler", "ascend-power"]

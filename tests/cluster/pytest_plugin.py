@@ -238,6 +238,17 @@ class Kube:
         pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
         return {key: value for key, value in pairs}
 
+    def restart_component(self, name: str, down_seconds: float = 0) -> float:
+        """Stop one component of the local control plane (e.g. "kube-apiserver") and start it again
+        after `down_seconds` (tests/cluster/restart.sh); returns once it is healthy, with the seconds
+        it took. Only the local control plane: an external cluster's components are not ours to stop."""
+        assert self.is_local, "restart_component needs the local control plane; the test should skip on others"
+        start = time.monotonic()
+        proc = subprocess.run(["bash", str(CLUSTER_SCRIPTS / "restart.sh"), name, f"{down_seconds:g}"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=down_seconds + 180, check=False)
+        assert proc.returncode == 0, f"tests/cluster/restart.sh {name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        return time.monotonic() - start
+
 
 def _crd_established(apiext: Any, name: str) -> bool:
     crd = apiext.read_custom_resource_definition(name)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from suanli import clock as clock_mod
@@ -55,6 +56,8 @@ class Scheduler:
         self.timer = math.inf  # next deferred start or budget boundary (epoch)
         self.writing: set[Key] = set()  # jobs with a write in flight
         self.abandoned: dict[Key, str] = {}  # job -> uid: its namespace is going away, no workload is created
+        self.failures: dict[Key, int] = {}  # jobs whose writes failed: how many times in a row
+        self.held: set[Key] = set()  # jobs whose binding failed: not planned again until their retry is due
         self.tasks: set[asyncio.Task[Any]] = set()
         self.cycles = 0
 
@@ -69,6 +72,28 @@ class Scheduler:
 
     def center_changed(self) -> None:
         self.centers_event.set()
+
+    def _failed(self, key: Key, retry: Callable[[], None]) -> float:
+        """A write for job `key` failed: `retry` runs after a backoff that doubles with each failure in a
+        row (operator.retry_seconds up to operator.retry_max_seconds), never at once: an API server that
+        is down or overloaded gets no write storm from us. Returns the delay."""
+        n = self.failures.get(key, 0) + 1
+        self.failures[key] = n
+        op = self.settings.operator
+        delay: float = min(op.retry_max_seconds, op.retry_seconds * 2 ** min(n - 1, 30))
+        asyncio.get_running_loop().call_later(delay, retry)
+        return delay
+
+    def _hold(self, key: Key) -> float:
+        """A binding of job `key` could not be written (or its Job created): leave it out of planning until
+        its retry is due, then plan it again. Returns the delay."""
+        self.held.add(key)
+
+        def release() -> None:
+            self.held.discard(key)
+            self.poke()
+
+        return self._failed(key, release)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -111,12 +136,15 @@ class Scheduler:
             record = self.cache.jobs.get(key)
             if record is None or record.uid != uid:
                 del self.abandoned[key]  # deleted (a namespace of that name may be back)
-        if snap.queue and snap.fleet.size:
+        for key in [k for k in self.failures if k not in self.cache.jobs]:
+            del self.failures[key]  # deleted while its retry was pending
+        queue = [j for j in snap.queue if j.key not in self.held] if self.held else snap.queue
+        if queue and snap.fleet.size:
             request = planner.PlanRequest(
                 fleet=snap.fleet,
                 capacity=snap.capacity,
                 energy=snap.energy,
-                jobs=snap.queue,
+                jobs=queue,
                 now=now,
                 settings=self.settings,
                 ready=snap.ready,
@@ -221,11 +249,13 @@ class Scheduler:
                 await self.api.run_binding(ticket, self.api.patch_job_status, key[0], key[1], status, answer=False)
             except Exception as exc:
                 self.cache.forget(key)
-                message = f"could not record the binding ({_short(exc)}); the job goes back to the queue"
+                delay = self._hold(key)
+                message = f"could not record the binding ({_short(exc)}); the job goes back to the queue in {delay:g}s"
                 LOG.warning("%s/%s: %s", *key, message)
                 self._spawn(self.api.run(self.api.event, self._ref(record), "BindFailed", message, True, now))
-                self.poke()
+                self.poke()  # the capacity it held is free for the others now
                 return
+            self.failures.pop(key, None)
             metrics.BINDS.inc()
             metrics.BIND_LATENCY.observe(max(0.0, self.clock.now() - record.created))
             self._spawn(self.api.run(self.api.event, self._ref(record), "Bound", status["message"], False, now))
@@ -270,9 +300,10 @@ class Scheduler:
                     _short(exc),
                 )
                 return False
+            delay = self._hold(key)
             message = (
                 f"could not create the workload on {binding.center}/{binding.pool} ({_short(exc)}); "
-                f"the job goes back to the queue"
+                f"the job goes back to the queue in {delay:g}s"
             )
             LOG.warning("%s/%s: %s", *key, message)
             try:
@@ -284,7 +315,7 @@ class Scheduler:
                 LOG.warning("%s/%s: could not requeue: %s", *key, _short(inner))
             self.cache.forget(key)
             self._spawn(self.api.run(self.api.event, self._ref(record), "WorkloadFailed", message, True))
-            self.poke()
+            self.poke()  # the capacity it held is free for the others now
             return False
 
     # --- job progress (Running, Succeeded, Failed) -----------------------------------------
@@ -390,19 +421,27 @@ class Scheduler:
     async def _write_progress(
         self, record: cache_mod.JobRecord, patch: dict[str, Any], reason: str, message: str, warning: bool
     ) -> None:
+        key = record.key
         try:
-            result = await self.api.run(self.api.patch_job_status, record.key[0], record.key[1], patch)
+            result = await self.api.run(self.api.patch_job_status, key[0], key[1], patch)
+        except Exception as exc:
+            self.writing.discard(key)
+            delay = self._failed(key, lambda: self.job_changed(key))
+            LOG.warning("could not write %s for %s/%s (retrying in %gs): %s", reason, *key, delay, _short(exc))
+            return
+        self.failures.pop(key, None)
+        try:
             if result is not None:
                 self.cache.upsert_job(result, record.created)
             await self.api.run(self.api.event, self._ref(record), reason, message, warning, self.clock.now())
             if reason in ("Succeeded", "Failed"):
                 self.poke()  # capacity and energy changed
                 self.center_changed()  # reserved -> used in the center's energy status
-        except Exception as exc:
-            LOG.warning("could not write %s for %s/%s: %s", reason, *record.key, _short(exc))
+        except Exception:
+            LOG.exception("%s/%s: %s was written, but recording it failed", *key, reason)
         finally:
-            self.writing.discard(record.key)
-            self.job_changed(record.key)  # re-check: more may have happened meanwhile
+            self.writing.discard(key)
+            self.job_changed(key)  # re-check: more may have happened meanwhile
 
     # --- ComputeCenter status -------------------------------------------------------------
 
