@@ -253,7 +253,7 @@ start_controller_manager() {
     --cluster-signing-cert-file "$PKI/ca.crt" \
     --cluster-signing-key-file "$PKI/ca.key" \
     --cluster-name suanli-local \
-    --leader-elect=false \
+    --leader-elect=true \
     --profiling=false \
     --v=1
 }
@@ -266,7 +266,7 @@ start_scheduler() {
     --authorization-kubeconfig "$kubeconfig" \
     --bind-address "$LISTEN_ADDRESS" \
     --secure-port "$SCHEDULER_PORT" \
-    --leader-elect=false \
+    --leader-elect=true \
     --profiling=false \
     --v=1
 }

@@ -2,11 +2,14 @@
 # Stop one component of the running local control plane and start it again, after it has
 # been down for DOWN_SECONDS: an outage drill for tests (the operator must ride it out).
 #
-#   bash tests/cluster/restart.sh kube-apiserver 8
+#   bash tests/cluster/restart.sh kube-apiserver 70
 #
 # The component gets SIGTERM (SIGKILL after 15 s, as in down.sh) and is started with the
-# flags up.sh gave it; returns once it answers its health check again (deadline:
-# SUANLI_READY_TIMEOUT_SECONDS, default 120). etcd keeps its data, so nothing is lost.
+# flags up.sh gave it. Components that exited meanwhile are started again too, as a kubelet
+# would restart them: kube-controller-manager and kube-scheduler exit when they cannot renew
+# their leader lease (an API server down for more than ~10 s). Returns once every component
+# answers its health check (deadline: SUANLI_READY_TIMEOUT_SECONDS, default 120). etcd keeps
+# its data, so nothing is lost.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$CLUSTER_DIR/components.sh"
@@ -14,14 +17,19 @@ source "$CLUSTER_DIR/components.sh"
 name=${1:?usage: restart.sh COMPONENT [DOWN_SECONDS]}
 down=${2:-0}
 [[ "$down" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "DOWN_SECONDS must be a number of seconds, got '$down'"
-case "$name" in
-  etcd) start=start_etcd; ready=(etcd_healthy) ;;
-  kube-apiserver) start=start_apiserver; ready=(apiserver_ready) ;;
-  kube-controller-manager) start=start_controller_manager; ready=(component_healthy "$CONTROLLER_MANAGER_PORT") ;;
-  kube-scheduler) start=start_scheduler; ready=(component_healthy "$SCHEDULER_PORT") ;;
-  kwok) start=start_kwok; ready=(kwok_healthy) ;;
-  *) die "unknown component '$name'; one of: ${COMPONENTS[*]}" ;;
-esac
+[[ " ${COMPONENTS[*]} " == *" $name "* ]] || die "unknown component '$name'; one of: ${COMPONENTS[*]}"
+
+# start_and_wait NAME: start one component with up.sh's flags and wait for its health check.
+start_and_wait() {
+  case "$1" in
+    etcd) start_etcd; wait_until "etcd to be healthy" etcd_healthy ;;
+    kube-apiserver) start_apiserver; wait_until "kube-apiserver /readyz" apiserver_ready ;;
+    kube-controller-manager) start_controller_manager
+      wait_until "kube-controller-manager /healthz" component_healthy "$CONTROLLER_MANAGER_PORT" ;;
+    kube-scheduler) start_scheduler; wait_until "kube-scheduler /healthz" component_healthy "$SCHEDULER_PORT" ;;
+    kwok) start_kwok; wait_until "kwok /healthz" kwok_healthy ;;
+  esac
+}
 
 take_cluster_lock
 [[ -f "$STATE_DIR/kubeconfig" ]] && all_running \
@@ -30,6 +38,11 @@ take_cluster_lock
 stop_components "$name"
 sleep "$down"
 DEADLINE=$((SECONDS + READY_TIMEOUT_SECONDS))
-"$start"
-wait_until "$name to answer its health check" "${ready[@]}"
+start_and_wait "$name"
 log "$name is back after ${down}s down"
+for other in "${COMPONENTS[@]}"; do
+  if ! pid_of "$other" >/dev/null; then
+    log "$other exited while $name was down; starting it again (as a kubelet would)"
+    start_and_wait "$other"
+  fi
+done
