@@ -14,6 +14,7 @@ Everything listens on 127.0.0.1 and every wait has a deadline; nothing sleeps bl
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import json
@@ -404,6 +405,22 @@ def centers_fixture(custom_objects: Any) -> Iterator[Callable[[list[dict[str, An
 
     yield make
     delete_centers(custom_objects, made)
+
+
+@pytest.fixture(name="operator")
+def operator_fixture(kube: Any, tmp_path: Path) -> Iterator[Operator]:
+    """One `suanli run` for the test, stopped after it. Use it with
+    `from tests.e2e.helpers import operator_fixture  # noqa: F401`."""
+    op = Operator(kube.kubeconfig, tmp_path)
+    op.start()
+    yield op
+    op.stop()
+
+
+def workloads_per_job(batch_v1: Any, namespace: str) -> dict[str, int]:
+    """How many batch Jobs the operator made for each ComputeJob (by its suanli.io/job label)."""
+    jobs = batch_v1.list_namespaced_job(namespace, label_selector="suanli.io/job").items
+    return dict(collections.Counter(wl.metadata.labels["suanli.io/job"] for wl in jobs))
 
 
 def release_finalizers(custom_objects: Any, namespace: str | None, centers: Sequence[str]) -> None:

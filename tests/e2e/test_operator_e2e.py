@@ -7,7 +7,6 @@ import os
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from tests.e2e.helpers import (
     FINAL,
     GROUP,
     VERSION,
-    Operator,
     centers_fixture,  # noqa: F401  (the `centers` fixture)
     compute_job,
     example_centers,
@@ -25,20 +23,14 @@ from tests.e2e.helpers import (
     get_center,
     get_job,
     job_phases,
+    operator_fixture,  # noqa: F401  (the `operator` fixture)
     small_center,
     wait_for_phase,
     workload_gone,
+    workloads_per_job,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
-
-
-@pytest.fixture
-def operator(kube: Any, tmp_path: Path):
-    op = Operator(kube.kubeconfig, tmp_path)
-    op.start()
-    yield op
-    op.stop()
 
 
 def test_every_example_job_lands_where_it_says_and_succeeds(
@@ -200,10 +192,7 @@ def test_sigkill_restarts_while_binding_never_duplicate_jobs(operator, fake_node
 
     wait_for(all_final, 300, lambda: sorted(set(job_phases(custom_objects, namespace).values())), what="all jobs final")
     elapsed = time.monotonic() - started
-    workloads = batch_v1.list_namespaced_job(namespace, label_selector="suanli.io/job").items
-    per_job: dict[str, int] = {}
-    for wl in workloads:
-        per_job[wl.metadata.labels["suanli.io/job"]] = per_job.get(wl.metadata.labels["suanli.io/job"], 0) + 1
+    per_job = workloads_per_job(batch_v1, namespace)
     assert len(per_job) == total and set(per_job.values()) == {1}, {k: v for k, v in per_job.items() if v != 1}
     assert set(job_phases(custom_objects, namespace).values()) == {"Succeeded"}
     print(f"{total} jobs through 3 SIGKILLs in {elapsed:.1f}s", file=sys.stderr)

@@ -27,6 +27,7 @@ from tests.e2e.helpers import (
     job_phases,
     short_job,
     small_center,
+    workloads_per_job,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
@@ -117,10 +118,7 @@ def test_one_leader_schedules_and_the_standby_takes_over_after_sigkill(
              lambda: job_phases(custom_objects, namespace), what="every job to succeed")
     assert b.metric("suanli_binds_total") >= 1, b.log_tail()
 
-    per_job: dict[str, int] = {}
-    for wl in batch_v1.list_namespaced_job(namespace, label_selector="suanli.io/job").items:
-        label = wl.metadata.labels["suanli.io/job"]
-        per_job[label] = per_job.get(label, 0) + 1
+    per_job = workloads_per_job(batch_v1, namespace)
     assert per_job == dict.fromkeys(first + second, 1), "one batch Job per ComputeJob, never two"
     print(f"lease takeover {takeover:.1f}s after SIGKILL; new jobs bound {first_binds:.1f}s after it", file=sys.stderr)
 

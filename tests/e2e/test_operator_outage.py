@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 import sys
 import uuid
-from pathlib import Path
-from typing import Any
 
 import pytest
 from tests.e2e.helpers import (
@@ -22,12 +20,13 @@ from tests.e2e.helpers import (
     FINAL,
     GROUP,
     VERSION,
-    Operator,
     centers_fixture,  # noqa: F401  (the `centers` fixture)
     compute_job,
     http_status,
     job_phases,
+    operator_fixture,  # noqa: F401  (the `operator` fixture)
     small_center,
+    workloads_per_job,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
@@ -38,14 +37,6 @@ MAX_FAILED_WRITES_PER_JOB = 12
 FAILED_WRITE = re.compile(r"could not write (?:\w+ for|the \w+ status of) (\S+?):? |"
                           r" (\S+/\S+): could not (?:record the binding|create the workload)")
 DOWN_SECONDS = 70  # longer than kopf's default retries (1+1+2+3+5+8+13+21 s), a control-plane upgrade's worth
-
-
-@pytest.fixture
-def operator(kube: Any, tmp_path: Path):
-    op = Operator(kube.kubeconfig, tmp_path)
-    op.start()
-    yield op
-    op.stop()
 
 
 def test_an_api_server_restart_mid_run_loses_and_duplicates_nothing(
@@ -77,9 +68,7 @@ def test_an_api_server_restart_mid_run_loses_and_duplicates_nothing(
         return len(phases) == JOBS and all(p in FINAL for p in phases.values())
 
     wait_for(all_final, 300, lambda: sorted(job_phases(custom_objects, namespace).items()), what="every job final")
-    per_job: dict[str, int] = {}
-    for wl in batch_v1.list_namespaced_job(namespace, label_selector="suanli.io/job").items:
-        per_job[wl.metadata.labels["suanli.io/job"]] = per_job.get(wl.metadata.labels["suanli.io/job"], 0) + 1
+    per_job = workloads_per_job(batch_v1, namespace)
     assert len(per_job) == JOBS and set(per_job.values()) == {1}, {k: v for k, v in per_job.items() if v != 1}
     assert set(job_phases(custom_objects, namespace).values()) == {"Succeeded"}, job_phases(custom_objects, namespace)
 
