@@ -63,6 +63,17 @@ component_healthy() { # component_healthy PORT (self-signed serving certs: -k)
 kwok_healthy() {
   curl -fsS --max-time 2 "http://$LISTEN_ADDRESS:$KWOK_PORT/healthz" >/dev/null
 }
+# component_ready NAME: the health check of one component (what up.sh and restart.sh wait for).
+component_ready() {
+  case "$1" in
+    etcd) etcd_healthy ;;
+    kube-apiserver) apiserver_ready ;;
+    kube-controller-manager) component_healthy "$CONTROLLER_MANAGER_PORT" ;;
+    kube-scheduler) component_healthy "$SCHEDULER_PORT" ;;
+    kwok) kwok_healthy ;;
+    *) return 1 ;;
+  esac
+}
 kubectl_quiet() {
   "$KUBE_BIN_DIR/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" --request-timeout=5s "$@" >/dev/null 2>&1
 }
@@ -202,6 +213,18 @@ launch() {
   setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! > "$PIDS/$name.pid"
   STARTED+=("$name")
+}
+
+# start_component NAME: start one component with the flags below.
+start_component() {
+  case "$1" in
+    etcd) start_etcd ;;
+    kube-apiserver) start_apiserver ;;
+    kube-controller-manager) start_controller_manager ;;
+    kube-scheduler) start_scheduler ;;
+    kwok) start_kwok ;;
+    *) die "unknown component '$1'; one of: ${COMPONENTS[*]}" ;;
+  esac
 }
 
 start_etcd() {

@@ -21,14 +21,8 @@ down=${2:-0}
 
 # start_and_wait NAME: start one component with up.sh's flags and wait for its health check.
 start_and_wait() {
-  case "$1" in
-    etcd) start_etcd; wait_until "etcd to be healthy" etcd_healthy ;;
-    kube-apiserver) start_apiserver; wait_until "kube-apiserver /readyz" apiserver_ready ;;
-    kube-controller-manager) start_controller_manager
-      wait_until "kube-controller-manager /healthz" component_healthy "$CONTROLLER_MANAGER_PORT" ;;
-    kube-scheduler) start_scheduler; wait_until "kube-scheduler /healthz" component_healthy "$SCHEDULER_PORT" ;;
-    kwok) start_kwok; wait_until "kwok /healthz" kwok_healthy ;;
-  esac
+  start_component "$1"
+  wait_until "$1 to answer its health check" component_ready "$1"
 }
 
 take_cluster_lock

@@ -67,16 +67,14 @@ write_kubeconfigs
 write_cluster_env
 
 DEADLINE=$((SECONDS + READY_TIMEOUT_SECONDS))
-start_etcd
-wait_until "etcd to be healthy" etcd_healthy
-start_apiserver
-wait_until "kube-apiserver /readyz" apiserver_ready
-start_controller_manager
-start_scheduler
-start_kwok
-wait_until "kube-controller-manager /healthz" component_healthy "$CONTROLLER_MANAGER_PORT"
-wait_until "kube-scheduler /healthz" component_healthy "$SCHEDULER_PORT"
-wait_until "kwok /healthz" kwok_healthy
+for name in etcd kube-apiserver; do  # in order: each needs the one before
+  start_component "$name"
+  wait_until "$name to answer its health check" component_ready "$name"
+done
+for name in kube-controller-manager kube-scheduler kwok; do start_component "$name"; done  # together
+for name in kube-controller-manager kube-scheduler kwok; do
+  wait_until "$name to answer its health check" component_ready "$name"
+done
 # Proves the controller-manager works end to end (and pods can be admitted there).
 wait_until "the default ServiceAccount in namespace default" kubectl_quiet get serviceaccount default -n default
 check_loopback_only
