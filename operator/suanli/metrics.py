@@ -49,8 +49,31 @@ CENTER_ENERGY = Gauge(
     registry=REGISTRY,
 )
 BINDS = Counter("suanli_binds_total", "ComputeJobs bound (status written).", registry=REGISTRY)
+TASK_ERRORS = Counter(
+    "suanli_task_errors_total",
+    "Background operator tasks that ended with an unexpected exception (each is logged with its traceback).",
+    registry=REGISTRY,
+)
+EVENTS_DROPPED = Counter(
+    "suanli_events_dropped_total",
+    "Events not written because their object spent its budget of new Events (25, then one per 300 s; "
+    "repeats of an Event only raise its count and are never dropped).",
+    registry=REGISTRY,
+)
 
-ALL = (JOBS, BIND_LATENCY, CYCLE, POOL_ACCELERATORS, QUEUE_LENGTH, JOB_QUEUED_SECONDS, API_WRITE_ERRORS, CENTER_ENERGY, BINDS)
+ALL = (
+    JOBS,
+    BIND_LATENCY,
+    CYCLE,
+    POOL_ACCELERATORS,
+    QUEUE_LENGTH,
+    JOB_QUEUED_SECONDS,
+    API_WRITE_ERRORS,
+    CENTER_ENERGY,
+    BINDS,
+    TASK_ERRORS,
+    EVENTS_DROPPED,
+)
 
 
 def serve(port: int, address: str = "127.0.0.1") -> None:

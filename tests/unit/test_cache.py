@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from suanli.kube import cache as cache_mod
-from suanli.kube import workloads
+from suanli.kube import records, workloads
 from suanli.placement import planner
 
 NOW = 1_790_000_000.0
@@ -122,7 +122,7 @@ def test_queue_holds_unbound_jobs_and_invalid_ones_are_reported(cache):
 
 def test_assumed_binding_holds_capacity_until_its_pods_are_seen(cache):
     cache.upsert_job(cjob("gang", replicas=2), NOW)
-    binding = cache_mod.Binding("c1", "a100", "GPU", replicas=2, count=8, energy_kwh=10.0, carbon_kg=4.0)
+    binding = records.Binding("c1", "a100", "GPU", replicas=2, count=8, energy_kwh=10.0, carbon_kg=4.0)
     cache.assume(("team-a", "gang"), binding)
     snap = cache.snapshot(NOW)
     assert snap.queue == ()
@@ -141,7 +141,7 @@ def test_assumed_binding_holds_capacity_until_its_pods_are_seen(cache):
 
 def test_forget_returns_the_job_to_the_queue(cache):
     cache.upsert_job(cjob("a"), NOW)
-    cache.assume(("team-a", "a"), cache_mod.Binding("c1", "a100", "GPU", 1, 8, 1.0, 0.4))
+    cache.assume(("team-a", "a"), records.Binding("c1", "a100", "GPU", 1, 8, 1.0, 0.4))
     assert cache.snapshot(NOW).queue == ()
     cache.forget(("team-a", "a"))
     assert [d.key for d in cache.snapshot(NOW).queue] == [("team-a", "a")]
@@ -305,7 +305,7 @@ def test_books_kept_step_by_step_equal_books_built_from_the_final_objects(steps)
     for doc in (CENTER, node("n1"), node("n2")):
         (live.upsert_center if doc is CENTER else live.upsert_node)(doc)
     jobs, pods, loads = {}, {}, {}
-    binding = cache_mod.Binding("c1", "a100", "GPU", replicas=2, count=4, energy_kwh=2.0, carbon_kg=1.0)
+    binding = records.Binding("c1", "a100", "GPU", replicas=2, count=4, energy_kwh=2.0, carbon_kg=1.0)
     for step in steps:
         kind, i = step[0], step[1]
         key = ("team-a", f"j{i}")
@@ -347,7 +347,7 @@ def test_books_kept_step_by_step_equal_books_built_from_the_final_objects(steps)
         fresh.upsert_workload(doc)
     assert books(live) == books(fresh)
     assert live.phase_counts() == fresh.phase_counts()
-    assert live.waiting() == fresh.waiting() == live.active - live.holds.keys()
+    assert live.waiting() == fresh.waiting() == live.active - live.holds.holds.keys()
 
 
 def test_dropped_jobs_pods_and_workloads_leave_no_reference_cycles(cache):
@@ -360,7 +360,7 @@ def test_dropped_jobs_pods_and_workloads_leave_no_reference_cycles(cache):
         cache.upsert_job(cjob(f"j{i}", count=1), NOW)
         cache.upsert_pod(pod(f"j{i}-0", "n1", 1, job=f"j{i}"))
         cache.upsert_workload(workload(i, finished=i % 2 == 0))
-    cache.assume(("team-a", "j1"), cache_mod.Binding("c1", "a100", "GPU", replicas=1, count=1, energy_kwh=1.0, carbon_kg=0.4))
+    cache.assume(("team-a", "j1"), records.Binding("c1", "a100", "GPU", replicas=1, count=1, energy_kwh=1.0, carbon_kg=0.4))
     books(cache)
     gc.collect()
     gc.disable()

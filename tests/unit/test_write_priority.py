@@ -205,7 +205,7 @@ def test_terminating_namespace_is_not_requeued(error: ApiException, caplog: pyte
         for _ in range(5):  # several cycles and progress checks: no second bind, no second create
             await sched.cycle()
             await settle(sched)
-            sched._progress(("team-a", "a"))
+            sched.lifecycle.progress(("team-a", "a"))
             await settle(sched)
         assert len(api.calls("create_or_adopt_job")) == 1
         patches = api.calls("patch_job_status")
@@ -219,7 +219,7 @@ def test_terminating_namespace_is_not_requeued(error: ApiException, caplog: pyte
             "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU"},
         }
         sched.cache.upsert_job(bound, NOW)
-        sched._progress(("team-a", "a"))
+        sched.lifecycle.progress(("team-a", "a"))
         await settle(sched)
         assert len(api.calls("create_or_adopt_job")) == 1
         # Deleted with its namespace; a namespace of that name comes back with a new job: scheduled as usual.
@@ -290,7 +290,7 @@ def test_failed_bound_write_still_undoes_the_assumption_and_requeues() -> None:
         await sched.cycle()
         await settle(sched)
         assert ("team-a", "a") not in sched.cache.assumed
-        assert ("team-a", "a") not in sched.writing
+        assert ("team-a", "a") not in sched.writes.in_flight
         assert sched.wake.is_set()
         assert [w[2] for w in api.calls("event")] == ["BindFailed"]
         assert not api.calls("create_or_adopt_job")
@@ -445,13 +445,13 @@ def test_a_failing_progress_write_is_retried_after_doubling_delays_then_succeeds
             sched.job_changed(key)
             await wait_until(lambda: len(api.calls("patch_job_status")) - before >= 5)
             elapsed = time.monotonic() - started
-            assert sched.failures[key] >= 5
+            assert sched.writes.failures[key] >= 5
             delays = retry_delays(caplog, "retrying in")
             assert delays[:5] == [0.02, 0.04, 0.08, 0.08, 0.08]
             assert elapsed >= sum(delays[:4])  # no attempt came before its delay was over
             api.patch_error = None
             await wait_until(lambda: [w[2] for w in api.calls("event")][-1:] == ["Succeeded"])
-            assert key not in sched.failures
+            assert key not in sched.writes.failures
         finally:
             jobs.cancel()
             await asyncio.gather(jobs, return_exceptions=True)
@@ -473,7 +473,7 @@ def test_a_failed_binding_sits_out_planning_until_its_retry_while_others_bind() 
         api.patch_error = UNAVAILABLE
         await sched.cycle()
         await settle(sched)
-        assert a in sched.held and sched.failures[a] == 1
+        assert a in sched.writes.held and sched.writes.failures[a] == 1
         assert not api.created
         api.patch_error = None
         await sched.cycle()  # at once: `a` is held, so `b` gets the one GPU
@@ -482,11 +482,11 @@ def test_a_failed_binding_sits_out_planning_until_its_retry_while_others_bind() 
         assert b in sched.cache.assumed and a not in sched.cache.assumed
         sched.wake.clear()
         await wait_until(lambda: sched.wake.is_set())  # the retry is due: a wake-up, not a poll
-        assert a not in sched.held
+        assert a not in sched.writes.held
         sched.cache.delete_job(b)  # b is gone: its GPU is free again
         await sched.cycle()
         await settle(sched)
         assert [m["metadata"]["name"] for m in api.created] == ["cj-b", "cj-a"]
-        assert a in sched.cache.assumed and a not in sched.failures
+        assert a in sched.cache.assumed and a not in sched.writes.failures
 
     asyncio.run(go())

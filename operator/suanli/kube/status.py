@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from suanli.kube import cache as cache_mod
 from suanli.kube import objects as kobj
-from suanli.kube import workloads
+from suanli.kube import records, workloads
+from suanli.kube import snapshot as snapshot_mod
 from suanli.ledger import energy as energy_mod
 from suanli.placement import decision as decision_mod
 from suanli.placement import report
@@ -95,7 +95,7 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
     }
 
 
-def settled_energy(binding: cache_mod.Binding, runtime_seconds: float, power_watts: float, pue: float) -> tuple[float, float]:
+def settled_energy(binding: records.Binding, runtime_seconds: float, power_watts: float, pue: float) -> tuple[float, float]:
     """(kWh, kg CO2e) of a finished run: runtime x accelerators x board power x PUE; carbon at the
     estimate's intensity (the estimate's kg per kWh)."""
     kwh = max(0.0, runtime_seconds) * binding.replicas * binding.count * power_watts * pue / 3.6e6
@@ -103,7 +103,7 @@ def settled_energy(binding: cache_mod.Binding, runtime_seconds: float, power_wat
     return kwh, kwh * per_kwh
 
 
-def finished_window(binding: cache_mod.Binding, workload: kobj.WorkloadInfo, now: float) -> tuple[float, float]:
+def finished_window(binding: records.Binding, workload: kobj.WorkloadInfo, now: float) -> tuple[float, float]:
     """(start, end) epoch of a finished workload's run: the Job's own times, else bind time / now."""
     start = workload.start_time or binding.bound_epoch or now
     end = workload.completion_time or now
@@ -111,8 +111,8 @@ def finished_window(binding: cache_mod.Binding, workload: kobj.WorkloadInfo, now
 
 
 def progress(
-    record: cache_mod.JobRecord,
-    binding: cache_mod.Binding,
+    record: records.JobRecord,
+    binding: records.Binding,
     workload: kobj.WorkloadInfo | None,
     pods: list[kobj.PodInfo],
     power_watts: float,
@@ -125,7 +125,7 @@ def progress(
     (runtime x accelerators x board power x PUE) unless `settled` = (facility kWh, "measured"|"estimate")
     gives the settlement; carbon is at the estimate's intensity."""
     phase = record.phase
-    if workload is None or phase in cache_mod.DONE_PHASES:
+    if workload is None or phase in records.DONE_PHASES:
         return None
     name = f"{workload.key[0]}/{workload.key[1]}"
     if workload.finished:
@@ -175,7 +175,7 @@ def progress(
 def center(
     center_name: str,
     generation: int | None,
-    usage: list[cache_mod.PoolUsage],
+    usage: list[snapshot_mod.PoolUsage],
     account: energy_mod.CenterEnergy | None,
     problem: str | None,
     current: dict[str, Any],

@@ -1,0 +1,155 @@
+"""A bound job's life after its binding: its workload created when missing, Running, Succeeded or
+Failed written as the batch Job and its pods move, and the energy it used settled.
+
+One loop (`run`), woken with the keys of jobs whose pods, workload or status changed; at most one
+write chain per job in flight (`workqueue.WorkQueue`), the latest status computed when the
+previous write finished; a failed write is retried after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from suanli.kube import errors, records
+from suanli.kube import status as status_mod
+from suanli.measure import energy_meter
+
+if TYPE_CHECKING:
+    from suanli.kube import scheduler as scheduler_mod
+
+LOG = logging.getLogger("suanli.scheduler.lifecycle")
+Key = records.Key
+
+
+class Lifecycle:
+    def __init__(self, ctx: scheduler_mod.Scheduler):
+        self.ctx = ctx
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        while True:
+            await ctx.jobs_event.wait()
+            await asyncio.sleep(0.05)
+            ctx.jobs_event.clear()
+            dirty, ctx.jobs_dirty = ctx.jobs_dirty, set()
+            for key in sorted(dirty):
+                try:
+                    self.progress(key)
+                except Exception:
+                    LOG.exception("could not update the status of %s/%s", *key)
+
+    def progress(self, key: Key) -> None:
+        ctx = self.ctx
+        record = ctx.cache.jobs.get(key)
+        if record is None or ctx.writes.busy(key) or ctx.abandoned.get(key) == record.uid:
+            return
+        binding = ctx.cache.binding(record)
+        if binding is None or record.phase not in records.BOUND_PHASES:
+            return
+        workload = ctx.cache.workload_of(record)
+        if workload is None and record.phase == "Bound" and key not in ctx.cache.assumed:
+            # Bound in its status but no Job seen (a restart between the two writes): create or adopt it.
+            ctx.writes.start(key)
+            ctx.spawn(self._ensure_then_release(record))
+            return
+        try:
+            info = ctx.cache.centers[binding.center]
+            pool_info = ctx.cache.fleet().pools[ctx.cache.fleet().pool_index(binding.center, binding.pool) or 0]
+            power, pue = pool_info.power_watts, info.spec.energy.pue
+        except (KeyError, IndexError):
+            power, pue = 0.0, 1.0
+        pods = ctx.cache.job_pods(record)
+        if workload is not None and workload.finished and ctx.settings.measured_energy.prometheus_url:
+            ctx.writes.start(key)
+            ctx.spawn(self._settle_measured(record, binding, workload, pods, power, pue))
+            return
+        change = status_mod.progress(record, binding, workload, pods, power, pue, ctx.clock.now())
+        if change is None:
+            return
+        patch, reason, message, warning = change
+        ctx.writes.start(key)
+        ctx.spawn(self._write_progress(record, patch, reason, message, warning))
+
+    async def _settle_measured(
+        self,
+        record: records.JobRecord,
+        binding: records.Binding,
+        workload: Any,
+        pods: list[Any],
+        power: float,
+        pue: float,
+    ) -> None:
+        """A finished job with measured energy on: ask Prometheus in a worker thread (the meter blocks
+        for at most its query timeouts and never raises), then settle measured x PUE, or the runtime
+        estimate with the reason logged by the meter. The reservation holds until the status is written."""
+        ctx = self.ctx
+        key = record.key
+        handed_off = False
+        try:
+            now = ctx.clock.now()
+            estimate = status_mod.progress(record, binding, workload, pods, power, pue, now)
+            if estimate is None:
+                return
+            start, end = status_mod.finished_window(binding, workload, now)
+            estimated_kwh = status_mod.settled_energy(binding, end - start, power, pue)[0]
+            run = energy_meter.JobRun(
+                namespace=key[0],
+                pods=tuple(p.key[1] for p in pods),
+                start=start,
+                end=end,
+                accelerator_type=binding.accelerator_type,
+                accelerators=binding.replicas * binding.count,
+                nodes=tuple(sorted({p.node for p in pods if p.node})),
+            )
+            try:
+                measurement = await asyncio.to_thread(energy_meter.measure, ctx.settings.measured_energy, run)
+            except Exception as exc:  # the meter does not raise; a bug must still not lose the settlement
+                LOG.warning("%s/%s: measuring energy failed (%s); settling the estimate", *key, errors.short(exc))
+                measurement = None
+            settlement = energy_meter.settlement(measurement, estimated_kwh, pue)
+            LOG.info("%s/%s: settled %.6f kWh (%s: %s)", *key, settlement.kwh, settlement.source, settlement.detail)
+            change = status_mod.progress(
+                record, binding, workload, pods, power, pue, ctx.clock.now(), (settlement.kwh, settlement.source)
+            )
+            if change is None:
+                return
+            patch, reason, message, warning = change
+            handed_off = True  # _write_progress releases the job's write slot
+            await self._write_progress(record, patch, reason, message, warning)
+        finally:
+            if not handed_off:
+                ctx.writes.done(key)
+
+    async def _ensure_then_release(self, record: records.JobRecord) -> None:
+        try:
+            await self.ctx.binder.ensure_workload(record)
+        finally:
+            self.ctx.writes.done(record.key)
+
+    async def _write_progress(
+        self, record: records.JobRecord, patch: dict[str, Any], reason: str, message: str, warning: bool
+    ) -> None:
+        ctx = self.ctx
+        key = record.key
+        try:
+            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch)
+        except Exception as exc:
+            ctx.writes.done(key)
+            delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
+            LOG.warning("could not write %s for %s/%s (retrying in %gs): %s", reason, *key, delay, errors.short(exc))
+            return
+        ctx.writes.succeeded(key)
+        try:
+            if result is not None:
+                ctx.cache.upsert_job(result, record.created)
+            await ctx.api.run(ctx.api.event, ctx.ref(record), reason, message, warning, ctx.clock.now())
+            if reason in ("Succeeded", "Failed"):
+                ctx.poke()  # capacity and energy changed
+                ctx.center_changed()  # reserved -> used in the center's energy status
+        except Exception:
+            LOG.exception("%s/%s: %s was written, but recording it failed", *key, reason)
+        finally:
+            ctx.writes.done(key)
+            ctx.job_changed(key)  # re-check: more may have happened meanwhile

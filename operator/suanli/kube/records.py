@@ -1,0 +1,114 @@
+"""What the operator keeps of each ComputeJob: its record (spec, parsed demand, the status it reads)
+and the binding that status records.
+
+Pure data: no I/O, no clock. Keys are `(namespace, name)`; a record also knows its uid, and
+everything keyed by a job's name checks the uid before trusting what it finds (a ComputeJob
+deleted and recreated under the same name is another job).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from suanli.kube import objects as kobj
+from suanli.kube import workloads
+from suanli.scoring import demand as demand_mod
+
+Key = kobj.Key
+BOUND_PHASES = frozenset({"Bound", "Running"})
+DONE_PHASES = frozenset({"Succeeded", "Failed"})
+PLACED_PHASES = BOUND_PHASES | DONE_PHASES
+NOT_SCHEDULABLE_PHASES = PLACED_PHASES | {"Invalid"}
+
+
+@dataclasses.dataclass
+class Binding:
+    """Where a job runs: enough to account for it without the pure core."""
+
+    center: str
+    pool: str
+    accelerator_type: str
+    replicas: int
+    count: int
+    energy_kwh: float
+    carbon_kg: float
+    bound_epoch: float | None = None
+
+
+# What the cache keeps of a ComputeJob's status: what accounting, progress and "did it change" need.
+# Candidates, rejections and conditions (most of a status's bytes) are written, never read back.
+STATUS_KEPT = (
+    "phase", "message", "plannedStart", "observedGeneration", "binding", "estimates", "boundTime",
+    "startTime", "completionTime", "energy", "workloadRef",
+)
+META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "labels", "annotations")
+
+
+@dataclasses.dataclass
+class JobRecord:
+    """One ComputeJob as the operator knows it: its spec and metadata (what the workload is built
+    from), the parsed spec, and the part of its status the operator reads."""
+
+    key: Key
+    raw: dict[str, Any]  # apiVersion, kind, metadata (trimmed) and spec; no status
+    demand: demand_mod.JobDemand | None  # the parsed spec; None when it does not validate
+    parse_error: tuple[str, str] | None  # (field, message) when the spec does not validate
+    created: float
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    phase: str = "Pending"
+    recorded: Binding | None = None  # the binding its status records (Bound, Running or finished)
+
+    @property
+    def uid(self) -> str:
+        return str(self.raw["metadata"].get("uid") or "")
+
+    @property
+    def generation(self) -> int | None:
+        value = self.raw["metadata"].get("generation")
+        return int(value) if value is not None else None
+
+    @functools.cached_property
+    def label(self) -> str:
+        return workloads.label_value(self.key[1])
+
+    def set_status(self, status: Mapping[str, Any] | None) -> None:
+        self.status = {k: status[k] for k in STATUS_KEPT if k in status} if status else {}
+        phase = str(self.status.get("phase") or "Pending")
+        if phase == "Invalid" and self.status.get("observedGeneration") != self.generation:
+            phase = "Pending"  # the spec changed since it was found invalid: look again
+        self.phase = phase
+        self.recorded = binding_from_status(self)
+
+
+def trimmed(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A ComputeJob without status and without the metadata the operator never reads (managedFields...)."""
+    meta = raw.get("metadata") or {}
+    return {
+        "apiVersion": raw.get("apiVersion"),
+        "kind": raw.get("kind"),
+        "metadata": {k: meta[k] for k in META_KEPT if k in meta},
+        "spec": raw.get("spec"),
+    }
+
+
+def binding_from_status(record: JobRecord) -> Binding | None:
+    status = record.status
+    b = status.get("binding")
+    if record.phase not in PLACED_PHASES or not b or record.demand is None:
+        return None
+    est = status.get("estimates") or {}
+    return Binding(
+        center=b.get("center", ""),
+        pool=b.get("pool", ""),
+        accelerator_type=b.get("acceleratorType", ""),
+        replicas=record.demand.replicas,
+        count=record.demand.count,
+        energy_kwh=float(est.get("energyKWh") or 0.0),
+        carbon_kg=float(est.get("carbonKg") or 0.0),
+        bound_epoch=kobj.parse_time(status.get("boundTime")),
+    )
+
+
