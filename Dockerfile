@@ -4,8 +4,10 @@
 #   docker build -t suanli:dev .
 #   docker run --rm suanli:dev --help
 #
-# Two stages: the builder turns the project and every dependency into wheels; the final
-# stage installs only those wheels (no compiler, no build backend, no pip left behind).
+# Two stages: the builder turns the project and every dependency into wheels, the dependencies
+# exactly as requirements.lock pins them (hash-checked; `make lock` writes it, `make venv` installs
+# from it too); the final stage installs only those wheels (no compiler, no build backend, no pip
+# left behind).
 # The base is pinned to an exact Python patch release on Debian bookworm. For releases,
 # pin the digest too:  PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest of the index>
 # (`docker buildx imagetools inspect python:3.11.13-slim-bookworm` prints it).
@@ -14,10 +16,13 @@ ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
+# Every pin of the lock, as the wheel whose hash the lock records: wheels only, so nothing is
+# compiled here. The lock also pins make's tools (pytest, ruff ...); they stay in this stage.
+RUN python -m pip wheel --require-hashes --only-binary=:all: --wheel-dir /wheels -r requirements.lock
 COPY operator ./operator
-# Every dependency has a manylinux wheel, so nothing is compiled here.
-RUN python -m pip wheel --wheel-dir /wheels .
+# The project's own wheel, built with the locked setuptools from /wheels: nothing else is fetched.
+RUN python -m pip wheel --no-deps --no-index --find-links=/wheels --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 ARG SUANLI_UID=65532
@@ -27,7 +32,7 @@ LABEL org.opencontainers.image.title="suanli" \
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib
-# Installs only the wheels built above (--no-index): their versions were fixed in the builder.
+# Installs only the wheels built above (--no-index): one version of each, requirements.lock's.
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links=/wheels suanli \

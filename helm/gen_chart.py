@@ -142,20 +142,17 @@ def values_schema() -> Schema:
             "leaderElection": _obj(
                 {
                     "mode": {
-                        "enum": ["lease", "kopfPeering"],
-                        "description": "lease (coordination.k8s.io Lease) or kopfPeering.",
+                        "enum": ["lease"],
+                        "description": "lease (a coordination.k8s.io Lease), the only mode: kopfPeering was removed "
+                        "because kopf paused only its own handlers while the scheduler of every replica kept binding.",
                     },
                     "leaseName": {
                         "type": "string",
                         "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
                         "maxLength": 253,
                     },
-                    "peeringName": {
-                        "type": "string",
-                        "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-                        "maxLength": 253,
-                    },
-                }
+                },
+                description="How the replicas agree on one active operator (peeringName is gone with kopfPeering).",
             ),
             "config": settings_schema(),
             "extraArgs": {"type": "array", "items": _STR},

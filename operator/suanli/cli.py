@@ -12,6 +12,22 @@ from collections.abc import Sequence
 
 import suanli
 
+# How `suanli run` replicas agree on one active scheduler. kopf's peering is not one of them: it
+# pauses only kopf's own handlers, while the scheduler and the plain watches would go on binding.
+LEADER_ELECTION_MODES = ("lease", "none")
+
+
+class _Removed(argparse.Action):
+    """A flag that no longer exists: refuse it, saying what to use instead (hidden from --help)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, instead: str = "", **kwargs: object) -> None:
+        self.instead = instead
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.error(f"{option_string} was removed: {self.instead}")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -63,13 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--health-address", default="0.0.0.0", metavar="ADDR", help="address /healthz listens on")
     run.add_argument("--config", metavar="FILE", help="YAML settings (the Settings tree; defaults otherwise)")
     run.add_argument("--namespace", default="default", metavar="NS", help="namespace for ComputeCenter events")
-    run.add_argument("--peering", metavar="NAME", help="kopf peering name for several replicas (default: standalone)")
+    run.add_argument(
+        "--peering",
+        action=_Removed,
+        instead="kopf peering paused only kopf's own handlers while the scheduler went on binding; "
+        "run several replicas with --leader-election lease (the chart's leaderElection.mode=lease)",
+    )
     run.add_argument(
         "--leader-election",
-        choices=("lease", "none", "kopfPeering"),
+        choices=LEADER_ELECTION_MODES,
         default=os.environ.get("SUANLI_LEADER_ELECTION") or "none",
         help="lease: take a coordination.k8s.io Lease before doing anything, exit when it is lost (several "
-        "replicas); none / kopfPeering: no Lease (default: $SUANLI_LEADER_ELECTION, else none)",
+        "replicas); none: no Lease, for exactly one replica (default: $SUANLI_LEADER_ELECTION, else none)",
     )
     run.add_argument("--lease-name", default=os.environ.get("SUANLI_LEASE_NAME") or "suanli-operator-leader",
                      metavar="NAME", help="the Lease's name (default: $SUANLI_LEASE_NAME, else suanli-operator-leader)")
@@ -91,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run" and args.leader_election not in LEADER_ELECTION_MODES:
+        # argparse checks `choices` on the command line only, not on a default from the environment.
+        parser.error(
+            f"$SUANLI_LEADER_ELECTION={args.leader_election!r} is not a leader-election mode: use "
+            f"{' or '.join(LEADER_ELECTION_MODES)} (kopfPeering was removed: it paused only kopf's handlers, "
+            f"not the scheduler; several replicas need lease)"
+        )
     try:
         return _dispatch(parser, args)
     except BrokenPipeError:  # `suanli plan ... | head`: the reader left; not an error

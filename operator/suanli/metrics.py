@@ -49,6 +49,13 @@ CENTER_ENERGY = Gauge(
     registry=REGISTRY,
 )
 BINDS = Counter("suanli_binds_total", "ComputeJobs bound (status written).", registry=REGISTRY)
+REQUEUES = Counter(
+    "suanli_job_attempts_ended_total",
+    "Bound attempts that ended without finishing (pods not ready in time, a replica lost to a disruption, the "
+    "Job deleted), by outcome: Requeued, or Failed at operator.requeue_limit.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 TASK_ERRORS = Counter(
     "suanli_task_errors_total",
     "Background operator tasks that ended with an unexpected exception (each is logged with its traceback).",
@@ -71,6 +78,7 @@ ALL = (
     API_WRITE_ERRORS,
     CENTER_ENERGY,
     BINDS,
+    REQUEUES,
     TASK_ERRORS,
     EVENTS_DROPPED,
 )

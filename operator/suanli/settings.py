@@ -82,6 +82,27 @@ class OperatorSettings(_Section):
     retry_max_seconds: float = Field(
         default=30.0, gt=0, description="The longest wait between retries of a job's failed write, seconds."
     )
+    pods_ready_timeout_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="A bound gang whose replicas are not all running this long after it was bound has its Job "
+        "deleted and goes back to the queue (Kueue's waitForPodsReady), seconds.",
+    )
+    requeue_limit: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts a job gets: after this many bound attempts ended back in the queue (pods not ready in "
+        "time, a replica lost to a disruption, its Job deleted) it is Failed, attempts.",
+    )
+    requeue_backoff_seconds: float = Field(
+        default=10,
+        ge=0,
+        description="A job sent back to the queue is not planned again for this long, doubling with each attempt, "
+        "seconds.",
+    )
+    requeue_backoff_max_seconds: float = Field(
+        default=600, ge=0, description="The longest a requeued job waits before it is planned again, seconds."
+    )
 
 
 EnergySourceName = Literal["dcgm-energy", "dcgm-power", "kepler-gpu", "kepler", "ascend-power"]

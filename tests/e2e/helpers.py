@@ -423,6 +423,79 @@ def workloads_per_job(batch_v1: Any, namespace: str) -> dict[str, int]:
     return dict(collections.Counter(wl.metadata.labels["suanli.io/job"] for wl in jobs))
 
 
+def assert_ran_in_bound_pool(kube: Any, namespace: str, *job_names: str, exclusive: bool = False) -> None:
+    """Each named ComputeJob has exactly one batch Job, counted by its label `suanli.io/job=<label
+    value>` and controlled by it, labelled with the center and pool of the ComputeJob's
+    `status.binding`; and that Job's pods (one per completion) all ran on nodes of that pool: nodes
+    that carry the pool's nodeSelector from the ComputeCenter's spec. With ``exclusive``, no other
+    ComputeJob has a batch Job in the namespace either. One LIST per kind, however many jobs."""
+    from kubernetes import client
+
+    from suanli.kube import workloads
+
+    assert job_names, "name the ComputeJobs to check"
+    custom, batch, core = (client.CustomObjectsApi(kube.api_client), client.BatchV1Api(kube.api_client),
+                           client.CoreV1Api(kube.api_client))
+    label = workloads.LABEL_JOB
+    made: dict[str, list[Any]] = collections.defaultdict(list)
+    for wl in batch.list_namespaced_job(namespace, label_selector=label).items:
+        made[wl.metadata.labels[label]].append(wl)
+    pods: dict[str, list[Any]] = collections.defaultdict(list)
+    for pod in core.list_namespaced_pod(namespace, label_selector=label).items:
+        pods[pod.metadata.labels[label]].append(pod)
+    node_labels = {n.metadata.name: n.metadata.labels or {} for n in core.list_node().items}
+    selectors: dict[tuple[str, str], dict[str, str] | None] = {}
+    problems: list[str] = []
+    for name in job_names:
+        cj = get_job(custom, namespace, name)
+        value = workloads.label_value(name)
+        found = made.get(value, [])
+        if len(found) != 1:
+            problems.append(f"{name}: {len(found)} batch Jobs labelled {label}={value} "
+                            f"({[wl.metadata.name for wl in found]}), expected exactly one")
+            continue
+        (wl,) = found
+        controllers = [ref.uid for ref in wl.metadata.owner_references or [] if ref.controller]
+        if controllers != [cj["metadata"]["uid"]]:
+            problems.append(f"{name}: batch Job {wl.metadata.name} is controlled by {controllers}, not by the ComputeJob")
+        binding = (cj.get("status") or {}).get("binding") or {}
+        where = (binding.get("center", ""), binding.get("pool", ""))
+        if not all(where):
+            problems.append(f"{name}: has a batch Job but no status.binding: {cj.get('status')}")
+            continue
+        job_labels = wl.metadata.labels
+        if (job_labels.get(workloads.LABEL_CENTER), job_labels.get(workloads.LABEL_POOL)) != tuple(
+                workloads.label_value(part) for part in where):
+            problems.append(f"{name}: batch Job labelled {job_labels}, but status.binding names {where[0]}/{where[1]}")
+        if where not in selectors:
+            center = get_center(custom, where[0])
+            pool = next((p for p in center["spec"]["pools"] if p["name"] == where[1]), None)
+            selectors[where] = None if pool is None else pool["nodeSelector"]
+        selector = selectors[where]
+        if selector is None:
+            problems.append(f"{name}: status.binding names pool {where[1]}, which ComputeCenter {where[0]} does not have")
+            continue
+        mine = [p for p in pods.get(value, []) if any(r.uid == wl.metadata.uid for r in p.metadata.owner_references or [])]
+        if len(mine) != len(pods.get(value, [])):
+            problems.append(f"{name}: pods labelled {label}={value} that its batch Job did not make: "
+                            f"{sorted(p.metadata.name for p in pods[value] if p not in mine)}")
+        if len(mine) != wl.spec.completions:
+            problems.append(f"{name}: {len(mine)} pods, expected one per completion ({wl.spec.completions})")
+        for pod in mine:
+            node = pod.spec.node_name
+            labels = node_labels.get(node or "")
+            if labels is None:
+                problems.append(f"{name}: pod {pod.metadata.name} is on no existing node ({node!r})")
+            elif any(labels.get(k) != v for k, v in selector.items()):
+                problems.append(f"{name}: pod {pod.metadata.name} ran on {node}, outside pool {where[0]}/{where[1]} "
+                                f"(nodeSelector {selector}, node labels {labels})")
+    if exclusive:
+        others = sorted(set(made) - {workloads.label_value(n) for n in job_names})
+        if others:
+            problems.append(f"batch Jobs in {namespace} of other ComputeJobs: {others}")
+    assert not problems, "\n".join(problems)
+
+
 def release_finalizers(custom_objects: Any, namespace: str | None, centers: Sequence[str]) -> None:
     """After the operator stopped: drop kopf's finalizers so the namespace and centers can go."""
     from kubernetes.client.exceptions import ApiException

@@ -36,6 +36,7 @@ from tests.tools import fake_exporters
 from tests.tools import prometheus as prometheus_tools
 from tests.tools.prometheus_plugin import prometheus_binary, prometheus_factory  # noqa: F401  (fixtures)
 
+from suanli import clock as clock_mod
 from suanli.kube import objects as kobj
 from suanli.ledger import energy as energy_mod
 
@@ -197,10 +198,23 @@ def test_a_deferred_job_binds_at_its_planned_start_on_the_injected_clock(
     assert window <= planned <= window + 3600, (status["plannedStart"], window, status["message"])
     assert "deferred to" in status["message"], status["message"]
 
-    # Deferred means asleep until the planned start: no replanning in a loop meanwhile.
-    cycles = _metric(clocked_operator.metrics(), "suanli_scheduling_cycle_seconds_count")
-    time.sleep(3.0)  # measuring the absence of work: a polling loop would run hundreds of cycles here
-    assert (_metric(clocked_operator.metrics(), "suanli_scheduling_cycle_seconds_count") or 0) - (cycles or 0) <= 5
+    # Deferred means asleep until the planned start: no replanning in a loop meanwhile. The cycle
+    # counter must stay flat while the operator's own clock proves that its time passes: it re-reads
+    # the offset file every REREAD_SECONDS, and logs content it cannot use (once per content) without
+    # waking the scheduler. Each tick is one such re-read, waited for in its log; they span >= 3 s.
+    # (An unlabelled series: `_metric` reads labelled ones only, and would say None, i.e. always flat.)
+    cycles = clocked_operator.metric("suanli_scheduling_cycle_seconds_count")
+    assert cycles >= 1, "the operator deferred the job in a scheduling cycle, so it has counted one"
+    ticks = math.ceil(3.0 / clock_mod.OffsetFileClock.REREAD_SECONDS) + 1
+    for i in range(ticks):
+        marker = f"tick-{i}-{uuid.uuid4().hex[:6]}"
+        test_clock.path.write_text(marker + "\n")
+        wait_for(lambda marker=marker: f"'{marker}'" in clocked_operator.log_text(), 10, clocked_operator.log_tail,
+                 what=f"the operator to re-read its clock offset file (tick {i + 1} of {ticks})")
+    test_clock.path.write_text(f"{test_clock.offset:.3f}\n")  # the offset it has kept all along: no jump
+    woken = clocked_operator.metric("suanli_scheduling_cycle_seconds_count") - cycles
+    # (a few wake-ups are not replanning in a loop: a node's or the center's status write may wake it)
+    assert woken <= 5, f"{woken:g} scheduling cycles while a deferred job waited {ticks} clock re-reads"
     assert job_phases(custom_objects, namespace)["green"] == "Deferred"
 
     test_clock.advance_to(planned + 1)

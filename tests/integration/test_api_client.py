@@ -4,6 +4,7 @@ there, status merge patches, Job create-or-adopt and Events."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ def api(kube: Any) -> Any:
     client.close()
 
 
-def test_lists_come_in_pages_and_key_listings_carry_names_only(
+def test_lists_come_in_pages_and_key_listings_carry_names_and_uids_only(
     api: Any, custom_objects: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i in range(5):
@@ -35,22 +36,27 @@ def test_lists_come_in_pages_and_key_listings_carry_names_only(
     assert sorted(j["metadata"]["name"] for j in mine) == [f"page-{i}" for i in range(5)]
     assert all(j["spec"]["accelerators"]["count"] == 1 for j in mine)  # whole objects
     keys = api.list_keys()
-    assert {(namespace, f"page-{i}") for i in range(5)} <= keys["jobs"]
+    assert {(namespace, j["metadata"]["name"], j["metadata"]["uid"]) for j in mine} <= keys["jobs"]
     assert set(keys) == set(client_mod.COLLECTIONS)
-    assert all(ns == "" for ns, _ in keys["nodes"] | keys["centers"])  # cluster-scoped: no namespace
+    assert all(ns == "" for ns, _, _ in keys["nodes"] | keys["centers"])  # cluster-scoped: no namespace
+    assert all(uid for kind in keys.values() for _, _, uid in kind)
 
 
 def test_exists_tells_a_deleted_object_from_a_present_one(api: Any, custom_objects: Any, namespace: str) -> None:
-    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
-                                                   compute_job("here", namespace, count=1))
-    assert api.exists("jobs", (namespace, "here"))
-    assert not api.exists("jobs", (namespace, "never-created"))
-    assert not api.exists("pods", (namespace, "never-created"))
-    assert not api.exists("workloads", (namespace, "never-created"))
-    assert not api.exists("centers", ("", "never-created"))
+    created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                             compute_job("here", namespace, count=1))
+    found = api.exists("jobs", (namespace, "here"))
+    assert found is not None and found["metadata"]["uid"] == created["metadata"]["uid"]  # the whole object
+    assert found["spec"]["accelerators"]["count"] == 1
+    assert api.exists("jobs", (namespace, "never-created")) is None
+    assert api.exists("pods", (namespace, "never-created")) is None
+    assert api.exists("workloads", (namespace, "never-created")) is None
+    assert api.exists("centers", ("", "never-created")) is None
 
 
-def test_status_patch_job_create_adopt_and_event(api: Any, custom_objects: Any, core_v1: Any, namespace: str) -> None:
+def test_status_patch_job_create_adopt_and_event(
+    api: Any, custom_objects: Any, core_v1: Any, batch_v1: Any, namespace: str
+) -> None:
     created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
                                                              compute_job("write", namespace, count=1))
     answer = api.patch_job_status(namespace, "write", {"phase": "Queued", "message": "waiting"})
@@ -66,12 +72,46 @@ def test_status_patch_job_create_adopt_and_event(api: Any, custom_objects: Any, 
     assert fresh and job["metadata"]["name"] == manifest["metadata"]["name"]
     again, fresh = api.create_or_adopt_job(manifest, created["metadata"]["uid"])  # 409: adopted
     assert not fresh and again["metadata"]["uid"] == job["metadata"]["uid"]
+    # A ComputeJob recreated under the name (another uid) finds its predecessor's Job: it is deleted with
+    # its pods, and the new one is created once it is gone.
+    with pytest.raises(client_mod.WorkloadBusy, match="being deleted"):
+        api.create_or_adopt_job(manifest, "a-successor-uid")
+    leftover = batch_v1.list_namespaced_job(namespace).items
+    assert all(j.metadata.deletion_timestamp is not None for j in leftover), "the predecessor's Job is going"
+    # Someone's own Job under the name is never touched.
+    foreign = copy.deepcopy(manifest)
+    foreign["metadata"] = {"name": "cj-other", "namespace": namespace}
+    batch_v1.create_namespaced_job(namespace, foreign)
+    mine = copy.deepcopy(manifest)
+    mine["metadata"]["name"] = "cj-other"
     with pytest.raises(ValueError, match="not owned by this ComputeJob"):
-        api.create_or_adopt_job(manifest, "someone-else")
+        api.create_or_adopt_job(mine, created["metadata"]["uid"])
+    assert batch_v1.read_namespaced_job("cj-other", namespace).metadata.deletion_timestamp is None
 
     api.event(("ComputeJob", namespace, "write", created["metadata"]["uid"]), "Bound", "bound to c1/a100")
     events = core_v1.list_namespaced_event(namespace).items
     assert any(e.reason == "Bound" and e.involved_object.name == "write" for e in events)
+
+
+def test_a_uid_tested_status_patch_never_lands_on_another_job_of_the_name(
+    api: Any, custom_objects: Any, namespace: str
+) -> None:
+    created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                             compute_job("same-name", namespace, count=1))
+    uid = created["metadata"]["uid"]
+    # The first write sets the whole status (a JSON patch cannot add into a missing /status) ...
+    api.patch_job_status(namespace, "same-name", {"phase": "Queued", "message": "waiting", "attempts": 0},
+                         uid=uid, whole=True)
+    # ... later ones set their keys, keeping the rest; None removes a key.
+    api.patch_job_status(namespace, "same-name", {"message": "still waiting", "attempts": None}, uid=uid)
+    stored = custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "same-name")
+    assert stored["status"] == {"phase": "Queued", "message": "still waiting"}
+    with pytest.raises(client_mod.Replaced):
+        api.patch_job_status(namespace, "same-name", {"phase": "Bound"}, uid="the-deleted-predecessor")
+    stored = custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "same-name")
+    assert stored["status"]["phase"] == "Queued"
+    with pytest.raises(client_mod.Replaced):
+        api.patch_job_status(namespace, "gone", {"phase": "Bound"}, uid=uid)
 
 
 def test_errors_carry_the_status_and_the_servers_words(api: Any, namespace: str) -> None:

@@ -113,8 +113,9 @@ def test_applied_nodes_become_ready_with_accelerator_capacity(core_v1: Any, fake
     node = core_v1.read_node(name)
     assert node.status.allocatable["huawei.com/Ascend910"] == "8"
     assert node.metadata.labels["suanli.io/center"] == center["metadata"]["name"]
-    # Applying again is an update, not an error.
-    fake_nodes(center, nodes_per_pool=1)
+    # Applying again is an update of the same node, not an error nor a second node.
+    assert fake_nodes(center, nodes_per_pool=1) == [name]
+    assert core_v1.read_node(name).metadata.uid == node.metadata.uid
 
 
 def fake_nodes_center() -> dict[str, Any]:

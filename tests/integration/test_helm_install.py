@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 HELM_TIMEOUT_S = 180
 # Kinds whose CRDs (prometheus-operator's) the local API server does not have.
-NOT_SERVED = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering"}
+NOT_SERVED = {"ServiceMonitor", "PrometheusRule"}
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +77,9 @@ def release(kube: Any) -> Iterator[dict[str, str]]:
     [
         {},
         {"replicaCount": 1, "networkPolicy": {"enabled": False}},
-        {"leaderElection": {"mode": "kopfPeering"}, "admissionPolicy": {"enabled": False}},
+        {"admissionPolicy": {"enabled": False}},
     ],
-    ids=["defaults", "ha-off", "kopf-peering"],
+    ids=["defaults", "ha-off", "admission-policy-off"],
 )
 def test_server_side_dry_run_accepts_every_object(kube: Any, values: dict[str, Any], tmp_path: Path) -> None:
     objects = helmkit.render(values, namespace="default", tmp_dir=tmp_path, extra=["--skip-crds"])
@@ -134,6 +134,7 @@ ALLOWED = [
     ("patch", "computecenters.suanli.io/status"),
     ("list", "nodes"),
     ("watch", "pods", "--all-namespaces"),
+    ("patch", "pods", "-n", "team-a"),
     ("create", "jobs.batch", "-n", "team-a"),
     ("delete", "jobs.batch", "-n", "team-b"),
     ("patch", "jobs.batch", "-n", "team-b"),

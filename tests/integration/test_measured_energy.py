@@ -98,10 +98,11 @@ def scene(prometheus_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     prom = prometheus_tools.PrometheusServer.start(tmp_path_factory.mktemp("prometheus"), jobs)
     try:
         prom.wait_for_targets_up(["accelerators", "dcgm-servicemonitor", "dup-1", "dup-2"], timeout=20)
+        # The jobs "run" from now for WINDOW_S; the scene is ready once Prometheus holds a sample of
+        # every target from after the window's end (waited for, not slept: a slow scrape waits longer).
         start = time.time()
-        time.sleep(WINDOW_S)
-        end = time.time()
-        prom.wait_for_scrape_after(end + 0.05, timeout=10)
+        end = start + WINDOW_S
+        prom.wait_for_scrape_after(end + 0.05, timeout=WINDOW_S + 10)
         yield Scene(prom, start, end)
     finally:
         prom.stop()

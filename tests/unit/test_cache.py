@@ -133,9 +133,16 @@ def test_assumed_binding_holds_capacity_until_its_pods_are_seen(cache):
     assert usage(cache)[:3] == (16, 16, 0)
     cache.upsert_pod(pod("gang-1", "n2", 8, job="gang"))
     assert usage(cache)[:3] == (16, 16, 0)
-    # Pods done and the Job finished: nothing is held any more.
+    # Pods done: still held while the API shows the job Bound or Running (before this, the accelerators
+    # were free the moment the pods finished, and the next job could be bound to them while the first
+    # still read Running).
     cache.upsert_pod(pod("gang-0", "n1", 8, phase="Succeeded", job="gang"))
     cache.upsert_pod(pod("gang-1", "n2", 8, phase="Succeeded", job="gang"))
+    assert usage(cache)[:3] == (16, 16, 0)
+    # The terminal phase written: nothing is held any more.
+    done = {"phase": "Succeeded", "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU"},
+            "estimates": {"energyKWh": 10.0, "carbonKg": 4.0}, "energy": {"kWh": 9.0, "carbonKg": 3.6}}
+    cache.upsert_job(cjob("gang", replicas=2, status=done), NOW)
     assert usage(cache)[:3] == (16, 0, 16)
 
 
@@ -376,3 +383,97 @@ def test_dropped_jobs_pods_and_workloads_leave_no_reference_cycles(cache):
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+# --- replicas bound to named nodes (status.binding.nodes) ---------------------------------------
+
+
+def ipod(index, node_name, phase="Running", job="gang"):
+    """A replica's pod: its completion index labelled as the Job controller does."""
+    doc = pod(f"{job}-{index}", node_name, 4, phase=phase, job=job)
+    doc["metadata"]["labels"][workloads.COMPLETION_INDEX] = str(index)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("nodes", "free"),
+    [(("n2", "n2"), (4, 0)), (("n1", "n2"), (0, 4)), ((), (0, 4))],
+    ids=["both on n2", "one each", "no nodes: best-fit, the half-full n1 first"],
+)
+def test_replicas_not_on_a_node_yet_are_held_on_the_nodes_their_binding_names(cache, nodes, free):
+    cache.upsert_pod(pod("web", "n1", 4))  # n1: 4 of 8 free
+    cache.upsert_job(cjob("gang", replicas=2, count=4), NOW)
+    cache.assume(("team-a", "gang"), records.Binding("c1", "a100", "GPU", 2, 4, 1.0, 0.5, nodes=nodes))
+    assert cache.snapshot(NOW).capacity.free_per_node(0) == free
+    # A replica's pod on its node counts itself; its replica is no longer held: the same books.
+    first = nodes[0] if nodes else "n1"
+    cache.upsert_pod(ipod(0, first))
+    assert cache.snapshot(NOW).capacity.free_per_node(0) == free
+    assert cache.holds.holds[("team-a", "gang")].nodes == nodes[1:]  # replica 1's node (none without nodes)
+
+
+def test_a_node_gone_from_the_pool_holds_nothing_and_a_full_one_what_is_left(cache):
+    cache.upsert_node(node("n3"))
+    cache.upsert_job(cjob("gang", replicas=3, count=4), NOW)
+    cache.assume(("team-a", "gang"), records.Binding("c1", "a100", "GPU", 3, 4, 1.0, 0.5, nodes=("n1", "n2", "n2")))
+    assert cache.snapshot(NOW).capacity.free_per_node(0) == (4, 0, 8)
+    cache.upsert_node(node("n1", pool="elsewhere"))
+    assert cache.snapshot(NOW).capacity.free_per_node(0) == (0, 8)  # n2, n3
+    cache.upsert_pod(pod("web", "n2", 6))  # someone else's pod took n2: only 2 left, less than a replica
+    assert cache.snapshot(NOW).capacity.free_per_node(0) == (2, 8)
+
+
+PINNED_STEP = st.one_of(
+    st.tuples(st.just("pod"), st.integers(0, 2), st.sampled_from(["n1", "n2", None]),
+              st.sampled_from(["Pending", "Running", "Succeeded"])),
+    st.tuples(st.just("delpod"), st.integers(0, 2)),
+    st.tuples(st.just("node"), st.sampled_from(["n1", "n2"]), st.booleans()),
+    st.tuples(st.just("bind"), st.sampled_from([("n1", "n2", "n2"), ("n2", "n2", "n1"), ()])),
+    st.tuples(st.just("snapshot")),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(PINNED_STEP, max_size=25))
+def test_node_exact_holds_kept_step_by_step_equal_holds_built_from_the_final_objects(steps):
+    """A gang of 3 x 4 bound to named nodes: whatever happens to its pods, nodes and binding, the
+    books kept as events arrive are those a restarted operator builds from the final objects."""
+    def fresh_cache():
+        c = cache_mod.Cache()
+        c.upsert_center(CENTER)
+        c.upsert_job(cjob("gang", replicas=3, count=4), NOW)
+        return c
+
+    live, pods, present = fresh_cache(), {}, {"n1": True, "n2": True}
+    for name in present:
+        live.upsert_node(node(name))
+    binding = None
+    for step in steps:
+        if step[0] == "pod":
+            pods[step[1]] = ipod(step[1], step[2], phase=step[3])
+            live.upsert_pod(pods[step[1]])
+        elif step[0] == "delpod":
+            pods.pop(step[1], None)
+            live.delete_pod(("team-a", f"gang-{step[1]}"))
+        elif step[0] == "node":
+            present[step[1]] = step[2]
+            if step[2]:
+                live.upsert_node(node(step[1]))
+            else:
+                live.delete_node(step[1])
+        elif step[0] == "bind":
+            binding = records.Binding("c1", "a100", "GPU", 3, 4, 1.0, 0.5, nodes=step[1])
+            live.assume(("team-a", "gang"), binding)
+        else:
+            live.snapshot(NOW)
+    fresh = fresh_cache()
+    for name, up in present.items():
+        if up:
+            fresh.upsert_node(node(name))
+    if binding is not None:
+        fresh.assume(("team-a", "gang"), binding)
+    for doc in pods.values():
+        fresh.upsert_pod(doc)
+    assert books(live) == books(fresh)
+    assert live.holds.pinned == fresh.holds.pinned
+    assert live.snapshot(NOW).capacity.oversubscription() == 0

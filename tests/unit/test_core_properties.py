@@ -210,25 +210,33 @@ def test_energy_ledger_never_goes_negative_or_double_counts(ops: list[tuple[str,
     ledger = energy_mod.EnergyLedger([("c", "Asia/Shanghai", 500.0, "Day")])
     ledger.roll(b.NOW)
     outstanding: dict[tuple[str, str], float] = {}
-    settled = 0.0
+    # What the ledger must hold, computed from the operations alone: kWh settled in the current
+    # budget day (Asia/Shanghai) and since the start.
+    used_today = used_ever = 0.0
     now = b.NOW
+    today = energy_mod.period_bounds(now, "Asia/Shanghai", "Day")[2]
     for op, job, kwh, dt in ops:
         key = ("ns", f"j{job}")
         if op == "reserve" and key not in outstanding and kwh <= ledger.remaining("c"):
             ledger.reserve("c", key, kwh)
             outstanding[key] = kwh
         elif op == "settle" and key in outstanding:
-            ledger.settle(key, outstanding.pop(key) * 0.9)
+            used = outstanding.pop(key) * 0.9
+            ledger.settle(key, used)
+            used_today += used
+            used_ever += used
         elif op == "release" and key in outstanding:
             assert ledger.release(key) == outstanding.pop(key)
         elif op == "roll":
             now += dt
             ledger.roll(now)
+            day = energy_mod.period_bounds(now, "Asia/Shanghai", "Day")[2]
+            if day != today:
+                today, used_today = day, 0.0
         account = ledger.account("c")
         assert account.reserved_kwh == sum(outstanding.values()) or math.isclose(
             account.reserved_kwh, sum(outstanding.values())
         )
-        assert account.used_kwh >= 0 and account.reserved_kwh >= 0
-        assert account.used_kwh <= account.total_used_kwh + 1e-9
-        settled = account.total_used_kwh
-    assert settled >= 0
+        assert math.isclose(account.used_kwh, used_today, abs_tol=1e-9), (account.used_kwh, used_today)
+        assert math.isclose(account.total_used_kwh, used_ever, abs_tol=1e-9), (account.total_used_kwh, used_ever)
+        assert account.period_label == today

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import json
 import os
 import pathlib
@@ -18,7 +17,6 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
 import yaml
 
 from suanli.api import manifests, objects
@@ -151,11 +149,6 @@ def _suanli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @functools.cache
-def _has_plan() -> bool:
-    return importlib.util.find_spec("suanli.cli") is not None and _suanli("plan", "--help").returncode == 0
-
-
-@functools.cache
 def _plan(now: str = NOW) -> dict[tuple[str, str], dict[str, Any]]:
     proc = _suanli("plan", "-f", str(EXAMPLES), "-o", "json", "--now", now)
     assert proc.returncode == 0, f"suanli plan failed (exit {proc.returncode}): {proc.stderr}"
@@ -163,8 +156,6 @@ def _plan(now: str = NOW) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_plan_lands_every_job_where_its_comment_says() -> None:
-    if not _has_plan():
-        pytest.skip("suanli.cli has no `plan` command yet")
     planned = _plan()
     wrong = []
     for e in load_expectations():
@@ -183,8 +174,6 @@ def _landing(job: dict[str, Any]) -> str:
 def test_inside_the_solar_window_the_deferred_job_starts_at_once() -> None:
     """The deferral is the solar window's doing: at 10:30 in China the job fits in the window
     and binds where it would have waited to, and every other job lands as at night."""
-    if not _has_plan():
-        pytest.skip("suanli.cli has no `plan` command yet")
     night, morning = _plan(), _plan("2026-06-02T02:30:00Z")
     for e in load_expectations():
         key = (e.namespace, e.name)
@@ -197,8 +186,6 @@ def test_inside_the_solar_window_the_deferred_job_starts_at_once() -> None:
 
 
 def test_queued_and_deferred_jobs_say_why() -> None:
-    if not _has_plan():
-        pytest.skip("suanli.cli has no `plan` command yet")
     for job in _plan().values():
         if job["phase"] == "Queued":
             assert job["rejected"] and all(r["reason"] for r in job["rejected"]), job["name"]

@@ -59,8 +59,8 @@ MATRIX: dict[str, dict[str, Any]] = {
         "config": {"scoring": {"carbon_share": 0.9, "candidates_shown": 3}, "deferral": {"enabled": False}},
         "extraArgs": ["--verbose"],
     },
-    "kopf-peering": {
-        "leaderElection": {"mode": "kopfPeering"},
+    "no-crd-watch": {
+        "leaderElection": {"leaseName": "suanli-prod-leader"},
         "rbac": {"watchCustomResourceDefinitions": False},
     },
     "existing-sa-digest": {
@@ -136,11 +136,7 @@ def test_resources_and_probes(rendered: dict[str, list[dict[str, Any]]], name: s
     assert f"--metrics-port={values['ports']['metrics']}" in args
     assert "--config=/etc/suanli/config.yaml" in args
     assert f"--namespace={NS}" in args
-    peering = [a for a in args if a.startswith("--peering")]
-    if values["leaderElection"]["mode"] == "kopfPeering":
-        assert peering == [f"--peering={values['leaderElection']['peeringName']}"]
-    else:
-        assert peering == []
+    assert not [a for a in args if a.startswith("--peering")], "kopf peering is gone: the Lease is the one leader election"
     assert args[len(args) - len(values["extraArgs"]) :] == values["extraArgs"]
 
 
@@ -171,6 +167,42 @@ def test_high_availability(rendered: dict[str, list[dict[str, Any]]], name: str)
     env = {e["name"]: e for e in _container(objects)["env"]}
     assert env["SUANLI_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["SUANLI_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+# --- leader election: the Lease, and nothing else ---------------------------------------
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_only_lease_leader_election_is_rendered(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    """kopf peering paused only kopf's handlers while every replica's scheduler kept binding; it is gone.
+    helmkit.render declares kopf.dev/v1/ClusterKopfPeering served, so nothing hides behind a capability check."""
+    objects = rendered[name]
+    assert not [o for o in objects if o["kind"] == "ClusterKopfPeering" or o["apiVersion"].startswith("kopf.dev/")]
+    assert "peering" not in yaml.safe_dump_all(objects).lower()
+    env = {e["name"]: e.get("value") for e in _container(objects)["env"]}
+    assert env["SUANLI_LEADER_ELECTION"] == "lease"
+    assert env["SUANLI_LEASE_NAME"] == _merged(name)["leaderElection"]["leaseName"]
+
+
+@pytest.mark.parametrize(
+    ("leader_election", "path"),
+    [({"mode": "kopfPeering"}, "/leaderElection/mode"), ({"peeringName": "suanli"}, "/leaderElection")],
+    ids=["kopfPeering-mode", "peeringName"],
+)
+def test_the_removed_kopf_peering_values_are_refused(leader_election: dict[str, str], path: str, tmp_path: Path) -> None:
+    """An upgrade that still sets them fails at `helm install/upgrade` with the bad value's path, not
+    silently with two binding replicas."""
+    proc = helmkit.helm_run(helmkit.template_cmd({"leaderElection": leader_election}, tmp_dir=tmp_path))
+    assert proc.returncode != 0, "the chart accepted a removed kopf peering value"
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+    assert path in proc.stderr, proc.stderr
+    expected = "lease" if "mode" in leader_election else "peeringName"
+    assert expected in proc.stderr, proc.stderr
+
+
+def test_no_peering_template_is_left() -> None:
+    leftovers = [p.name for p in (helmkit.CHART / "templates").iterdir() if "peering" in p.read_text().lower()]
+    assert leftovers == []
 
 
 # --- RBAC ---------------------------------------------------------------------------
@@ -207,6 +239,7 @@ CLUSTER_NEEDS = [
     ],
     *[("suanli.io", r, v) for r in ("computecenters/status", "computejobs/status") for v in ("get", "patch")],
     *[("", r, v) for r in ("nodes", "pods") for v in ("get", "list", "watch")],
+    ("", "pods", "patch"),  # pin a gated replica to its node and lift the gate (kube/gates.py)
     *[("batch", "jobs", v) for v in ("get", "list", "watch", "create", "patch", "delete")],
     ("", "events", "create"),
     ("events.k8s.io", "events", "create"),
@@ -266,17 +299,13 @@ def test_rbac_grants_what_the_operator_needs_and_nothing_more(
     assert not _allows(role["rules"], "", "secrets", "create")
     assert not _allows(role["rules"], "", "secrets", "delete")
     lease = values["leaderElection"]["leaseName"]
-    if values["leaderElection"]["mode"] == "lease":
-        assert _allows(role["rules"], "coordination.k8s.io", "leases", "create")
-        for verb in ("get", "update", "patch"):
-            assert _allows(role["rules"], "coordination.k8s.io", "leases", verb, lease)
-            assert not _allows(role["rules"], "coordination.k8s.io", "leases", verb, "someone-elses-lease")
-        assert not _allows(cluster, "kopf.dev", "clusterkopfpeerings", "patch")
-    else:
-        assert _allows(cluster, "kopf.dev", "clusterkopfpeerings", "patch")
-        assert not _allows(role["rules"], "coordination.k8s.io", "leases", "create")
-        peering = helmkit.one(objects, "ClusterKopfPeering")
-        assert peering["metadata"]["name"] == values["leaderElection"]["peeringName"]
+    assert values["leaderElection"]["mode"] == "lease"
+    assert _allows(role["rules"], "coordination.k8s.io", "leases", "create")
+    for verb in ("get", "update", "patch"):
+        assert _allows(role["rules"], "coordination.k8s.io", "leases", verb, lease)
+        assert not _allows(role["rules"], "coordination.k8s.io", "leases", verb, "someone-elses-lease")
+    for rules in (cluster, role["rules"]):
+        assert not any("kopf.dev" in rule.get("apiGroups", []) for rule in rules), "kopf peering is gone"
     watches_crds = _allows(cluster, "apiextensions.k8s.io", "customresourcedefinitions", "watch")
     assert watches_crds == values["rbac"]["watchCustomResourceDefinitions"]
 
@@ -509,7 +538,6 @@ def test_every_object_is_labelled_and_namespaced(
         "CustomResourceDefinition",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
-        "ClusterKopfPeering",
     }
     for obj in rendered[name]:
         if obj["kind"] == "CustomResourceDefinition":
@@ -559,5 +587,6 @@ def test_container_args_parse_with_the_real_cli(rendered: dict[str, list[dict[st
     assert parsed.metrics_address == "0.0.0.0" and parsed.health_address == "0.0.0.0", (
         "in a pod, /metrics and /healthz must listen on the pod IP for Prometheus and the kubelet"
     )
-    if values["leaderElection"]["mode"] == "kopfPeering":
-        assert parsed.peering == values["leaderElection"]["peeringName"]
+    env = {e["name"]: e.get("value") for e in _container(rendered[name])["env"]}
+    assert env["SUANLI_LEADER_ELECTION"] in cli.LEADER_ELECTION_MODES
+    assert env["SUANLI_LEASE_NAME"] == values["leaderElection"]["leaseName"]

@@ -113,9 +113,15 @@ def test_dockerignore_keeps_the_context_small() -> None:
     ]
     assert lines[0] == "*", "start from nothing and allow only what the build needs"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "operator"}
-    copied = {rest.split()[0] for kw, rest in _instructions() if kw == "COPY" and "--from" not in rest}
-    assert copied <= {"pyproject.toml", "operator"}, copied
+    assert allowed == {"pyproject.toml", "README.md", "requirements.lock", "operator"}
+    # Every source of every COPY (all words but the last, the destination) must be in the context.
+    copied = {
+        src.rstrip("/")
+        for kw, rest in _instructions()
+        if kw == "COPY" and "--from" not in rest
+        for src in rest.split()[:-1]
+    }
+    assert copied <= allowed, copied - allowed
     for path in allowed:
         assert (ROOT / path).exists(), f".dockerignore allows {path}, which does not exist"
 

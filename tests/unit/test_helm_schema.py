@@ -101,14 +101,6 @@ def test_service_monitor_needs_the_service(tmp_path: Path) -> None:
     assert "metrics.serviceMonitor.enabled needs metrics.service.enabled" in proc.stderr
 
 
-def test_kopf_peering_needs_kopfs_crd(tmp_path: Path) -> None:
-    proc = helmkit.helm_run(
-        helmkit.template_cmd({"leaderElection": {"mode": "kopfPeering"}}, tmp_dir=tmp_path)
-    )
-    assert proc.returncode != 0
-    assert "needs kopf's CRD clusterkopfpeerings.kopf.dev" in proc.stderr
-
-
 def test_good_values_pass(tmp_path: Path) -> None:
     """The schema is not simply refusing everything."""
     values = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -80,6 +81,14 @@ def holder(store: FakeLeases) -> str | None:
     return store.lease["spec"]["holderIdentity"]
 
 
+async def until(check: Any, what: str, timeout: float = 5.0) -> None:
+    """Yield to the event loop until `check()` holds; fail after `timeout` real seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        await asyncio.sleep(0.001)
+
+
 def test_the_first_replica_creates_the_lease_and_leads() -> None:
     store, clock = FakeLeases(), clock_mod.ManualClock()
     a = elector(store, "a", clock)
@@ -142,10 +151,11 @@ def test_hold_renews_every_five_seconds_and_returns_when_the_api_is_gone_for_the
     a = elector(store, "a", clock)
     assert a.try_acquire_or_renew()
 
-    async def scenario() -> str:
+    started = clock.monotonic()
+
+    async def scenario() -> tuple[str, float]:
         task = asyncio.create_task(a.hold())
-        while clock.monotonic() < 30:
-            await asyncio.sleep(0.001)
+        await until(lambda: clock.monotonic() >= started + 30, "hold() to renew for 30 s of the manual clock")
         store.fail = True
         failed_at = clock.monotonic()
         reason = await asyncio.wait_for(task, 5)
@@ -153,12 +163,15 @@ def test_hold_renews_every_five_seconds_and_returns_when_the_api_is_gone_for_the
         assert lost_after <= a.timings.renew_deadline_seconds + 0.01, lost_after
         assert lost_after < a.timings.duration_seconds  # gives up before anyone may take over
         assert clock.monotonic() - failed_at <= a.timings.renew_deadline_seconds
-        return reason
+        return reason, failed_at
 
     writes_before = store.writes
-    reason = asyncio.run(scenario())
+    reason, failed_at = asyncio.run(scenario())
     assert "could not renew" in reason and not a.is_leader
-    assert store.writes - writes_before >= 5  # renewed at 5, 10, ... 30 s
+    # One renewal after each 5 s sleep until the API went away (the last one may have been on its
+    # way when it did): every 5 s, neither fewer nor more.
+    sleeps = round((failed_at - started) / a.timings.renew_seconds)
+    assert sleeps >= 6 and sleeps - 1 <= store.writes - writes_before <= sleeps, (sleeps, store.writes - writes_before)
 
 
 def test_hold_returns_at_once_when_another_replica_holds_the_lease() -> None:
@@ -169,9 +182,11 @@ def test_hold_returns_at_once_when_another_replica_holds_the_lease() -> None:
     store.lease["spec"]["holderIdentity"] = "b"  # e.g. a paused for longer than the lease
     store.version += 1
     store.lease["metadata"]["resourceVersion"] = str(store.version)
+    writes_before = store.writes
     reason = asyncio.run(asyncio.wait_for(a.hold(), 5))
     assert "held by b" in reason and not a.is_leader
-    assert b is not None
+    # a stepped down without writing: the Lease is still b's (b never had to act to keep it).
+    assert holder(store) == "b" and store.writes == writes_before and not b.is_leader
 
 
 def test_release_lets_a_standby_take_over_at_its_next_retry() -> None:
@@ -188,7 +203,8 @@ def test_release_lets_a_standby_take_over_at_its_next_retry() -> None:
 def test_timings_must_give_up_before_the_lease_expires() -> None:
     with pytest.raises(ValueError):
         leader.LeaseTimings(duration_seconds=10, renew_deadline_seconds=12)
-    leader.LeaseTimings()  # the defaults: 15 s lease, renew every 5 s, give up after 10 s
+    defaults = leader.LeaseTimings()  # 15 s lease, renew every 5 s, give up after 10 s
+    assert (defaults.duration_seconds, defaults.renew_seconds, defaults.renew_deadline_seconds) == (15, 5, 10)
 
 
 def test_run_flags_default_from_the_charts_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,3 +219,79 @@ def test_run_flags_default_from_the_charts_environment(monkeypatch: pytest.Monke
     monkeypatch.delenv("SUANLI_NAMESPACE")
     args = cli.build_parser().parse_args(["run", "--lease-namespace", "x"])
     assert (args.leader_election, args.lease_namespace) == ("none", "x")
+
+
+class _HeldElector:
+    """What `_operate` needs of an elector that already holds the Lease."""
+
+    released = False
+
+    async def hold(self) -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    def release(self) -> bool:
+        self.released = True
+        return True
+
+
+@pytest.mark.parametrize(
+    ("argv", "pod_name", "expected"),
+    [
+        (["--leader-election", "lease", "--identity", "replica-a"], "pod-0", "replica-a"),
+        (["--leader-election", "lease"], "pod-0", "pod-0"),
+        (["--leader-election", "none"], "pod-1", "pod-1"),
+    ],
+    ids=["lease-explicit", "lease-pod-name", "none-pod-name"],
+)
+def test_the_operator_serves_as_the_identity_that_holds_the_lease(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], pod_name: str, expected: str
+) -> None:
+    """One identity per replica: the Lease's holder is the name the serving half (and its Events'
+    reporting instance) goes by, so a binding can be traced to the replica that held the Lease."""
+    from suanli import cli, settings
+    from suanli.commands import run
+
+    monkeypatch.setenv("SUANLI_POD_NAME", pod_name)
+    held = _HeldElector()
+    seen: dict[str, Any] = {}
+
+    async def lead(args: Any, clock: Any, identity: str) -> _HeldElector:
+        seen["lead"] = identity
+        return held
+
+    async def serve(args: Any, config: Any, clock: Any, keeper: Any, identity: str) -> None:
+        seen["serve"], seen["keeper"] = identity, keeper
+
+    monkeypatch.setattr(run, "_lead", lead)
+    monkeypatch.setattr(run, "_serve", serve)
+    args = cli.build_parser().parse_args(["run", *argv])
+    asyncio.run(run._operate(args, settings.Settings()))
+    assert seen["serve"] == expected
+    if args.leader_election == "lease":
+        assert seen["lead"] == expected and seen["keeper"] is not None and held.released
+    else:
+        assert "lead" not in seen and seen["keeper"] is None
+
+
+def test_the_api_client_writes_its_events_as_this_replica(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_serve` hands the identity to the Api, whose Events carry it as reportingInstance/source.host."""
+    from suanli import cli, settings
+    from suanli.commands import run
+    from suanli.kube import client as client_mod
+
+    class Made(Exception):
+        """The Api was constructed: stop before anything touches the API server."""
+
+    seen: dict[str, Any] = {}
+
+    def api(*args: Any, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        raise Made
+
+    monkeypatch.setattr(client_mod, "api_client", lambda *args, **kwargs: object())
+    monkeypatch.setattr(client_mod, "Api", api)
+    args = cli.build_parser().parse_args(["run", "--namespace", "suanli-system"])
+    with pytest.raises(Made):
+        asyncio.run(run._serve(args, settings.Settings(), clock_mod.ManualClock(), None, "replica-b"))
+    assert seen["instance"] == "replica-b" and seen["events_namespace"] == "suanli-system"

@@ -25,9 +25,10 @@ def pod(name: str, job: str | None = None) -> dict[str, Any]:
 
 
 class FakeApi:
-    """The two calls a sweep makes: a LIST of keys, and a GET that answers 404 for names in `gone`."""
+    """The two calls a sweep makes: a LIST of (namespace, name, uid) keys, and a GET that answers 404
+    for names in `gone` (and an object without a uid for the others)."""
 
-    def __init__(self, listing: dict[str, set[tuple[str, str]]], gone: set[str], during_list: Any = None):
+    def __init__(self, listing: dict[str, set[tuple[str, str, str]]], gone: set[str], during_list: Any = None):
         self.listing = listing
         self.gone = gone
         self.during_list = during_list  # what the watches deliver while the LIST pages
@@ -36,17 +37,17 @@ class FakeApi:
     async def run(self, fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    def list_keys(self) -> dict[str, set[tuple[str, str]]]:
+    def list_keys(self) -> dict[str, set[tuple[str, str, str]]]:
         if self.during_list is not None:
             self.during_list()
         return self.listing
 
-    def exists(self, kind: str, key: tuple[str, str]) -> bool:
+    def exists(self, kind: str, key: tuple[str, str]) -> dict[str, Any] | None:
         self.checked.append(key)
-        return key[1] not in self.gone
+        return None if key[1] in self.gone else {"metadata": {"name": key[1]}}
 
 
-def empty_listing() -> dict[str, set[tuple[str, str]]]:
+def empty_listing() -> dict[str, set[tuple[str, str, str]]]:
     return {kind: set() for kind in relist.KINDS}
 
 
@@ -56,8 +57,8 @@ def test_missing_lists_cached_objects_absent_from_the_list() -> None:
         cache.upsert_node(node(name))
     cache.upsert_pod(pod("p1"))
     listing = empty_listing()
-    listing["nodes"] = {("", "n1")}
-    assert relist.missing(relist.cached(cache), listing) == [("nodes", ("", "n2")), ("pods", ("team-a", "p1"))]
+    listing["nodes"] = {("", "n1", "")}
+    assert relist.missing(relist.cached(cache), listing) == [("nodes", ("", "n2", "")), ("pods", ("team-a", "p1", ""))]
 
 
 def test_sweep_drops_what_is_gone_and_keeps_what_was_created_after_the_list() -> None:
@@ -66,7 +67,7 @@ def test_sweep_drops_what_is_gone_and_keeps_what_was_created_after_the_list() ->
         cache.upsert_node(node(name))
     cache.upsert_pod(pod("p1", job="train"))
     listing = empty_listing()
-    listing["nodes"] = {("", "n1")}
+    listing["nodes"] = {("", "n1", "")}
     # n2 and p1 were deleted unseen; n3 was created after the LIST (the GET finds it).
     api = FakeApi(listing, gone={"n2", "p1"})
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -91,7 +92,8 @@ def test_sweep_drops_what_is_gone_and_keeps_what_was_created_after_the_list() ->
     assert dropped == [("nodes", ("", "n2")), ("pods", ("team-a", "p1"))]
     assert set(cache.nodes) == {"n1", "n3"} and cache.pods == {}
     assert all(event["type"] == "DELETED" for _, event in calls)
-    assert sched.poked >= 1 and sched.centers >= 1  # capacity changed: the scheduler was woken
+    # Capacity changed twice (n2's accelerators are gone, p1's 4 GPUs are free): one wake-up each.
+    assert (sched.poked, sched.centers) == (2, 2)
 
 
 def test_objects_cached_while_the_list_pages_are_not_suspects() -> None:
@@ -99,7 +101,7 @@ def test_objects_cached_while_the_list_pages_are_not_suspects() -> None:
     cache = cache_mod.Cache()
     cache.upsert_node(node("n1"))
     listing = empty_listing()
-    listing["nodes"] = {("", "n1")}
+    listing["nodes"] = {("", "n1", "")}
     api = FakeApi(listing, gone=set(), during_list=lambda: [cache.upsert_pod(pod(f"new-{i}")) for i in range(3)])
     memo = SimpleNamespace(cache=cache, scheduler=None, clock=None)
     dropped = asyncio.run(relist.sweep(cache, api, {}, memo))  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ def test_documentation_table_lists_every_metric():
         "suanli_api_write_errors_total",
         "suanli_center_energy_kwh",
         "suanli_binds_total",
+        "suanli_job_attempts_ended_total",
         "suanli_task_errors_total",
         "suanli_events_dropped_total",
     ]

@@ -88,7 +88,7 @@ def test_progress_settles_the_estimate_or_a_given_measurement():
                                "carbonKg": pytest.approx(100 * 8 * 400 * 1.2 / 3.6e6 * 0.4, abs=1e-6),
                                "source": "estimate"}
     assert patch["completionTime"] == status_mod.rfc3339(NOW)
-    patch, _, message, _ = status_mod.progress(record, binding, wl, [], 400.0, 1.2, NOW, (0.05, "measured"))
+    patch, _, message, _ = status_mod.progress(record, binding, wl, [], 400.0, 1.2, NOW, (0.05, "measured", None))
     assert patch["energy"] == {"kWh": 0.05, "carbonKg": pytest.approx(0.02), "source": "measured"}
     assert "measured 0.050 kWh" in message
     assert status_mod.finished_window(binding, wl, NOW + 5) == (NOW - 100, NOW)

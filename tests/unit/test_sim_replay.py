@@ -70,6 +70,15 @@ def _contended() -> tuple[fleet_mod.Fleet, list[demand_mod.JobDemand]]:
     return fleet, jobs
 
 
+def _fits_some_pool(fleet: fleet_mod.Fleet, job: demand_mod.JobDemand) -> bool:
+    """An empty pool of an accepted type and model holds the whole gang (replicas on distinct slots)."""
+    return any(
+        p.accelerator_type in job.types and (not job.models or p.model in job.models)
+        and p.expected_nodes * (p.accelerators_per_node // job.count) >= job.replicas
+        for p in fleet.pools
+    )
+
+
 @pytest.mark.parametrize("policy", replay.POLICIES)
 def test_every_job_ends_exactly_once_and_no_pool_is_oversubscribed(policy: str) -> None:
     fleet, jobs = _contended()
@@ -79,7 +88,10 @@ def test_every_job_ends_exactly_once_and_no_pool_is_oversubscribed(policy: str) 
     assert len(run.records) == len(jobs) == len({(j.namespace, j.name) for j in run.jobs})
     m = metrics.summary(run)
     assert m["completed"] + m["unschedulable"] + m["stillQueued"] == m["jobs"] == len(jobs)
-    assert m["unschedulable"] > 0, "the 3x8 gangs fit no pool"
+    # Unschedulable: exactly the jobs no pool could ever take (the 3x8 gangs, the 8-T4 ones on 4-T4 nodes).
+    never_fit = {j.name for j in jobs if not _fits_some_pool(fleet, j)}
+    assert {run.jobs[r.index].name for r in run.records if r.outcome == "unschedulable"} == never_fit
+    assert m["unschedulable"] == len(never_fit) >= 5, never_fit
     assert m["meanWaitSeconds"] > 0, "the fleet is small enough to queue"
     assert m["maxPoolOversubscription"] == 0
     # Energy adds up: per job (settled) = per center (ledger).

@@ -30,7 +30,7 @@ class ScriptedApi:
     def watch(self, kind: str, version: str, timeout_seconds: int) -> Any:
         self.started_from.append(version)
         if not self.steps:
-            time.sleep(0.02)
+            time.sleep(0.02)  # not a wait: an empty stream lasts a little, as a server's would
             return
         step = self.steps.pop(0)
         if isinstance(step, Exception):

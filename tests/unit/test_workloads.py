@@ -83,7 +83,13 @@ def test_pool_selector_tolerations_labels_and_annotations_are_merged():
     assert tmpl["spec"]["nodeSelector"] == {"disk": "ssd", "suanli.io/pool": "guian-ai-ascend-910b"}
     assert tmpl["spec"]["tolerations"] == [{"key": "huawei.com/Ascend910", "operator": "Exists", "effect": "NoSchedule"}]
     assert tmpl["spec"]["restartPolicy"] == "Never"
-    labels = {"suanli.io/job": "llm-finetune", "suanli.io/center": "guian-ai", "suanli.io/pool": "ascend-910b"}
+    labels = {
+        "suanli.io/job": "llm-finetune",
+        "suanli.io/center": "guian-ai",
+        "suanli.io/pool": "ascend-910b",
+        "suanli.io/job-uid": "u-1",
+        "suanli.io/attempt": "0",
+    }
     assert job["metadata"]["labels"] == labels
     assert tmpl["metadata"]["labels"] == labels
     assert tmpl["metadata"]["annotations"] == {"pod-complete.stage.kwok.x-k8s.io/delay": "3s"}
@@ -98,3 +104,41 @@ def test_names_are_deterministic_and_short_enough(length):
     assert len(workloads.label_value(name)) <= 63
     if length > 60:
         assert workloads.job_name(name) != workloads.job_name(name[:-1] + "b")
+
+
+def test_the_attempt_is_labelled_and_disruptions_fail_the_job_through_its_pod_failure_policy():
+    job = workloads.build_job(
+        CJ, center="guian-ai", pool="ascend-910b", accelerator_type="NPU", resource_name="huawei.com/Ascend910",
+        node_selector={}, tolerations=[], attempt=3,
+    )
+    assert job["metadata"]["labels"]["suanli.io/attempt"] == "3"
+    assert job["spec"]["template"]["metadata"]["labels"]["suanli.io/attempt"] == "3"
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules == [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+
+
+def test_on_failure_restarts_get_no_pod_failure_policy():
+    cj = {**CJ, "spec": {**CJ["spec"], "template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "main"}]}}}}
+    job = workloads.build_job(
+        cj, center="guian-ai", pool="ascend-910b", accelerator_type="NPU", resource_name="huawei.com/Ascend910",
+        node_selector={}, tolerations=[],
+    )
+    assert "podFailurePolicy" not in job["spec"]  # the API refuses it unless restartPolicy is Never
+
+
+@pytest.mark.parametrize(
+    ("template_gates", "expected"),
+    [
+        (None, [{"name": workloads.GATE}]),
+        ([{"name": "example.com/quota"}], [{"name": "example.com/quota"}, {"name": workloads.GATE}]),
+        ([{"name": workloads.GATE}], [{"name": workloads.GATE}]),  # never twice
+    ],
+    ids=["none", "the user's kept", "already there"],
+)
+def test_pods_are_created_gated_until_each_is_pinned_to_its_node(template_gates, expected):
+    cj = copy.deepcopy(CJ)
+    if template_gates is not None:
+        cj["spec"]["template"]["spec"]["schedulingGates"] = template_gates
+    job = build(cj)
+    assert job["spec"]["template"]["spec"]["schedulingGates"] == expected
+    assert "schedulingGates" not in (CJ["spec"]["template"]["spec"])  # the ComputeJob is not changed

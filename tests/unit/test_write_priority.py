@@ -110,6 +110,7 @@ class FakeApi:
         self.issued = 0  # binding-pool tickets handed out
         self.created: list[dict[str, Any]] = []  # the Job manifests created
         self.stored: dict[tuple[str, str], dict[str, Any]] = {}  # ComputeJobs a status patch answers with
+        self.uids: list[str | None] = []  # the uid precondition of each status patch
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         await self.block_main.wait()
@@ -130,9 +131,13 @@ class FakeApi:
         self.writes.append((pool, name, detail))
         return fn(*args, **kwargs)
 
-    def patch_job_status(self, ns: str, name: str, status: dict[str, Any], answer: bool = True) -> dict[str, Any] | None:
+    def patch_job_status(
+        self, ns: str, name: str, status: dict[str, Any], answer: bool = True, uid: str | None = None,
+        whole: bool = False,
+    ) -> dict[str, Any] | None:
         if self.patch_error is not None:
             raise self.patch_error
+        self.uids.append(uid)
         if not answer:
             return None
         stored = self.stored.get((ns, name))

@@ -30,6 +30,14 @@ class Binding(common.Model):
     model: str = Field(description="Accelerator model.")
     score: float = Field(description="Weighted score in [0, 1].")
     breakdown: Breakdown = Field(description="Factor scores.")
+    nodes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Node of each replica, by the Indexed Job's completion index: where the capacity ledger placed it "
+            "and where its pod is pinned before its scheduling gate is lifted (empty in statuses written before "
+            "this field existed)."
+        ),
+    )
 
 
 class Estimates(common.Model):
@@ -75,6 +83,9 @@ class EnergyReport(common.Model):
     k_wh: float = Field(alias="kWh", description="Facility energy used, kWh.")
     carbon_kg: float = Field(description="Carbon emitted, kg CO2e.")
     source: Literal["estimate", "measured"] = Field(description="estimate, or measured from exporters.")
+    reason: str | None = Field(
+        default=None, description="Why the estimate was settled when the pool's own figures were not at hand."
+    )
 
 
 class ComputeJobStatus(common.Model):
@@ -92,6 +103,14 @@ class ComputeJobStatus(common.Model):
     start_time: str | None = Field(default=None, description="When the workload started running.")
     completion_time: str | None = Field(default=None, description="When the workload finished.")
     energy: EnergyReport | None = Field(default=None, description="Settled energy after completion.")
+    attempts: int = Field(
+        default=0,
+        description="Bound attempts that ended back in the queue (pods not ready in time, a replica lost to a "
+        "disruption, the Job deleted); at operator.requeue_limit the job is Failed.",
+    )
+    requeue_at: str | None = Field(
+        default=None, description="A requeued job is not planned again before this time (RFC 3339)."
+    )
     conditions: list[common.Condition] = Field(default_factory=list)
     observed_generation: int | None = None
 
@@ -105,6 +124,13 @@ class PoolStatus(common.Model):
     free: int = Field(default=0, description="capacity - allocated.")
     ready_nodes: int = Field(default=0, description="Ready, schedulable nodes matching the selector.")
     expected_nodes: int = Field(default=0, description="spec.pools[].expected.nodes.")
+    refused: str | None = Field(
+        default=None,
+        description=(
+            "Why the pool counts no nodes: its nodeSelector matches a node an earlier pool (older center, "
+            "then center name, then place in spec.pools) already counts; absent when it is not refused."
+        ),
+    )
 
 
 class EnergyStatus(common.Model):

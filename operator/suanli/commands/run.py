@@ -4,10 +4,12 @@ Startup order matters for never double-booking after a restart: the cache is pri
 full LIST of centers, nodes, pods, ComputeJobs and Suanli's Jobs before the scheduler plans
 anything; then kopf's watches keep it current.
 
-With `--leader-election lease` (the Helm chart's default, two replicas) the Lease is taken
+With `--leader-election lease` (the Helm chart's only mode, two replicas) the Lease is taken
 first, before any of that: a standby waits (its /healthz answers, /readyz says 503), and a
 leader that loses the Lease exits with status 1 at once, so that Kubernetes restarts it as a
-standby and two replicas never plan at the same time.
+standby and two replicas never plan at the same time. The Lease is the only way several replicas
+share the work: kopf runs standalone, because its peering would pause only kopf's own handlers while
+the scheduler, the status tasks and the plain watches went on binding.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from suanli import settings as settings_mod
 
 LOG = logging.getLogger("suanli.run")
 LOST_LEASE_EXIT_CODE = 1
+TASK_DIED_EXIT_CODE = 3
 
 
 class OperatorStartError(RuntimeError):
@@ -99,12 +102,11 @@ def default_identity() -> str:
     return os.environ.get("SUANLI_POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
-async def _lead(args: Any, clock: clock_mod.Clock) -> Any:
+async def _lead(args: Any, clock: clock_mod.Clock, identity: str) -> Any:
     """Block until this replica holds the Lease; serve a standby /healthz meanwhile."""
     from suanli.kube import client as client_mod
     from suanli.kube import leader
 
-    identity = args.identity or default_identity()
     namespace = args.lease_namespace or args.namespace
     lease_api = leader.KubeLeaseApi(client_mod.api_client(args.kubeconfig, pool_size=2), args.lease_name, namespace)
     elector = leader.Elector(lease_api, args.lease_name, namespace, identity, clock)
@@ -121,6 +123,26 @@ async def _lead(args: Any, clock: clock_mod.Clock) -> Any:
         if health is not None:
             await health.stop()  # kopf's liveness endpoint takes the port over
     return elector
+
+
+def _died(task: asyncio.Task[Any], stop: list[asyncio.Task[Any]]) -> None:
+    """One of the operator's loops (scheduler, status writers, a watch, the gate lifter) ended: it never
+    should. An operator without it would look alive and do nothing (jobs stuck, a cache going stale), so
+    say why and exit, and Kubernetes restarts it from a fresh LIST."""
+    if task.cancelled():
+        return  # shutting down
+    exc = task.exception()
+    metrics.TASK_ERRORS.inc()
+    LOG.critical(
+        "the %s loop ended (%s); exiting (status %d) to start again from a fresh LIST",
+        task.get_name(), repr(exc) if exc is not None else "it returned", TASK_DIED_EXIT_CODE,
+        exc_info=exc,
+    )
+    for other in stop:
+        if other is not task:
+            other.cancel()
+    logging.shutdown()
+    os._exit(TASK_DIED_EXIT_CODE)
 
 
 def _lost(task: asyncio.Task[str], stop: list[asyncio.Task[Any]]) -> None:
@@ -140,10 +162,11 @@ def _lost(task: asyncio.Task[str], stop: list[asyncio.Task[Any]]) -> None:
 
 async def _operate(args: Any, config: settings_mod.Settings) -> None:
     clock = clock_mod.SystemClock()
-    elector = await _lead(args, clock) if args.leader_election == "lease" else None
+    identity = args.identity or default_identity()  # the Lease's holder, and the Events' reporting instance
+    elector = await _lead(args, clock, identity) if args.leader_election == "lease" else None
     keeper = asyncio.create_task(elector.hold(), name="lease") if elector is not None else None
     try:
-        await _serve(args, config, clock, keeper)
+        await _serve(args, config, clock, keeper, identity)
     finally:
         if keeper is not None and elector is not None:
             keeper.cancel()
@@ -152,20 +175,21 @@ async def _operate(args: Any, config: settings_mod.Settings) -> None:
 
 
 async def _serve(
-    args: Any, config: settings_mod.Settings, clock: clock_mod.Clock, keeper: asyncio.Task[str] | None
+    args: Any, config: settings_mod.Settings, clock: clock_mod.Clock, keeper: asyncio.Task[str] | None, identity: str
 ) -> None:
     import kopf
 
     from suanli.handlers import mirror
     from suanli.kube import cache as cache_mod
     from suanli.kube import client as client_mod
-    from suanli.kube import relist, watch
+    from suanli.kube import gates, relist, watch
     from suanli.kube import scheduler as scheduler_mod
 
     api = client_mod.Api(
         client_mod.api_client(args.kubeconfig, pool_size=config.operator.write_workers * 2),
         config.operator.write_workers,
         events_namespace=args.namespace,
+        instance=identity,  # the Events say which replica wrote them
     )
     cache = cache_mod.Cache(config)
     tune_gc()
@@ -201,18 +225,17 @@ async def _serve(
         settings.queueing.idle_timeout = 2.0
         settings.watching.server_timeout = 300
         settings.watching.chunk_size = client_mod.PAGE  # kopf's initial LISTs in pages too, not all at once
-        settings.peering.standalone = not args.peering
-        if args.peering:
-            settings.peering.name = args.peering
-            settings.peering.clusterwide = True
+        settings.peering.standalone = True  # one active replica is the Lease's job (module docstring)
 
-    memo = kopf.Memo(cache=cache, scheduler=sched, clock=clock)
+    lifter = gates.Lifter(cache, api)  # pins gated pods to their nodes and lifts the gate (woken by on_pod)
+    memo = kopf.Memo(cache=cache, scheduler=sched, clock=clock, gates=lifter)
     handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
                 "jobs": mirror.on_compute_job, "workloads": mirror.on_workload}
     tasks = [
         asyncio.create_task(sched.run(), name="scheduler"),
         asyncio.create_task(sched.run_jobs(), name="job-status"),
         asyncio.create_task(sched.run_centers(), name="center-status"),
+        asyncio.create_task(lifter.run(), name="gates"),
         # ComputeJobs, pods and batch Jobs: plain watches from the priming LISTs' versions
         # (kube/watch.py); kopf follows ComputeCenters and Nodes (handlers/mirror.py registry()).
         *(
@@ -223,6 +246,8 @@ async def _serve(
     ]
     if args.relist_seconds > 0:
         tasks.append(asyncio.create_task(relist.run(cache, api, handlers, memo, args.relist_seconds), name="relist"))
+    for task in tasks:
+        task.add_done_callback(lambda task: _died(task, tasks))
     if keeper is not None:
         keeper.add_done_callback(lambda task: _lost(task, tasks))
     liveness = f"http://{args.health_address}:{args.health_port}/healthz" if args.health_port else None
@@ -230,8 +255,7 @@ async def _serve(
         await kopf.operator(
             registry=registry,
             clusterwide=True,
-            standalone=not args.peering,
-            peering_name=args.peering or None,
+            standalone=True,
             liveness_endpoint=liveness,
             memo=memo,
         )

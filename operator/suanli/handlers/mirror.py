@@ -62,6 +62,10 @@ def on_pod(event: dict[str, Any], memo: Any, **_: Any) -> None:
             sched.center_changed()
     if info is None:
         return
+    if info.gated:  # a gated pod of a bound job: pin it to its node and lift the gate (kube/gates.py)
+        gates = getattr(memo, "gates", None)
+        if gates is not None:
+            gates.wake(key, body if event.get("type") != "DELETED" else None)
     if freed:
         sched.center_changed()
         sched.poke()

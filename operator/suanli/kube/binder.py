@@ -33,10 +33,15 @@ class Binder:
     async def write_waiting(self, record: records.JobRecord, status: dict[str, Any], d: decision_mod.Decision) -> None:
         ctx = self.ctx
         try:
-            await ctx.api.run(ctx.api.patch_job_status, record.key[0], record.key[1], status, answer=False)
+            await ctx.api.run(
+                ctx.api.patch_job_status, record.key[0], record.key[1], status,
+                answer=False, uid=record.uid, whole=not record.status,
+            )
             if record.phase != d.phase:
                 reason = "Deferred" if d.phase == "Deferred" else "Waiting"
                 await ctx.api.run(ctx.api.event, ctx.ref(record), reason, d.message, False, ctx.clock.now())
+        except client_mod.Replaced:
+            pass  # deleted or recreated meanwhile: the decision was for a job that is gone
         except Exception as exc:
             LOG.warning("could not write the %s status of %s/%s: %s", d.phase, *record.key, errors.short(exc))
         finally:
@@ -51,9 +56,11 @@ class Binder:
         try:
             await ctx.api.run(
                 ctx.api.patch_job_status, key[0], key[1], status_mod.invalid(field, message, record.generation, now),
-                answer=False,
+                answer=False, uid=record.uid, whole=not record.status,
             )
             await ctx.api.run(ctx.api.event, ctx.ref(record), "Invalid", f"{field}: {message}", True, now)
+        except client_mod.Replaced:
+            pass  # deleted or recreated meanwhile
         except Exception as exc:
             LOG.warning("could not mark %s/%s Invalid: %s", *key, errors.short(exc))
         finally:
@@ -68,7 +75,14 @@ class Binder:
         ticket = ctx.api.ticket()
         try:
             try:
-                await ctx.api.run_binding(ticket, ctx.api.patch_job_status, key[0], key[1], status, answer=False)
+                await ctx.api.run_binding(
+                    ticket, ctx.api.patch_job_status, key[0], key[1], status,
+                    answer=False, uid=record.uid, whole=not record.status,
+                )
+            except client_mod.Replaced:
+                ctx.cache.forget(key)  # deleted, or recreated under its name: the decision was for a job that is gone
+                ctx.poke()
+                return
             except Exception as exc:
                 ctx.cache.forget(key)
                 delay = self._hold(record)
@@ -104,12 +118,19 @@ class Binder:
                 resource_name=spec_pool.resource_name,
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
+                attempt=binding.attempt,
             )
             job, created = await ctx.api.run_binding(ticket, ctx.api.create_or_adopt_job, manifest, record.uid)
             ctx.cache.upsert_workload(job)  # seen now: no second create before the watch catches up
             if not created:
                 LOG.info("%s/%s: adopted the existing Job %s", *key, manifest["metadata"]["name"])
             return True
+        except client_mod.WorkloadBusy as exc:
+            # An earlier attempt's Job (or an earlier ComputeJob's of this name) is going away with its pods:
+            # keep the binding, create the Job once it is gone (its DELETED event, or this retry).
+            delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
+            LOG.info("%s/%s: %s (looking again in %gs)", *key, exc, delay)
+            return False
         except Exception as exc:
             if client_mod.namespace_gone(exc):
                 # Its namespace is being deleted (or gone): the ComputeJob goes with it. Requeueing would
@@ -132,8 +153,11 @@ class Binder:
             try:
                 await ctx.api.run_binding(
                     ticket,
-                    ctx.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation), answer=False
+                    ctx.api.patch_job_status, key[0], key[1], status_mod.unbound(message, record.generation),
+                    answer=False, uid=record.uid,
                 )
+            except client_mod.Replaced:
+                pass  # deleted or recreated meanwhile
             except Exception as inner:
                 LOG.warning("%s/%s: could not requeue: %s", *key, errors.short(inner))
             ctx.cache.forget(key)

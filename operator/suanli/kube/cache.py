@@ -19,7 +19,7 @@ from suanli import settings as settings_mod
 from suanli.api import manifests, objects
 from suanli.kube import holds as holds_mod
 from suanli.kube import objects as kobj
-from suanli.kube import records
+from suanli.kube import pool_overlap, records
 from suanli.kube import settled as settled_mod
 from suanli.kube import snapshot as snapshot_mod
 from suanli.scoring import demand as demand_mod
@@ -54,10 +54,12 @@ class Cache:
         self.holds = holds_mod.Holds()
         self.settled = settled_mod.SettledEnergy()
         self.workloads: dict[Key, kobj.WorkloadInfo] = {}  # by (namespace, job label)
+        # (namespace, job label) -> (ComputeJob uid, attempt, why) of the last pod deleted before it finished
+        self.lost: dict[Key, tuple[str | None, int, str]] = {}
         self.assumed: dict[Key, records.Binding] = {}  # bound by this process, status maybe not seen yet
         self._fleet: fleet_mod.Fleet | None = None
         self._fleet_regions: frozenset[str] = frozenset()
-        self._members: tuple[fleet_mod.Fleet, list[Any], list[list[kobj.NodeInfo]]] | None = None
+        self._members: tuple[fleet_mod.Fleet, list[Any], pool_overlap.Assignment] | None = None
 
     # --- centers ----------------------------------------------------------------------
 
@@ -130,6 +132,9 @@ class Cache:
         info = self.pods.pop(key, None)
         if info is not None:
             self._count_pod(info, -1)
+            if info.job_key is not None and not info.terminated:
+                reason = info.lost or f"pod {key[1]} was deleted while {info.phase}"
+                self.lost[info.job_key] = (info.job_uid, info.attempt or 0, reason)
         if info is not None and info.job_key is not None:
             members = self.pods_by_job.get(info.job_key)
             if members is not None:
@@ -150,8 +155,32 @@ class Cache:
         return self.jobs.get(job) if job is not None else None
 
     def job_pods(self, record: records.JobRecord) -> list[kobj.PodInfo]:
-        keys = self.pods_by_job.get((record.key[0], record.label), set())
-        return [self.pods[k] for k in sorted(keys) if k in self.pods]
+        """The pods of the job's bound attempt (none when it is not bound)."""
+        binding = self.binding(record)
+        return self.current_pods(record, binding) if binding is not None else []
+
+    def current_pods(self, record: records.JobRecord, binding: records.Binding) -> list[kobj.PodInfo]:
+        """Pods carrying the job's label that were made for this ComputeJob (its uid) and this bound
+        attempt: never a predecessor's of the same name, never an earlier attempt's still going away.
+        (Pods without the uid and attempt labels, made before they existed, count as attempt 0.)"""
+        keys = self.pods_by_job.get((record.key[0], record.label), ())
+        out = []
+        for k in sorted(keys):
+            pod = self.pods.get(k)
+            if pod is None or (pod.job_uid is not None and pod.job_uid != record.uid):
+                continue
+            if (pod.attempt or 0) != binding.attempt:
+                continue
+            out.append(pod)
+        return out
+
+    def lost_replica(self, record: records.JobRecord, binding: records.Binding) -> str | None:
+        """Why a pod of the bound attempt was deleted before it finished (its DELETED event may be all
+        that is left of it), or None."""
+        lost = self.lost.get((record.key[0], record.label))
+        if lost is None or lost[0] not in (record.uid, None) or lost[1] != binding.attempt:
+            return None
+        return lost[2]
 
     # --- ComputeJobs and their workloads ----------------------------------------------
 
@@ -232,11 +261,29 @@ class Cache:
 
     def delete_workload(self, raw: Mapping[str, Any]) -> None:
         info = kobj.workload_info(raw)
-        self.workloads.pop((info.key[0], info.job_label), None)
-        self._touch_label((info.key[0], info.job_label))
+        slot = (info.key[0], info.job_label)
+        cached = self.workloads.get(slot)
+        if cached is not None and (not info.uid or cached.uid in ("", info.uid)):
+            del self.workloads[slot]  # (a late DELETED of an earlier Job never drops its successor)
+        self._touch_label(slot)
 
     def workload_of(self, record: records.JobRecord) -> kobj.WorkloadInfo | None:
-        return self.workloads.get((record.key[0], record.label))
+        """The batch Job of the job's bound attempt, if it exists and is not being deleted."""
+        workload = self.workloads.get((record.key[0], record.label))
+        binding = self.binding(record)
+        if workload is None or binding is None or workload.deleting:
+            return None
+        if workload.owner_uid not in (None, record.uid) or (workload.attempt or 0) != binding.attempt:
+            return None
+        return workload
+
+    def stale_workload(self, record: records.JobRecord) -> kobj.WorkloadInfo | None:
+        """A batch Job of this name that is not the bound attempt's (an earlier attempt's, an earlier
+        ComputeJob's of the same name, or one being deleted), if any."""
+        workload = self.workloads.get((record.key[0], record.label))
+        if workload is None or workload is self.workload_of(record):
+            return None
+        return workload
 
     # --- binding ------------------------------------------------------------------------
 
@@ -297,28 +344,31 @@ class Cache:
             self._members = None
         return self._fleet
 
-    def pool_members(self, fleet: fleet_mod.Fleet) -> tuple[list[Any], list[list[kobj.NodeInfo]]]:
-        """Per pool of `fleet`: its spec and the usable nodes matching its selector, by name (kept
-        until a node or the fleet changes)."""
+    def pool_members(self, fleet: fleet_mod.Fleet) -> tuple[list[Any], list[list[kobj.NodeInfo]], list[str]]:
+        """Per pool of `fleet`: its spec, the usable nodes it counts (by name) and why it is refused
+        ("" if it is not: a node is never counted in two pools, kube/pool_overlap.py); kept until a
+        node or the fleet changes."""
         if self._members is None or self._members[0] is not fleet:
-            specs = [
-                next(p for p in self.centers[info.center].spec.pools if p.name == info.pool) for info in fleet.pools
-            ]
-            members: list[list[kobj.NodeInfo]] = [[] for _ in fleet.pools]
-            for name in sorted(self.nodes):
-                node = self.nodes[name]
-                if not node.usable:
-                    continue
-                for p, spec in enumerate(specs):
-                    if spec.node_selector and node.matches(spec.node_selector):
-                        members[p].append(node)
-            self._members = (fleet, specs, members)
-        return self._members[1], self._members[2]
+            specs = [self.pool_spec(info.center, info.pool) for info in fleet.pools]
+            assigned = pool_overlap.assign(fleet.pools, specs, self.centers, self.center_raw, self.nodes)
+            self._members = (fleet, specs, assigned)
+        _, specs, assigned = self._members
+        return specs, assigned.members, assigned.refused
 
-    def _missing_replicas(self, record: records.JobRecord, binding: records.Binding) -> int:
-        keys = self.pods_by_job.get((record.key[0], record.label), ())
-        seen = sum(1 for k in keys if (pod := self.pods.get(k)) is not None and (pod.node is not None or pod.terminated))
-        return max(0, binding.replicas - seen)
+    def _missing_replicas(self, record: records.JobRecord, binding: records.Binding) -> tuple[int, tuple[str, ...]]:
+        """How many replicas of the bound attempt have no running pod on a node and, when the binding
+        names each replica's node, those replicas' nodes (by completion index; () otherwise).
+
+        A replica whose pod finished (or failed) counts as missing again: its accelerators stay held
+        until the job's terminal phase is written, so a job the API still shows Bound or Running never
+        has its accelerators given to the next one."""
+        pods = self.current_pods(record, binding)
+        if not binding.nodes:
+            seen = sum(1 for pod in pods if pod.node is not None and not pod.terminated)
+            return max(0, binding.replicas - seen), ()
+        placed = {pod.index for pod in pods if pod.node is not None and not pod.terminated}
+        nodes = tuple(node for i, node in enumerate(binding.nodes) if i not in placed)
+        return len(nodes), nodes
 
     def waiting(self) -> frozenset[Key]:
         """Unfinished jobs that hold nothing: the queue, and jobs whose spec is invalid."""
@@ -340,9 +390,9 @@ class Cache:
         binding = self.binding(record)
         if binding is None:
             return None
-        missing = 0 if self.finished(record) else self._missing_replicas(record, binding)
+        missing, nodes = self._missing_replicas(record, binding)
         kwh = binding.energy_kwh if math.isfinite(binding.energy_kwh) and binding.energy_kwh >= 0 else 0.0
-        return holds_mod.Hold(binding.center, binding.pool, binding.count, missing, kwh)
+        return holds_mod.Hold(binding.center, binding.pool, binding.count, missing, kwh, nodes)
 
     def _refresh_holds(self) -> None:
         self.holds.refresh(self._hold_of, self.active.__contains__)

@@ -29,7 +29,6 @@ import logging
 import queue
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -39,10 +38,13 @@ from kubernetes import config as _k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from suanli import metrics
+from suanli.kube import events as events_mod
+from suanli.kube import workloads
 
 GROUP, VERSION = "suanli.io", "v1alpha1"
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 PAGE = 500  # objects per LIST page: bounded memory at startup, however large the cluster
 # What the cache mirrors: (collection path, label selector).
@@ -142,6 +144,19 @@ def namespace_gone(exc: BaseException) -> bool:
     return bool(details.get("kind") == "namespaces")
 
 
+class Replaced(Exception):
+    """The ComputeJob a write was for is gone, or another of the same name (another uid) replaced it."""
+
+
+class WorkloadBusy(Exception):
+    """The batch Job cannot be created yet: an earlier one of the same name is being deleted."""
+
+
+def _pointer(key: str) -> str:
+    """A JSON pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
 def now_rfc3339(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -149,7 +164,9 @@ def now_rfc3339(epoch: float) -> str:
 class Api:
     """The operator's API calls, each run on the write pool."""
 
-    def __init__(self, api: Any, workers: int, events_namespace: str = "default"):
+    def __init__(self, api: Any, workers: int, events_namespace: str = "default", instance: str = ""):
+        """`events_namespace`: where Events about cluster-scoped objects go. `instance`: this replica
+        (its leader-election identity), the `reportingInstance` and `source.host` of its Events."""
         self.client: Any = api
         self.core: Any = k8s.CoreV1Api(api)
         self.batch: Any = k8s.BatchV1Api(api)
@@ -158,6 +175,7 @@ class Api:
         self.binding = PriorityPool(binding_workers(workers), "suanli-bind")
         self._tickets = itertools.count()
         self.events_namespace = events_namespace
+        self.events = events_mod.EventRecorder(self.request, default_namespace=events_namespace, instance=instance)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -277,48 +295,81 @@ class Api:
 
     # --- reads --------------------------------------------------------------------------
 
-    def list_keys(self) -> dict[str, set[tuple[str, str]]]:
-        """(namespace or "", name) of every object the cache mirrors, by kind: metadata-only LISTs
-        (the relist safety net needs names, not pods' specs)."""
-        out: dict[str, set[tuple[str, str]]] = {}
+    def list_keys(self) -> dict[str, set[tuple[str, str, str]]]:
+        """(namespace or "", name, uid) of every object the cache mirrors, by kind: metadata-only
+        LISTs (the relist safety net needs names and uids, not pods' specs)."""
+        out: dict[str, set[tuple[str, str, str]]] = {}
         for kind in COLLECTIONS:
             keys = set()
             for item in self.pages(kind, accept=METADATA_ONLY):
                 meta = item.get("metadata") or {}
-                keys.add((meta.get("namespace") or "", meta.get("name") or ""))
+                keys.add((meta.get("namespace") or "", meta.get("name") or "", meta.get("uid") or ""))
             out[kind] = keys
         return out
 
-    def exists(self, kind: str, key: tuple[str, str]) -> bool:
-        """GET one mirrored object: False only on 404 (any other error is raised)."""
+    def exists(self, kind: str, key: tuple[str, str]) -> dict[str, Any] | None:
+        """GET one mirrored object: the object (its uid tells whether it is the one cached or a
+        successor of the same name), None only on 404 (any other error is raised)."""
         path = COLLECTIONS[kind][0]
         namespace, name = key
         if namespace:
             head, plural = path.rsplit("/", 1)
             path = f"{head}/namespaces/{quote(namespace)}/{plural}"
         try:
-            self.request("GET", f"{path}/{quote(name)}", timeout=10)
+            found: dict[str, Any] = self.request("GET", f"{path}/{quote(name)}", timeout=10)
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        return True
+        return found
 
     # --- writes -------------------------------------------------------------------------
 
     def patch_job_status(
-        self, namespace: str, name: str, status: dict[str, Any], answer: bool = True
+        self,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        answer: bool = True,
+        uid: str | None = None,
+        whole: bool = False,
     ) -> dict[str, Any] | None:
-        """Merge-patch a ComputeJob's status; the updated object, or None when `answer` is False."""
+        """Patch a ComputeJob's status; the updated object, or None when `answer` is False.
+
+        With `uid`, the patch applies only to the ComputeJob with that uid: a JSON patch whose first
+        operation tests `/metadata/uid` (a merge patch cannot say so: the status subresource ignores
+        metadata in it). Each key of `status` is set (None removes it); `whole` sets the status as one
+        document, for a job whose status was never written (a JSON patch cannot add into a missing
+        /status). Raises `Replaced` when the job is gone or another job of that name replaced it.
+        """
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/computejobs/{quote(name)}/status"
+        if uid is None:
+            body: Any = {"status": status}
+            content_type = MERGE_PATCH
+        else:
+            body = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+            if whole:
+                body.append({"op": "add", "path": "/status", "value": status})
+            else:
+                body.extend({"op": "add", "path": f"/status/{_pointer(k)}", "value": v} for k, v in status.items())
+            content_type = JSON_PATCH
         try:
-            result: dict[str, Any] | None = self.request(
-                "PATCH", path, {"status": status}, content_type=MERGE_PATCH, decode=answer
-            )
+            result: dict[str, Any] | None = self.request("PATCH", path, body, content_type=content_type, decode=answer)
             return result
         except ApiException as exc:
             self._count("patch", "computejobs/status", exc)
+            if uid is not None and exc.status in (404, 422) and self._replaced(path[: -len("/status")], uid):
+                raise Replaced(f"ComputeJob {namespace}/{name} with uid {uid} is gone") from None
             raise
+
+    def _replaced(self, path: str, uid: str) -> bool:
+        """After a failed uid-tested patch: True if the object is gone or has another uid (a 422 answers
+        a failed test and a schema error alike)."""
+        try:
+            current = self.request("GET", path, timeout=10)
+        except ApiException as exc:
+            return bool(exc.status == 404)
+        return bool((current.get("metadata") or {}).get("uid") != uid)
 
     def patch_center_status(self, name: str, status: dict[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/computecenters/{quote(name)}/status"
@@ -328,10 +379,33 @@ class Api:
             self._count("patch", "computecenters/status", exc)
             raise
 
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET one pod; None if it is gone (any other error is raised)."""
+        try:
+            pod: dict[str, Any] = self.request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}", timeout=30)
+            return pod
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        """JSON-patch a pod (RFC 6902: its `test` operations are the preconditions, the pod's uid among
+        them); the answer is not read. Raises `ApiException` (422 when a test fails)."""
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}"
+        try:
+            self.request("PATCH", path, operations, content_type=JSON_PATCH, decode=False, timeout=30)
+        except ApiException as exc:
+            self._count("patch", "pods", exc)
+            raise
+
     def create_or_adopt_job(self, manifest: dict[str, Any], owner_uid: str) -> tuple[dict[str, Any], bool]:
         """Create the batch Job, or adopt the one with its deterministic name. Returns (job, created).
 
-        Raises ValueError if a Job of that name exists but belongs to something else.
+        An existing Job is adopted only if it is this ComputeJob's (owner uid), for the same attempt and
+        pool, and not being deleted. One left by an earlier attempt, or by an earlier ComputeJob of the
+        same name, is deleted (foreground: with its pods) and `WorkloadBusy` raised: the Job is created
+        once that one is gone. Raises ValueError if the Job belongs to something else.
         """
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         jobs = f"/apis/batch/v1/namespaces/{quote(ns)}/jobs"
@@ -342,13 +416,36 @@ class Api:
                 self._count("create", "jobs", exc)
                 raise
         existing: dict[str, Any] = self.request("GET", f"{jobs}/{quote(name)}")
-        refs = existing.get("metadata", {}).get("ownerReferences") or []
-        if not any(r.get("uid") == owner_uid for r in refs):
+        verdict = workloads.existing_job(existing, manifest, owner_uid)
+        if verdict == "current":
+            return existing, False
+        if verdict == "foreign":
             raise ValueError(
                 f"a Job {ns}/{name} already exists and is not owned by this ComputeJob; "
                 f"delete or rename it so Suanli can create the workload"
             )
-        return existing, False
+        meta = existing.get("metadata") or {}
+        if not meta.get("deletionTimestamp"):
+            self.delete_job(ns, name, str(meta.get("uid") or ""))
+        raise WorkloadBusy(
+            f"the Job {ns}/{name} of an earlier attempt (or of an earlier ComputeJob of this name) is being deleted; "
+            f"the new one is created once it is gone"
+        )
+
+    def delete_job(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete a batch Job and, before it goes, its pods (foreground), only if it still has this uid.
+        False if it was already gone or replaced."""
+        body = {"propagationPolicy": "Foreground", "preconditions": {"uid": uid} if uid else None}
+        try:
+            self.request(
+                "DELETE", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}", body, decode=False
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            self._count("delete", "jobs", exc)
+            raise
+        return True
 
     def event(
         self,
@@ -360,34 +457,16 @@ class Api:
     ) -> None:
         """A core/v1 Event about a ComputeJob or ComputeCenter; failures are logged, never raised.
 
-        `obj` is (kind, namespace, name, uid) or an object dictionary.
+        `obj` is (kind, namespace, name, uid) or an object dictionary; `now` the occurrence's time
+        (seconds, default: now). Repeats are aggregated into one Event with a rising count and an
+        object's new Events are rate-limited (suanli.kube.events).
         """
         if isinstance(obj, dict):
             meta = obj.get("metadata") or {}
             kind, ns, name, uid = obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""), meta.get("uid", "")
         else:
             kind, ns, name, uid = obj
-        stamp = now_rfc3339(now) if now is not None else now_rfc3339(datetime.datetime.now(tz=datetime.UTC).timestamp())
-        namespace = ns or self.events_namespace
-        body = {
-            "metadata": {"name": f"{name[:200]}.{uuid.uuid4().hex[:12]}", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": kind,
-                "name": name,
-                "namespace": ns or None,
-                "uid": uid,
-            },
-            "reason": reason,
-            "message": message[:1000],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": "suanli"},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
         try:
-            self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body, decode=False)
-        except ApiException as exc:
-            self._count("create", "events", exc)
-            LOG.warning("could not post event %s on %s %s/%s: %s", reason, kind, ns, name, exc.reason)
+            self.events.record((kind, ns, name, uid), reason, message, warning, now)
+        except Exception as exc:  # the recorder logs its own failures; this is a last guard
+            LOG.warning("could not record event %s on %s %s/%s: %s", reason, kind, ns, name, exc)

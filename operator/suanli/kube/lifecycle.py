@@ -12,7 +12,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from suanli.kube import errors, records
+from suanli import metrics
+from suanli.kube import attempts, errors, records
+from suanli.kube import client as client_mod
 from suanli.kube import status as status_mod
 from suanli.measure import energy_meter
 
@@ -48,29 +50,98 @@ class Lifecycle:
         binding = ctx.cache.binding(record)
         if binding is None or record.phase not in records.BOUND_PHASES:
             return
+        now = ctx.clock.now()
         workload = ctx.cache.workload_of(record)
-        if workload is None and record.phase == "Bound" and key not in ctx.cache.assumed:
+        pods = ctx.cache.current_pods(record, binding)
+        verdict = attempts.assess(
+            phase=record.phase,
+            binding=binding,
+            workload=workload,
+            pods=pods,
+            lost=ctx.cache.lost_replica(record, binding),
+            assumed=key in ctx.cache.assumed,
+            now=now,
+            pods_ready_timeout=ctx.settings.operator.pods_ready_timeout_seconds,
+        )
+        if verdict.action == "ensure":
             # Bound in its status but no Job seen (a restart between the two writes): create or adopt it.
             ctx.writes.start(key)
             ctx.spawn(self._ensure_then_release(record))
             return
-        try:
-            info = ctx.cache.centers[binding.center]
-            pool_info = ctx.cache.fleet().pools[ctx.cache.fleet().pool_index(binding.center, binding.pool) or 0]
-            power, pue = pool_info.power_watts, info.spec.energy.pue
-        except (KeyError, IndexError):
-            power, pue = 0.0, 1.0
-        pods = ctx.cache.job_pods(record)
-        if workload is not None and workload.finished and ctx.settings.measured_energy.prometheus_url:
+        if verdict.action == "requeue":
+            ctx.writes.start(key)
+            ctx.spawn(self._requeue(record, verdict.reason))
+            return
+        if verdict.action == "wait":
+            assert verdict.at is not None
+            ctx.writes.check_at(key, record.uid, verdict.at - now, lambda: ctx.job_changed(key))
+            return
+        power, pue, missing = self._figures(binding)
+        if workload is not None and workload.finished and ctx.settings.measured_energy.prometheus_url and not missing:
             ctx.writes.start(key)
             ctx.spawn(self._settle_measured(record, binding, workload, pods, power, pue))
             return
-        change = status_mod.progress(record, binding, workload, pods, power, pue, ctx.clock.now())
+        settled = (binding.energy_kwh, "estimate", missing) if missing else None
+        change = status_mod.progress(record, binding, workload, pods, power, pue, now, settled)
         if change is None:
             return
         patch, reason, message, warning = change
         ctx.writes.start(key)
         ctx.spawn(self._write_progress(record, patch, reason, message, warning))
+
+    def _figures(self, binding: records.Binding) -> tuple[float, float, str | None]:
+        """(board watts, PUE, None) of the job's own pool, or (0, 1, why) when that pool or its center is
+        no longer in the fleet: then the job settles the estimate made when it was bound, with the
+        reason in its status (never another pool's figures, never a silent 0 kWh)."""
+        fleet = self.ctx.cache.fleet()
+        index = fleet.pool_index(binding.center, binding.pool)
+        center = self.ctx.cache.centers.get(binding.center)
+        if index is None or center is None:
+            return 0.0, 1.0, (
+                f"pool {binding.center}/{binding.pool} is no longer in the fleet; "
+                f"settled the estimate made when the job was bound"
+            )
+        return fleet.pools[index].power_watts, center.spec.energy.pue, None
+
+    async def _requeue(self, record: records.JobRecord, reason: str) -> None:
+        """End the bound attempt: delete its Job (with its pods, foreground) and send the job back to the
+        queue with a backoff, or fail it when it has used its operator.requeue_limit attempts. The
+        status is written only after the Job is deleted, so a failed step is retried whole."""
+        ctx = self.ctx
+        key = record.key
+        op = ctx.settings.operator
+        try:
+            workload = ctx.cache.workloads.get((key[0], record.label))
+            if workload is not None and not workload.deleting and workload.owner_uid in (None, record.uid):
+                await ctx.api.run(ctx.api.delete_job, workload.key[0], workload.key[1], workload.uid)
+            now = ctx.clock.now()
+            n = record.attempts + 1
+            if n >= op.requeue_limit:
+                patch, event = status_mod.gave_up(reason, n, record.generation, now), "Failed"
+            else:
+                backoff = min(op.requeue_backoff_max_seconds, op.requeue_backoff_seconds * 2 ** min(n - 1, 30))
+                patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now)
+                event = "Requeued"
+            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
+        except client_mod.Replaced:
+            ctx.writes.done(key)
+            return  # deleted (or recreated) meanwhile: its Job goes with it
+        except Exception as exc:
+            ctx.writes.done(key)
+            delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
+            LOG.warning("%s/%s: could not requeue (%s); retrying in %gs: %s", *key, reason, delay, errors.short(exc))
+            return
+        ctx.writes.succeeded(key)
+        metrics.REQUEUES.labels(outcome=event).inc()
+        LOG.info("%s/%s: %s", *key, patch["message"])
+        try:
+            if result is not None:
+                ctx.cache.upsert_job(result, record.created)
+            await ctx.api.run(ctx.api.event, ctx.ref(record), event, patch["message"], True, ctx.clock.now())
+        finally:
+            ctx.writes.done(key)
+            ctx.poke()  # its accelerators are free, and it may be planned again after its backoff
+            ctx.center_changed()
 
     async def _settle_measured(
         self,
@@ -111,7 +182,7 @@ class Lifecycle:
             settlement = energy_meter.settlement(measurement, estimated_kwh, pue)
             LOG.info("%s/%s: settled %.6f kWh (%s: %s)", *key, settlement.kwh, settlement.source, settlement.detail)
             change = status_mod.progress(
-                record, binding, workload, pods, power, pue, ctx.clock.now(), (settlement.kwh, settlement.source)
+                record, binding, workload, pods, power, pue, ctx.clock.now(), (settlement.kwh, settlement.source, None)
             )
             if change is None:
                 return
@@ -134,7 +205,10 @@ class Lifecycle:
         ctx = self.ctx
         key = record.key
         try:
-            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch)
+            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
+        except client_mod.Replaced:
+            ctx.writes.done(key)
+            return  # deleted (or recreated) meanwhile: nothing of this job is left to report
         except Exception as exc:
             ctx.writes.done(key)
             delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))

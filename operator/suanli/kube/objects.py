@@ -51,6 +51,7 @@ class NodeInfo:
     ready: bool
     schedulable: bool
     allocatable: Mapping[str, int]
+    uid: str = ""  # metadata.uid: a node recreated under the same name is another node (kube/relist.py)
 
     @property
     def usable(self) -> bool:
@@ -79,6 +80,7 @@ def node_info(obj: Mapping[str, Any]) -> NodeInfo:
         ready=ready,
         schedulable=not spec.get("unschedulable") and not blocking,
         allocatable=allocatable,
+        uid=str(meta.get("uid") or ""),
     )
 
 
@@ -91,10 +93,42 @@ class PodInfo:
     phase: str
     job_label: str | None  # suanli.io/job
     failure: str | None  # why it failed, for a person
+    job_uid: str | None = None  # suanli.io/job-uid: the ComputeJob it runs for
+    attempt: int | None = None  # suanli.io/attempt: which bound attempt of that ComputeJob
+    deleting: bool = False  # deletionTimestamp set
+    disruption: str | None = None  # why it was disrupted (DisruptionTarget condition), for a person
+    gated: bool = False  # still carries Suanli's scheduling gate (workloads.GATE): not pinned to its node yet
+    index: int | None = None  # its Indexed Job's completion index (the replica it runs)
+    uid: str = ""  # metadata.uid: a pod recreated under the same name is another pod (kube/relist.py)
 
     @property
     def job_key(self) -> Key | None:
         return (self.key[0], self.job_label) if self.job_label else None
+
+    @property
+    def lost(self) -> str | None:
+        """Why this replica is lost to something other than the application (None if it is not): a
+        DisruptionTarget condition (node lost, eviction, preemption), or deleted before it finished."""
+        if self.disruption is not None:
+            return self.disruption
+        if self.deleting and not self.terminated:
+            return f"pod {self.key[1]} was deleted while {self.phase}"
+        return None
+
+
+def _disruption(obj: Mapping[str, Any]) -> str | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "DisruptionTarget" and c.get("status") == "True":
+            name = (obj.get("metadata") or {}).get("name", "")
+            return f"pod {name} was disrupted ({c.get('reason') or 'DisruptionTarget'}: {c.get('message') or 'no message'})"
+    return None
+
+
+def _int_label(labels: Mapping[str, Any], key: str) -> int | None:
+    try:
+        return int(labels[key])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _failure(obj: Mapping[str, Any]) -> str | None:
@@ -126,15 +160,38 @@ def pod_info(obj: Mapping[str, Any]) -> PodInfo:
             if "/" in str(name):
                 requests[str(name)] = requests.get(str(name), 0) + quantity(value)
     phase = status.get("phase") or "Pending"
+    labels = meta.get("labels") or {}
     return PodInfo(
         key=key_of(obj),
         node=spec.get("nodeName") or None,
         requests=requests,
         terminated=phase in ("Succeeded", "Failed"),
         phase=phase,
-        job_label=(meta.get("labels") or {}).get(workloads.LABEL_JOB),
+        job_label=labels.get(workloads.LABEL_JOB),
         failure=_failure(obj),
+        job_uid=labels.get(workloads.LABEL_UID),
+        attempt=_int_label(labels, workloads.LABEL_ATTEMPT),
+        deleting=bool(meta.get("deletionTimestamp")),
+        disruption=_disruption(obj),
+        gated=_gated(spec),
+        index=_completion_index(meta, labels),
+        uid=str(meta.get("uid") or ""),
     )
+
+
+def _gated(spec: Mapping[str, Any]) -> bool:
+    gates = spec.get("schedulingGates")
+    return any(g.get("name") == workloads.GATE for g in gates) if gates else False
+
+
+def _completion_index(meta: Mapping[str, Any], labels: Mapping[str, Any]) -> int | None:
+    """The completion index of a Suanli Job's pod: its label (Kubernetes 1.28+), else its annotation."""
+    if not labels.get(workloads.LABEL_JOB):
+        return None  # not Suanli's: nothing to read (the common case for most pods, kept cheap)
+    index = _int_label(labels, workloads.COMPLETION_INDEX)
+    if index is None:
+        index = _int_label(meta.get("annotations") or {}, workloads.COMPLETION_INDEX)
+    return index
 
 
 def pod_info_relevant(info: PodInfo) -> bool:
@@ -156,6 +213,11 @@ class WorkloadInfo:
     start_time: float | None
     completion_time: float | None
     owner_uid: str | None
+    uid: str = ""
+    attempt: int | None = None  # suanli.io/attempt: the bound attempt it was made for
+    pool: str | None = None  # suanli.io/pool
+    deleting: bool = False  # deletionTimestamp set: going away with its pods
+    disrupted: bool = False  # failed by its pod failure policy's DisruptionTarget rule
 
     @property
     def finished(self) -> bool:
@@ -165,7 +227,7 @@ class WorkloadInfo:
 def workload_info(obj: Mapping[str, Any]) -> WorkloadInfo:
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
-    complete, failed_reason, finished_at = False, None, None
+    complete, failed_reason, finished_at, disrupted = False, None, None, False
     for c in status.get("conditions") or []:
         if c.get("status") != "True":
             continue
@@ -175,10 +237,12 @@ def workload_info(obj: Mapping[str, Any]) -> WorkloadInfo:
         elif c.get("type") == "Failed":
             failed_reason = f"{c.get('reason') or 'Failed'}: {c.get('message') or 'no message'}"
             finished_at = parse_time(c.get("lastTransitionTime"))
+            disrupted = c.get("reason") == "PodFailurePolicy" and "DisruptionTarget" in str(c.get("message") or "")
+    labels = meta.get("labels") or {}
     owner = next((r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
     return WorkloadInfo(
         key=key_of(obj),
-        job_label=(meta.get("labels") or {}).get(workloads.LABEL_JOB, ""),
+        job_label=labels.get(workloads.LABEL_JOB, ""),
         active=int(status.get("active") or 0),
         succeeded=int(status.get("succeeded") or 0),
         failed=int(status.get("failed") or 0),
@@ -187,4 +251,9 @@ def workload_info(obj: Mapping[str, Any]) -> WorkloadInfo:
         start_time=parse_time(status.get("startTime")),
         completion_time=parse_time(status.get("completionTime")) or finished_at,
         owner_uid=owner,
+        uid=str(meta.get("uid") or ""),
+        attempt=_int_label(labels, workloads.LABEL_ATTEMPT),
+        pool=labels.get(workloads.LABEL_POOL),
+        deleting=bool(meta.get("deletionTimestamp")),
+        disrupted=disrupted,
     )

@@ -36,13 +36,15 @@ class Binding:
     energy_kwh: float
     carbon_kg: float
     bound_epoch: float | None = None
+    attempt: int = 0  # the job's status.attempts when it was bound: its Job and pods carry it as a label
+    nodes: tuple[str, ...] = ()  # node of each replica, by completion index (status.binding.nodes); () in old statuses
 
 
 # What the cache keeps of a ComputeJob's status: what accounting, progress and "did it change" need.
 # Candidates, rejections and conditions (most of a status's bytes) are written, never read back.
 STATUS_KEPT = (
     "phase", "message", "plannedStart", "observedGeneration", "binding", "estimates", "boundTime",
-    "startTime", "completionTime", "energy", "workloadRef",
+    "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt",
 )
 META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "labels", "annotations")
 
@@ -73,6 +75,19 @@ class JobRecord:
     @functools.cached_property
     def label(self) -> str:
         return workloads.label_value(self.key[1])
+
+    @property
+    def attempts(self) -> int:
+        """Bound attempts that ended back in the queue; also the number of the current attempt."""
+        try:
+            return int(self.status.get("attempts") or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    @property
+    def requeue_at(self) -> float | None:
+        """Not planned before this epoch (a requeued job's backoff)."""
+        return kobj.parse_time(self.status.get("requeueAt"))
 
     def set_status(self, status: Mapping[str, Any] | None) -> None:
         self.status = {k: status[k] for k in STATUS_KEPT if k in status} if status else {}
@@ -109,6 +124,16 @@ def binding_from_status(record: JobRecord) -> Binding | None:
         energy_kwh=float(est.get("energyKWh") or 0.0),
         carbon_kg=float(est.get("carbonKg") or 0.0),
         bound_epoch=kobj.parse_time(status.get("boundTime")),
+        attempt=record.attempts,
+        nodes=_node_names(b.get("nodes"), record.demand.replicas),
     )
+
+
+def _node_names(value: Any, replicas: int) -> tuple[str, ...]:
+    """`status.binding.nodes` if it names a node for every replica, else () (a status written before the
+    field existed, or damaged: the job is then accounted and released as before, without pinning)."""
+    if not isinstance(value, list) or len(value) != replicas or not all(isinstance(n, str) and n for n in value):
+        return ()
+    return tuple(value)
 
 

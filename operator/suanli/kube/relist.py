@@ -1,4 +1,5 @@
-"""The relist safety net: drop cached objects whose deletion the watches never delivered.
+"""The relist safety net: drop cached objects whose deletion the watches never delivered, and
+replace those deleted and recreated under the same name while the watches missed both events.
 
 The cache is primed from a LIST, then kopf starts its own LIST+WATCH for ComputeCenters and
 Nodes. An object deleted between the two LISTs is in our cache but kopf never sends its DELETED
@@ -7,12 +8,16 @@ event (kopf's list does not have it): a deleted node would keep counting as capa
 kube/watch.py, and re-LISTed on 410 Gone; they are swept too, as a net under that net: a
 deleted pod left in the cache would hold its accelerators forever, a deleted ComputeJob would
 stay in the queue.) Every `interval` seconds (the first time soon after
-startup) this LISTs the names of everything again (metadata only, in pages: cheap for the API
-server and for us); an object that was in the cache before the LIST began but is not in it is
-confirmed gone with a GET (404) and then handed to the mirror handler as a synthetic DELETED
-event, exactly as if the watch had delivered it. Objects the watches brought in while the LIST
+startup) this LISTs the names and uids of everything again (metadata only, in pages: cheap for
+the API server and for us), and compares (namespace, name, uid) sets. A cached object whose uid
+the LIST does not have (its name missing, or listed with another uid) is checked with a GET: gone
+(404), it is handed to the mirror handler as a synthetic DELETED event, exactly as if the watch
+had delivered it; there under another uid (deleted and recreated under the same name: a stale
+entry that a name-only comparison would keep forever), the old one gets its DELETED event and the
+new one, as the GET returned it, an ADDED event. Objects the watches brought in while the LIST
 was paging (thousands in a burst) are not suspects at all: the LIST is one snapshot taken after
-the cache's key set was, so only deletions can make an object of that set absent from it.
+the cache's key set was, so only deletions can make an object of that set absent from it. (An
+entry cached without a uid matches any listed object of its name.)
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from suanli.kube import workloads
 
 LOG = logging.getLogger("suanli.relist")
 KINDS = ("centers", "nodes", "pods", "jobs", "workloads")
+UidKey = tuple[str, str, str]  # (namespace or "", name, uid or "")
 
 
 def cached_keys(cache: cache_mod.Cache, kind: str) -> set[tuple[str, str]]:
-    """The keys ((namespace or "", name)) of the cached objects of one kind."""
+    """The keys ((namespace or "", name)) of the cached objects of one kind (the watches' re-LIST
+    compares names: it hands every listed object to the handler anyway)."""
     if kind == "centers":
         return {("", name) for name in cache.center_raw}
     if kind == "nodes":
@@ -45,24 +52,50 @@ def cached_keys(cache: cache_mod.Cache, kind: str) -> set[tuple[str, str]]:
     raise KeyError(f"not a mirrored kind: {kind}")
 
 
-def cached(cache: cache_mod.Cache) -> dict[str, set[tuple[str, str]]]:
-    """The keys of every object the cache mirrors, by kind."""
-    return {kind: cached_keys(cache, kind) for kind in KINDS}
+def cached_uids(cache: cache_mod.Cache, kind: str) -> set[UidKey]:
+    """(namespace or "", name, uid) of the cached objects of one kind."""
+    if kind == "centers":
+        return {("", name, str((raw.get("metadata") or {}).get("uid") or "")) for name, raw in cache.center_raw.items()}
+    if kind == "nodes":
+        return {("", name, info.uid) for name, info in cache.nodes.items()}
+    if kind == "workloads":
+        return {(*info.key, info.uid) for info in cache.workloads.values()}
+    if kind == "pods":
+        return {(*key, info.uid) for key, info in cache.pods.items()}
+    if kind == "jobs":
+        return {(*key, record.uid) for key, record in cache.jobs.items()}
+    raise KeyError(f"not a mirrored kind: {kind}")
 
 
-def missing(
-    have: Mapping[str, set[tuple[str, str]]], listed: Mapping[str, set[tuple[str, str]]]
-) -> list[tuple[str, tuple[str, str]]]:
+def cached(cache: cache_mod.Cache) -> dict[str, set[UidKey]]:
+    """The (namespace, name, uid) of every object the cache mirrors, by kind."""
+    return {kind: cached_uids(cache, kind) for kind in KINDS}
+
+
+def missing(have: Mapping[str, set[UidKey]], listed: Mapping[str, set[UidKey]]) -> list[tuple[str, UidKey]]:
     """(kind, key) of cached keys (`cached()` taken before the LIST) absent from the LIST (pure):
-    candidates for a confirming GET."""
-    return [(kind, key) for kind in KINDS for key in sorted(have[kind] - listed[kind])]
+    deleted, or deleted and recreated under another uid; candidates for a confirming GET. A key
+    cached without a uid is absent only when no listed object has its name."""
+    out = []
+    for kind in KINDS:
+        names: set[tuple[str, str]] | None = None
+        for key in sorted(have[kind] - listed[kind]):
+            if not key[2]:
+                names = {k[:2] for k in listed[kind]} if names is None else names
+                if key[:2] in names:
+                    continue
+            out.append((kind, key))
+    return out
 
 
-def deleted_event(cache: cache_mod.Cache, kind: str, key: tuple[str, str]) -> dict[str, Any]:
-    """The DELETED watch event the mirror handler of `kind` would have received."""
+def deleted_event(cache: cache_mod.Cache, kind: str, key: tuple[str, str], uid: str = "") -> dict[str, Any]:
+    """The DELETED watch event the mirror handler of `kind` would have received (of the object with
+    that uid, when given)."""
     meta: dict[str, Any] = {"name": key[1]}
     if key[0]:
         meta["namespace"] = key[0]
+    if uid:
+        meta["uid"] = uid
     if kind == "workloads":
         label = next((i.job_label for i in cache.workloads.values() if i.key == key), "")
         meta["labels"] = {workloads.LABEL_JOB: label}
@@ -75,24 +108,36 @@ async def sweep(
     handlers: Mapping[str, Callable[..., None]],
     memo: Any,
 ) -> list[tuple[str, tuple[str, str]]]:
-    """One LIST of keys, confirm, drop; returns what was dropped."""
+    """One LIST of keys, confirm, drop (and mirror the successor of the same name, if any); returns
+    (kind, (namespace, name)) of what was dropped."""
     before = cached(cache)
     listed = await api.run(api.list_keys)
-    gone = []
+    gone: list[tuple[str, UidKey, dict[str, Any] | None]] = []  # (kind, cached key, its successor)
     for kind, key in missing(before, listed):
         try:
-            if not await api.run(api.exists, kind, key):
-                gone.append((kind, key))
+            found = await api.run(api.exists, kind, key[:2])
         except Exception as exc:
             LOG.debug("relist: could not check %s %s: %s", kind, key, exc)
-    now = cached(cache) if gone else {}  # a watch may have dropped some while we checked
+            continue
+        uid = str(((found or {}).get("metadata") or {}).get("uid") or "")
+        if found is None or (uid and uid != key[2]):
+            gone.append((kind, key, found))
+    now = cached(cache) if gone else {}  # a watch may have dropped or replaced some while we checked
     dropped = []
-    for kind, key in gone:
-        if key in now[kind]:
-            LOG.warning("relist: %s %s was deleted but no watch event said so; dropping it from the cache", kind,
-                        "/".join(k for k in key if k))
-            handlers[kind](deleted_event(cache, kind, key), memo)
-            dropped.append((kind, key))
+    for kind, key, successor in gone:
+        if key not in now[kind]:
+            continue
+        name = "/".join(k for k in key[:2] if k)
+        if successor is None:
+            LOG.warning("relist: %s %s was deleted but no watch event said so; dropping it from the cache", kind, name)
+        else:
+            LOG.warning("relist: %s %s was deleted and recreated (uid %s, now %s) but no watch event said so; "
+                        "replacing it in the cache", kind, name, key[2] or "unknown",
+                        successor["metadata"].get("uid"))
+        handlers[kind](deleted_event(cache, kind, key[:2], key[2]), memo)
+        if successor is not None:
+            handlers[kind]({"type": "ADDED", "object": successor}, memo)
+        dropped.append((kind, key[:2]))
     return dropped
 
 

@@ -135,7 +135,7 @@ class Scheduler:
         for key, field, message in snap.invalid:
             if not self.writes.busy(key):
                 self.spawn(self.binder.mark_invalid(key, field, message, now))
-        self.timer = snap.energy.next_boundary()
+        self.timer = min(snap.energy.next_boundary(), snap.next_requeue)
         self._forget_gone()
         held = self.writes.held
         queue = [j for j in snap.queue if j.key not in held] if held else snap.queue
@@ -155,19 +155,23 @@ class Scheduler:
                 if d.phase == "Deferred" and d.planned_start is not None and d.planned_start > now:
                     # Wake at the planned start (even when this job's status write is still in flight).
                     self.timer = min(self.timer, d.planned_start)
-                self._apply(d, now)
+                self._apply(d, now, snap)
             if snap.truncated and any(d.phase == "Bound" for d in reply.decisions):
                 # max_jobs_per_cycle cut the queue: plan the rest now (bound jobs left the head).
                 self.poke()
         self.cycles += 1
         metrics.CYCLE.observe(self.clock.monotonic() - started)
 
-    def _apply(self, d: decision_mod.Decision, now: float) -> None:
+    def _apply(self, d: decision_mod.Decision, now: float, snap: snapshot_mod.Snapshot) -> None:
         key = d.job.key
         record = self.cache.jobs.get(key)
         if record is None or self.writes.busy(key) or not self.cache.schedulable(record):
             return  # deleted, or bound meanwhile
-        status = status_mod.decided(d, record.generation, now)
+        if record.demand is not d.job:
+            return  # its spec changed, or it was deleted and recreated, while it was planned: plan it again
+        # The node of each replica, by completion index: its pod is pinned there (kube/gates.py).
+        nodes = snapshot_mod.nodes_of(snap, d.allocation) if d.phase == "Bound" and d.allocation is not None else ()
+        status = status_mod.decided(d, record.generation, now, nodes)
         if d.phase == "Bound":
             assert d.binding is not None
             c = d.binding
@@ -182,6 +186,8 @@ class Scheduler:
                     energy_kwh=c.estimates.energy_kwh,
                     carbon_kg=c.estimates.carbon_kg,
                     bound_epoch=now,
+                    nodes=nodes,
+                    attempt=record.attempts,
                 ),
             )
             self.writes.start(key)

@@ -2,14 +2,19 @@
 the cache at one instant, plus the per-pool usage the status writers publish. No I/O, no clock:
 `now` is passed in.
 
-Capacity comes from Ready, schedulable Nodes matching each pool's nodeSelector minus the
-accelerator requests of non-terminated Pods on them, minus the replicas of bound jobs whose pods
-are not on a node yet.
+Capacity comes from Ready, schedulable Nodes matching each pool's nodeSelector (a node matching
+two pools' selectors counts in the earlier pool only, and the later pool is refused:
+kube/pool_overlap.py) minus the accelerator requests of non-terminated Pods on them, minus the
+replicas of bound jobs whose pods are not on a node yet: on the very nodes their binding names
+(`status.binding.nodes`), or, for a binding written before that field existed, best-fit. The
+ledger's node order of each pool is kept (`node_names`): it is how the planner's node indices
+become node names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +43,7 @@ class PoolUsage:
     free: int
     ready_nodes: int
     expected_nodes: int
+    refused: str = ""  # why the pool is refused (its nodeSelector overlaps an earlier pool's), "" if it is not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +60,20 @@ class Snapshot:
     invalid: tuple[tuple[Key, str, str], ...]  # (job, field, message) not yet marked Invalid
     usage: tuple[PoolUsage, ...]
     truncated: int = 0  # queued jobs left out of `queue` by operator.max_jobs_per_cycle
+    next_requeue: float = math.inf  # when the first requeued job's backoff ends (epoch)
+    node_names: tuple[tuple[str, ...], ...] = ()  # per pool: its nodes' names in the capacity ledger's order
+
+
+def nodes_of(snapshot: Snapshot, allocation: capacity_mod.Allocation) -> tuple[str, ...]:
+    """The node name of each replica of a gang the planner placed on this snapshot's ledger."""
+    names = snapshot.node_names[allocation.pool]
+    return tuple(names[i] for i in allocation.nodes)
 
 
 def build(cache: cache_mod.Cache, now: float) -> Snapshot:
     """The planner's inputs now."""
     fleet = cache.fleet()
-    specs, nodes = cache.pool_members(fleet)
+    specs, nodes, refused = cache.pool_members(fleet)
     used = cache.node_used
     free_by_pool, cap_by_pool = [], []
     for info, members in zip(fleet.pools, nodes, strict=True):
@@ -83,6 +97,7 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
     queue: list[demand_mod.JobDemand] = []
     invalid: list[tuple[Key, str, str]] = []
     models = [p.model for p in fleet.pools]
+    next_requeue = math.inf
     for key in sorted(waiting):
         record = cache.jobs[key]
         if record.demand is None or record.parse_error is not None:
@@ -95,9 +110,17 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         if problem is not None:
             invalid.append((key, *problem))
             continue
+        requeue_at = record.requeue_at
+        if requeue_at is not None and requeue_at > now:
+            next_requeue = min(next_requeue, requeue_at)  # a requeued job sits out its backoff
+            continue
         queue.append(record.demand)
-    # Replicas bound but not on a node yet, bigger ones first (the ones fragmentation would strand);
-    # what does not fit was placed on nodes that are gone or full of others' pods: nothing to hold.
+    # Replicas bound but not on a node yet. Those whose binding names their node hold that node (none
+    # if it left the pool, only what is still free on it if others' pods took the rest). Then those of
+    # bindings without nodes (older statuses), best-fit, bigger ones first (the ones fragmentation would
+    # strand). What does not fit was placed on nodes that are gone or full of others' pods: nothing to hold.
+    if cache.holds.pinned:
+        _hold_pinned(cache.holds.pinned, fleet, nodes, capacity)
     for (center_name, pool_name, count), replicas in sorted(
         cache.holds.pending.items(), key=lambda item: (-item[0][2], item[0])
     ):
@@ -112,6 +135,8 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         center = cache.centers[info.center]
         if center.spec.cluster is not None:
             reasons.append(UNSUPPORTED_MEMBER)
+        elif refused[p]:
+            reasons.append(refused[p])
         elif not nodes[p]:
             reasons.append(
                 f"no Ready, schedulable node has the labels {dict(specs[p].node_selector)} of pool {info.pool}"
@@ -123,7 +148,7 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
             ready[p] = True
         cap, free = capacity.capacity(p), capacity.free(p)
         usage.append(
-            PoolUsage(info.center, info.pool, cap, cap - free, free, len(nodes[p]), info.expected_nodes)
+            PoolUsage(info.center, info.pool, cap, cap - free, free, len(nodes[p]), info.expected_nodes, refused[p])
         )
     # Cut after queue order (priority, then arrival), never by name: the head of the queue is planned.
     ordered = queue_mod.ordered(queue)
@@ -139,7 +164,34 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         invalid=tuple(invalid),
         usage=tuple(usage),
         truncated=max(0, len(ordered) - limit),
+        next_requeue=next_requeue,
+        node_names=tuple(tuple(n.name for n in members) for members in nodes),
     )
+
+
+def _hold_pinned(
+    pinned: dict[tuple[str, str, int], dict[str, int]],
+    fleet: fleet_mod.Fleet,
+    nodes: list[list[kobj.NodeInfo]],
+    capacity: capacity_mod.CapacityLedger,
+) -> None:
+    """Take the replicas bound to named nodes off those nodes (bigger replicas first)."""
+    where: dict[int, dict[str, int]] = {}  # pool -> node name -> ledger index, for pools with pinned replicas
+    for (center_name, pool_name, count), per_node in sorted(pinned.items(), key=lambda item: (-item[0][2], item[0])):
+        pool = fleet.pool_index(center_name, pool_name)
+        if pool is None:
+            continue
+        index = where.get(pool)
+        if index is None:
+            index = where[pool] = {n.name: i for i, n in enumerate(nodes[pool])}
+        free = capacity.free_per_node(pool)
+        taken: list[int] = []
+        for name, replicas in per_node.items():
+            i = index.get(name)
+            if i is not None:  # a node no longer in the pool holds nothing
+                taken.extend([i] * min(replicas, free[i] // count))
+        if taken:
+            capacity.reserve_on(capacity_mod.Allocation(pool, tuple(taken), count))
 
 
 def usage_by_center(snapshot: Snapshot) -> dict[str, list[PoolUsage]]:

@@ -8,10 +8,11 @@ Only `status` is ever written; the operator never touches `spec`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+from suanli.kube import attempts, records, workloads
 from suanli.kube import objects as kobj
-from suanli.kube import records, workloads
 from suanli.kube import snapshot as snapshot_mod
 from suanli.ledger import energy as energy_mod
 from suanli.placement import decision as decision_mod
@@ -37,9 +38,14 @@ def condition(
     return out
 
 
-def decided(d: decision_mod.Decision, generation: int | None, now: float) -> dict[str, Any]:
-    """Status of a job the planner just decided (Bound, Queued or Deferred)."""
+def decided(
+    d: decision_mod.Decision, generation: int | None, now: float, nodes: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Status of a job the planner just decided (Bound, Queued or Deferred); `nodes`: the node of each
+    replica of a Bound job, by completion index (`status.binding.nodes`)."""
     wire = report.decision(d)
+    if nodes and wire["binding"] is not None:
+        wire["binding"]["nodes"] = list(nodes)
     status: dict[str, Any] = {
         "phase": d.phase,
         "message": d.message,
@@ -53,6 +59,7 @@ def decided(d: decision_mod.Decision, generation: int | None, now: float) -> dic
     }
     if d.phase == "Bound":
         status["boundTime"] = rfc3339(now)
+        status["requeueAt"] = None
         status["workloadRef"] = {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -95,6 +102,37 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
     }
 
 
+def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generation: int | None, now: float) -> dict[str, Any]:
+    """Back to the queue after a bound attempt ended without finishing (attempt `attempts` of `limit`)."""
+    message = (
+        f"{reason}; back in the queue (attempt {attempts} of {limit} ended), not planned before {rfc3339(requeue_at)}"
+    )
+    return {
+        **unbound(message, generation),
+        "startTime": None,
+        "plannedStart": None,
+        "attempts": attempts,
+        "requeueAt": rfc3339(requeue_at),
+        "conditions": [condition("Requeued", True, "AttemptEnded", message, now, generation)],
+    }
+
+
+def gave_up(reason: str, attempts: int, generation: int | None, now: float) -> dict[str, Any]:
+    """Failed: the job's last allowed attempt ended without finishing (operator.requeue_limit). Its
+    reservation goes with the binding; no energy is settled for attempts that never completed."""
+    message = f"{reason}; gave up after {attempts} attempt(s) (operator.requeue_limit)"
+    return {
+        "phase": "Failed",
+        "message": message,
+        "attempts": attempts,
+        "requeueAt": None,
+        "completionTime": rfc3339(now),
+        "energy": {"kWh": 0.0, "carbonKg": 0.0, "source": "estimate", "reason": "no attempt ran to completion"},
+        "observedGeneration": generation,
+        "conditions": [condition("Failed", True, "RequeueLimitReached", message, now, generation)],
+    }
+
+
 def settled_energy(binding: records.Binding, runtime_seconds: float, power_watts: float, pue: float) -> tuple[float, float]:
     """(kWh, kg CO2e) of a finished run: runtime x accelerators x board power x PUE; carbon at the
     estimate's intensity (the estimate's kg per kWh)."""
@@ -118,12 +156,13 @@ def progress(
     power_watts: float,
     pue: float,
     now: float,
-    settled: tuple[float, str] | None = None,
+    settled: tuple[float, str, str | None] | None = None,
 ) -> tuple[dict[str, Any], str, str, bool] | None:
     """The status patch for a bound job whose workload moved on, with the event (reason, message,
     warning). None when nothing changed. A finished job's energy is the estimate from its runtime
     (runtime x accelerators x board power x PUE) unless `settled` = (facility kWh, "measured"|"estimate")
-    gives the settlement; carbon is at the estimate's intensity."""
+    gives the settlement (with why, when it is the bind-time estimate); carbon is at the estimate's
+    intensity."""
     phase = record.phase
     if workload is None or phase in records.DONE_PHASES:
         return None
@@ -131,12 +170,14 @@ def progress(
     if workload.finished:
         start, end = finished_window(binding, workload, now)
         kwh, carbon = settled_energy(binding, end - start, power_watts, pue)
-        source = "estimate"
+        source, why = "estimate", None
         if settled is not None:
-            kwh, source = settled
+            kwh, source, why = settled
             per_kwh = binding.carbon_kg / binding.energy_kwh if binding.energy_kwh > 0 else 0.0
             carbon = kwh * per_kwh
-        energy = {"kWh": round(kwh, 6), "carbonKg": round(carbon, 6), "source": source}
+        energy: dict[str, Any] = {"kWh": round(kwh, 6), "carbonKg": round(carbon, 6), "source": source}
+        if why:
+            energy["reason"] = why
         base: dict[str, Any] = {
             "startTime": rfc3339(start),
             "completionTime": rfc3339(end),
@@ -159,10 +200,11 @@ def progress(
         failed: dict[str, Any] = {**base, "phase": "Failed", "message": message}
         failed["conditions"] = [condition("Failed", True, "WorkloadFailed", message, now, record.generation)]
         return failed, "Failed", message, True
-    running = workload.active > 0 and any(p.phase == "Running" for p in pods)
+    # Running once the whole gang is up: every replica running (or already done) on a node.
+    running = attempts.ready_replicas(pods) >= binding.replicas
     if running and phase != "Running":
         start = workload.start_time or now
-        message = f"{workload.active} of {binding.replicas} replica(s) running on {binding.center}/{binding.pool}"
+        message = f"all {binding.replicas} replica(s) running on {binding.center}/{binding.pool}"
         return (
             {"phase": "Running", "message": message, "startTime": rfc3339(start)},
             "Running",
@@ -181,7 +223,9 @@ def center(
     current: dict[str, Any],
     now: float,
 ) -> dict[str, Any]:
-    """ComputeCenter status; condition transition times are kept when the condition did not change."""
+    """ComputeCenter status; condition transition times are kept when the condition did not change.
+    A pool refused because its nodeSelector overlaps an earlier pool's (kube/pool_overlap.py) says
+    why in its entry (`refused`) and in the PoolsOverlap condition."""
     pools = [
         {
             "name": u.pool,
@@ -190,25 +234,38 @@ def center(
             "free": u.free,
             "readyNodes": u.ready_nodes,
             "expectedNodes": u.expected_nodes,
+            **({"refused": u.refused} if u.refused else {}),
         }
         for u in usage
     ]
+    refusals = [u.refused for u in usage if u.refused]
     short = [u for u in usage if u.ready_nodes < u.expected_nodes]
     empty = [u for u in usage if u.ready_nodes == 0]
     if problem is not None:
         ready = (False, "Unsupported" if "member" in problem else "InvalidSpec", problem)
+    elif usage and len(empty) == len(usage) and refusals:
+        ready = (False, "PoolsOverlap", "; ".join(refusals))
     elif usage and len(empty) == len(usage):
         ready = (False, "NoNodes", "no Ready, schedulable node matches any pool's nodeSelector; check the node labels")
     else:
         ready = (True, "NodesReady", f"{sum(u.ready_nodes for u in usage)} Ready node(s) across {len(usage)} pool(s)")
     if short:
-        detail = "; ".join(f"pool {u.pool}: {u.ready_nodes} of {u.expected_nodes} nodes Ready" for u in short)
+        detail = "; ".join(
+            f"pool {u.pool}: refused, its nodeSelector overlaps an earlier pool's (see PoolsOverlap)"
+            if u.refused
+            else f"pool {u.pool}: {u.ready_nodes} of {u.expected_nodes} nodes Ready"
+            for u in short
+        )
         degraded = (True, "FewerNodesThanExpected", detail)
     else:
         degraded = (False, "AllNodesReady", "every pool has its expected nodes Ready")
+    if refusals:
+        overlap = (True, "SelectorsOverlap", "; ".join(refusals))
+    else:
+        overlap = (False, "Disjoint", "no pool of this center selects a node that an earlier pool selects")
     old = {c.get("type"): c for c in current.get("conditions") or []}
     conditions = []
-    for ctype, (flag, reason, message) in (("Ready", ready), ("Degraded", degraded)):
+    for ctype, (flag, reason, message) in (("Ready", ready), ("Degraded", degraded), ("PoolsOverlap", overlap)):
         cond = condition(ctype, flag, reason, message, now, generation)
         prev = old.get(ctype)
         if prev and prev.get("status") == cond["status"]:

@@ -10,11 +10,20 @@ Decisions fixed here (see DESIGN.md "Running workloads"):
   ComputeJob garbage-collects the Job and its pods.
 - `completionMode: Indexed`, `parallelism = completions = replicas`: one pod per gang member.
 - `backoffLimit: 0`: a gang is all or nothing, and the placement (and energy estimate) was made
-  for one run. A failed pod fails the ComputeJob with the pod's reason; resubmitting is the
-  user's choice (a retry in place could land on a pool that was since given to others).
+  for one run. A pod that fails on its own (its container exits non-zero) fails the ComputeJob
+  with the pod's reason; resubmitting is the user's choice. A pod lost to a disruption
+  (`DisruptionTarget`: node lost, eviction, preemption) fails the Job through its pod failure
+  policy, and the operator sends the gang back to the queue as a whole (`kube/lifecycle.py`).
+- Labelled with the ComputeJob's uid and the bound attempt it was made for, so a Job (or pod) of
+  an earlier attempt, or of a ComputeJob deleted and recreated under the same name, is never
+  taken for the current one.
 - The chosen pool's accelerator resource is set as request AND limit on the main container
   (`main`, or the first one), its image is `spec.images[<type>]`, and the pool's nodeSelector
   and tolerations are merged into the pod template.
+- Its pods are created with the scheduling gate `suanli.io/placement`: no scheduler looks at them
+  until the operator has pinned each one to the node the capacity ledger chose for its completion
+  index (`status.binding.nodes`) and lifted the gate (`kube/gates.py`), so the cluster's scheduler
+  profile (spreading, say) cannot scatter a gang over the nodes another gang was counted on.
 
 Pure: dictionaries in, dictionaries out; no I/O.
 """
@@ -28,6 +37,10 @@ from typing import Any
 LABEL_JOB = "suanli.io/job"
 LABEL_CENTER = "suanli.io/center"
 LABEL_POOL = "suanli.io/pool"
+LABEL_UID = "suanli.io/job-uid"  # the ComputeJob's uid: a job recreated under the same name never sees these
+LABEL_ATTEMPT = "suanli.io/attempt"  # which bound attempt (status.attempts when it was bound) made them
+GATE = "suanli.io/placement"  # the pods' scheduling gate, lifted once each is pinned to its node (kube/gates.py)
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # an Indexed Job pod's index (label and annotation)
 MAX_JOB_NAME = 52
 MAX_LABEL = 63
 API_VERSION = "suanli.io/v1alpha1"
@@ -80,14 +93,22 @@ def build_job(
     resource_name: str,
     node_selector: dict[str, str],
     tolerations: list[dict[str, Any]],
+    attempt: int = 0,
 ) -> dict[str, Any]:
-    """The batch/v1 Job manifest for ComputeJob `cj` (a dict as read from the API) bound to a pool."""
+    """The batch/v1 Job manifest for ComputeJob `cj` (a dict as read from the API) bound to a pool, for
+    its bound attempt `attempt` (status.attempts when it was bound)."""
     meta = cj["metadata"]
     spec = cj["spec"]
     name = meta["name"]
     replicas = int(spec.get("replicas", 1))
     count = int(spec["accelerators"]["count"])
-    labels = {LABEL_JOB: label_value(name), LABEL_CENTER: label_value(center), LABEL_POOL: label_value(pool)}
+    labels = {
+        LABEL_JOB: label_value(name),
+        LABEL_CENTER: label_value(center),
+        LABEL_POOL: label_value(pool),
+        LABEL_UID: str(meta.get("uid") or ""),
+        LABEL_ATTEMPT: str(attempt),
+    }
 
     template = copy.deepcopy(spec.get("template") or {})
     tmeta = template.setdefault("metadata", {}) or {}
@@ -109,6 +130,22 @@ def build_job(
     pod["tolerations"] = existing + [t for t in tolerations if t not in existing]
     if pod.get("restartPolicy") not in ("Never", "OnFailure"):
         pod["restartPolicy"] = "Never"
+    # Held back from every scheduler until the operator pins the replica to the node its ledger chose.
+    gates = [g for g in pod.get("schedulingGates") or [] if g.get("name") != GATE]
+    pod["schedulingGates"] = [*gates, {"name": GATE}]
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": replicas,
+        "parallelism": replicas,
+        "backoffLimit": 0,
+        "template": template,
+    }
+    if pod["restartPolicy"] == "Never":
+        # A replica lost to a disruption (node lost, eviction, preemption) fails the Job with a reason that
+        # says so; the operator sends the whole gang back to the queue instead of failing the ComputeJob.
+        job_spec["podFailurePolicy"] = {
+            "rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+        }
 
     return {
         "apiVersion": "batch/v1",
@@ -120,14 +157,34 @@ def build_job(
             "annotations": {"suanli.io/compute-job": f"{meta.get('namespace') or 'default'}/{name}"},
             "ownerReferences": [owner_reference(cj)],
         },
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": replicas,
-            "parallelism": replicas,
-            "backoffLimit": 0,
-            "template": template,
-        },
+        "spec": job_spec,
     }
+
+
+def existing_job(existing: dict[str, Any], manifest: dict[str, Any], owner_uid: str) -> str:
+    """What an existing Job of the name `manifest` wants is, for the ComputeJob with uid `owner_uid`:
+
+    - "current": this ComputeJob's Job for the same attempt and pool, not being deleted: adopt it;
+    - "stale": made by Suanli for a ComputeJob of this name (an earlier attempt, another pool, being
+      deleted, or an earlier ComputeJob deleted and recreated under the name): it must go first;
+    - "foreign": anything else (someone's own Job of that name): never touched.
+    """
+    meta = existing.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    want = manifest["metadata"]["labels"]
+    refs = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
+    ours = [r for r in refs if r.get("kind") == KIND and str(r.get("apiVersion", "")).startswith("suanli.io/")]
+    owner_name = (manifest["metadata"].get("ownerReferences") or [{}])[0].get("name")
+    if not ours or ours[0].get("name") != owner_name:
+        return "foreign"
+    same = (
+        ours[0].get("uid") == owner_uid
+        and labels.get(LABEL_ATTEMPT, "0") == want.get(LABEL_ATTEMPT)
+        and labels.get(LABEL_POOL) == want.get(LABEL_POOL)
+        and labels.get(LABEL_CENTER) == want.get(LABEL_CENTER)
+        and not meta.get("deletionTimestamp")
+    )
+    return "current" if same else "stale"
 
 
 def owned_by(job: dict[str, Any], uid: str) -> bool:

@@ -45,6 +45,7 @@ class WorkQueue:
         self.failures: dict[Key, int] = {}
         self.held: set[Key] = set()
         self._timers: dict[Key, tuple[str, Cancellable]] = {}  # key -> (uid, pending retry)
+        self._checks: dict[Key, tuple[str, Cancellable]] = {}  # key -> (uid, pending look at a deadline)
 
     # --- one chain per job ---------------------------------------------------------------
 
@@ -69,17 +70,23 @@ class WorkQueue:
         n = self.failures.get(key, 0) + 1
         self.failures[key] = n
         delay = self.delay(n)
-        old = self._timers.pop(key, None)
+        self._set(self._timers, key, uid, delay, retry)
+        return delay
+
+    def _set(
+        self, timers: dict[Key, tuple[str, Cancellable]], key: Key, uid: str, delay: float, fn: Callable[[], None]
+    ) -> None:
+        """One pending timer per job in `timers`: a new one replaces (cancels) the old."""
+        old = timers.pop(key, None)
         if old is not None:
             old[1].cancel()
 
         def fire() -> None:
-            if self._timers.get(key, ("", None))[0] == uid:
-                del self._timers[key]
-            retry()
+            if timers.get(key, ("", None))[0] == uid:
+                del timers[key]
+            fn()
 
-        self._timers[key] = (uid, self.later(delay, fire))
-        return delay
+        timers[key] = (uid, self.later(max(0.0, delay), fire))
 
     def succeeded(self, key: Key) -> None:
         self.failures.pop(key, None)
@@ -95,18 +102,25 @@ class WorkQueue:
 
         return self.failed(key, uid, back)
 
+    def check_at(self, key: Key, uid: str, delay: float, fn: Callable[[], None]) -> None:
+        """Run `fn` in `delay` seconds (a deadline to look at job `key` again, e.g. its pods-ready
+        timeout), replacing an earlier one for the same job."""
+        self._set(self._checks, key, uid, delay, fn)
+
     def drop(self, key: Key) -> None:
-        """Job `key` is gone (or is another job now): cancel its retry, forget its failures."""
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer[1].cancel()
+        """Job `key` is gone (or is another job now): cancel its retry and checks, forget its failures."""
+        for timers in (self._timers, self._checks):
+            timer = timers.pop(key, None)
+            if timer is not None:
+                timer[1].cancel()
         self.failures.pop(key, None)
         self.held.discard(key)
 
     def pending(self) -> set[Key]:
-        """Jobs with a failure count, a pending retry or a hold."""
-        return set(self.failures) | set(self._timers) | self.held
+        """Jobs with a failure count, a pending retry or check, or a hold."""
+        return set(self.failures) | set(self._timers) | set(self._checks) | self.held
 
     def uid_of(self, key: Key) -> str | None:
-        timer = self._timers.get(key)
+        """The uid of the job a pending retry or check of `key` was made for."""
+        timer = self._timers.get(key) or self._checks.get(key)
         return timer[0] if timer is not None else None

@@ -1,0 +1,93 @@
+"""What to do with a bound attempt of a job, from what the cache sees of it. Pure: no I/O, no clock.
+
+A bound job is one attempt: its binding, the batch Job made for it and that Job's pods (labelled
+with the ComputeJob's uid and the attempt, `workloads.LABEL_ATTEMPT`). `assess` looks at them and
+says what the lifecycle does next, in this order:
+
+1. The Job finished: Succeeded, or Failed with the application's reason (a container that exited
+   non-zero), or — when a replica was lost to a disruption — back to the queue.
+2. A replica was lost (a `DisruptionTarget` condition: node lost, eviction, preemption; or its pod
+   deleted before it finished) and no replica failed on its own: the whole gang goes back to the
+   queue (possibly elsewhere). An application failure always wins over a loss (when one replica
+   fails, the Job controller deletes the others: those deletions are not disruptions).
+3. No Job: a Running job's Job was deleted (requeue); so was a Bound job's when pods of the attempt
+   are left without it; otherwise (a restart between the binding and the Job) the Job is created.
+4. Bound, not all replicas running: wait until `pods_ready_timeout` after the binding, then requeue.
+5. Otherwise the status follows the Job (`status.progress`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal
+
+from suanli.kube import objects as kobj
+from suanli.kube import records
+
+Action = Literal["progress", "ensure", "requeue", "wait"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str = ""  # requeue: why, for a person
+    at: float | None = None  # wait: when to look again (epoch)
+
+
+PROGRESS = Verdict("progress")
+
+
+def ready_replicas(pods: Sequence[kobj.PodInfo]) -> int:
+    """Replicas of the attempt that are running or finished successfully on a node."""
+    return sum(1 for p in pods if p.node is not None and p.phase in ("Running", "Succeeded") and not p.deleting)
+
+
+def application_failure(pods: Sequence[kobj.PodInfo]) -> str | None:
+    """A replica that failed on its own (not disrupted), for a person; None if none did."""
+    return next((p.failure for p in pods if p.failure and p.disruption is None), None)
+
+
+def assess(
+    *,
+    phase: str,
+    binding: records.Binding,
+    workload: kobj.WorkloadInfo | None,
+    pods: Sequence[kobj.PodInfo],
+    lost: str | None,
+    assumed: bool,
+    now: float,
+    pods_ready_timeout: float,
+) -> Verdict:
+    """The next step for a job in phase Bound or Running (see the module docstring)."""
+    failed_itself = application_failure(pods)
+    lost_reason = next((p.lost for p in pods if p.lost), None) or lost
+    if workload is not None and workload.finished:
+        if workload.complete or failed_itself is not None:
+            return PROGRESS
+        if workload.disrupted or lost_reason is not None:
+            return Verdict("requeue", f"a replica was lost: {lost_reason or workload.failed_reason}")
+        return PROGRESS  # failed for a reason of its own (deadline, ...): Failed with the Job's reason
+    if failed_itself is not None:
+        return PROGRESS  # the Job controller fails the Job next; nothing to do before it does
+    if lost_reason is not None:
+        return Verdict("requeue", f"a replica was lost: {lost_reason}")
+    if workload is None:
+        if assumed:
+            return PROGRESS  # bound a moment ago: the binder is creating the Job
+        if phase == "Running":
+            return Verdict("requeue", "its batch Job was deleted while it ran")
+        if pods:
+            return Verdict("requeue", "its batch Job was deleted before all replicas started")
+        return Verdict("ensure")
+    if phase == "Bound" and ready_replicas(pods) < binding.replicas:
+        deadline = (binding.bound_epoch if binding.bound_epoch is not None else now) + pods_ready_timeout
+        if now >= deadline:
+            ready = ready_replicas(pods)
+            return Verdict(
+                "requeue",
+                f"{ready} of {binding.replicas} replica(s) running {pods_ready_timeout:g}s after it was bound "
+                f"(operator.pods_ready_timeout_seconds)",
+            )
+        return Verdict("wait", at=deadline)
+    return PROGRESS
