@@ -21,7 +21,8 @@ A second watch on batch Jobs checks that "Bound" is real: every phase waits unti
 exists, and the report gives create→Job-created latency and Bound→Job delay.
 Phase "replay" is the same-run baseline: with the operator stopped, 2,000 more jobs are created and
 the test itself makes, for each, the writes the operator made for the matching backlog job (the
-same status patch, the same Event, the same batch Job built by the operator's own code), through
+same status patch, the same Event, the same batch Job built by the operator's own code, and the
+patch that pins each of its gated pods to its node and lifts the gate), through
 the operator's own write path (`suanli.kube.client.Api`, its thread pools and tickets), without
 watching, caching or planning anything: what these writes reach on this host, in this run, without
 an operator's other work. The report gives the backlog's rate as a share of it, a figure the host's
@@ -324,26 +325,57 @@ def bound_status(status: dict[str, Any]) -> dict[str, Any]:
 def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]],
                     pools: dict[tuple[str, str], tuple[str, dict[str, str]]], outcome: dict[str, Any]) -> None:
     """The replay phase's writer: for each ComputeJob in `statuses` (name → the status patch to write),
-    what the operator's scheduler does once it has decided a binding (`Scheduler._bind`): the status
+    what the operator does once it has decided a binding (`binder.Binder.bind`): the uid-tested status
     patch and then the batch Job on the binding pool under one ticket, the Event on the main pool,
-    through `suanli.kube.client.Api` with the operator's default thread counts. `pools`: (center,
-    pool) → (resourceName, nodeSelector). Records how many it found and its errors in `outcome`."""
+    and, as its pods appear (a pod watch, as the operator's), the patch that pins each gated pod to
+    its binding's node and lifts the gate (`gates.Lifter`), through `suanli.kube.client.Api` with the
+    operator's default thread counts. `pools`: (center, pool) → (resourceName, nodeSelector). Records
+    how many it found and its errors in `outcome`."""
     import asyncio
+    import threading
 
     from suanli.kube import client as client_mod
-    from suanli.kube import workloads
+    from suanli.kube import gates, workloads
     from suanli.settings import Settings
 
     workers = Settings().operator.write_workers
     api = client_mod.Api(client_mod.api_client(kubeconfig, pool_size=workers * 2), workers)
+    lifted: list[concurrent.futures.Future[None]] = []
+    stop = threading.Event()
+
+    def lift_gates(version: str, expected: int) -> None:
+        """Follow pods from `version`; pin and release each gated pod of a replayed job (bounded: until
+        `expected` are lifted or 10 minutes)."""
+        deadline = time.monotonic() + 600
+        while len(lifted) < expected and not stop.is_set() and time.monotonic() < deadline:
+            for events in api.watch("pods", version, 60):
+                for event in events:
+                    pod = event.get("object") or {}
+                    meta = pod.get("metadata") or {}
+                    version = meta.get("resourceVersion") or version
+                    job = (meta.get("labels") or {}).get(workloads.LABEL_JOB)
+                    if event.get("type") != "ADDED" or meta.get("namespace") != ns or job not in statuses:
+                        continue
+                    nodes = statuses[job]["binding"].get("nodes") or []
+                    index = int((meta.get("labels") or {}).get(workloads.COMPLETION_INDEX, -1))
+                    ops = gates.operations(pod, nodes[index] if 0 <= index < len(nodes) else None)
+                    if ops is not None:
+                        lifted.append(api.pool.submit(api.patch_pod, ns, meta["name"], ops))
+                if len(lifted) >= expected or stop.is_set():
+                    return
+
     try:
         cjs = [cj for cj in api.pages("jobs") if cj["metadata"]["namespace"] == ns and cj["metadata"]["name"] in statuses]
+        _, _, version = api.page("pods")
+        expected = sum(int(cj["spec"].get("replicas") or 1) for cj in cjs)
+        watcher = threading.Thread(target=lift_gates, args=(version, expected), name="replay-gates", daemon=True)
+        watcher.start()
 
         async def bind(cj: dict[str, Any], events: list[asyncio.Future[None]]) -> None:
             name, uid = cj["metadata"]["name"], cj["metadata"]["uid"]
             status = statuses[name]
             ticket = api.ticket()
-            await api.run_binding(ticket, api.patch_job_status, ns, name, status, answer=False)
+            await api.run_binding(ticket, api.patch_job_status, ns, name, status, answer=False, uid=uid, whole=True)
             events.append(asyncio.ensure_future(api.run(api.event, ("ComputeJob", ns, name, uid), "Bound", status["message"])))
             b = status["binding"]
             resource_name, selector = pools[(b["center"], b["pool"])]
@@ -358,11 +390,18 @@ def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]
             return results
 
         results = asyncio.run(main())
+        watcher.join(timeout=600)
+        lift_errors = [f.exception() for f in concurrent.futures.as_completed(lifted, timeout=120) if f.exception()]
         outcome["jobs"] = len(cjs)
-        outcome["errors"] = [f"{r.__class__.__name__}: {str(r)[:200]}" for r in results if isinstance(r, BaseException)]
+        outcome["gates_lifted"] = len(lifted) - len(lift_errors)
+        outcome["errors"] = [f"{r.__class__.__name__}: {str(r)[:200]}" for r in [*results, *lift_errors]
+                             if isinstance(r, BaseException)]
+        if len(lifted) < expected:
+            outcome["errors"].append(f"only {len(lifted)} of {expected} gated pods were seen within the deadline")
     except Exception as exc:  # reported by the phase's count check, with the reason
         outcome["errors"] = [f"{exc.__class__.__name__}: {str(exc)[:300]}"]
     finally:
+        stop.set()
         api.close()
 
 

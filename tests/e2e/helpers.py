@@ -287,6 +287,15 @@ def compute_job(
     return doc
 
 
+def only_on(center: dict[str, Any], *jobs: dict[str, Any]) -> None:
+    """Make `jobs` acceptable to `center` alone: the center gets a region of its own name and the jobs
+    allow only that region, so centers other tests left in a shared cluster never take them."""
+    region = center["metadata"]["name"]
+    center["spec"]["region"] = region
+    for job in jobs:
+        job["spec"]["data"] = {"region": region, "allowedRegions": [region]}
+
+
 def short_job(name: str, ns: str) -> dict[str, Any]:
     """2 GPUs, pods done after 1-3 s, no replicas field (the leader and metrics tests' job)."""
     return compute_job(name, ns, replicas=None, count=2, annotations={

@@ -24,6 +24,7 @@ from tests.e2e.helpers import (
     centers_fixture,  # noqa: F401  (the `centers` fixture)
     compute_job,
     job_phases,
+    only_on,
     small_center,
     stop_and_clean_up,
 )
@@ -44,6 +45,7 @@ def test_gangs_run_on_the_nodes_their_status_names_and_none_strands(
 ) -> None:
     name = f"e2e-frag-{uuid.uuid4().hex[:5]}"
     doc = small_center(name, nodes_expected=2, per_node=8)
+    only_on(doc)  # and each job below: other tests' centers never take them
     nodes = fake_nodes(doc, nodes_per_pool=2)
     centers([doc])
     for job, count in GANGS:
@@ -53,6 +55,7 @@ def test_gangs_run_on_the_nodes_their_status_names_and_none_strands(
         # scoring (LeastAllocated on cpu and memory) spreads by. (Without requests its scores tie on
         # the kwok nodes' 128 CPUs and 1 TiB, and it places at random instead of spreading.)
         cj["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": str(CPUS_PER_GPU * count)}}
+        only_on(doc, cj)
         custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", cj)
     op = Operator(kube.kubeconfig, tmp_path)
     op.start()  # after the jobs exist: the first cycle binds all three

@@ -30,6 +30,7 @@ from tests.e2e.helpers import (
     compute_job,
     get_job,
     job_status,
+    only_on,
     small_center,
     wait_for_phase,
 )
@@ -58,11 +59,15 @@ def operator(kube: Any, tmp_path: Path) -> Any:
     op.stop()
 
 
-def long_job(name: str, ns: str, seconds: int, count: int = 8) -> dict[str, Any]:
-    return compute_job(name, ns, count=count, annotations={
+def long_job(name: str, ns: str, seconds: int, count: int = 8, center: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A job whose kwok pods run `seconds`, acceptable to `center` alone (see `only_on`)."""
+    doc = compute_job(name, ns, count=count, annotations={
         "pod-complete.stage.kwok.x-k8s.io/delay": f"{seconds}s",
         "pod-complete.stage.kwok.x-k8s.io/jitter-delay": f"{seconds}s",
     })
+    if center is not None:
+        only_on(center, doc)
+    return doc
 
 
 def batch_jobs(batch_v1: Any, ns: str, name: str) -> list[Any]:
@@ -73,9 +78,10 @@ def test_a_running_jobs_deleted_batch_job_sends_it_back_and_it_runs_again(
     kube, operator, fake_nodes, centers, namespace, custom_objects, batch_v1, wait_for
 ):
     center = small_center("faults-jobdel", nodes_expected=1)
+    only_on(center)
     fake_nodes(center, nodes_per_pool=1)
     centers([center])
-    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("j", namespace, 15))
+    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("j", namespace, 15, center=center))
     wait_for_phase(custom_objects, namespace, "j", "Running", what="j to be Running")
     (first,) = batch_jobs(batch_v1, namespace, "j")
     batch_v1.delete_namespaced_job(first.metadata.name, namespace, propagation_policy="Background")
@@ -100,11 +106,12 @@ def test_a_node_lost_under_a_running_gang_reruns_it_on_another_node(
     kube, operator, fake_nodes, centers, namespace, custom_objects, core_v1, wait_for
 ):
     center = small_center("faults-node", nodes_expected=2)
+    only_on(center)
     names = fake_nodes(center, nodes_per_pool=2)
     centers([center])
     # The pod GC deletes pods of a deleted node after 40-60 s (its quarantine for orphans), marking them
     # DisruptionTarget: the pods must still be running then.
-    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("g", namespace, 75))
+    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("g", namespace, 75, center=center))
     wait_for_phase(custom_objects, namespace, "g", "Running", what="g to be Running")
     pods = core_v1.list_namespaced_pod(namespace, label_selector="suanli.io/job=g").items
     (lost,) = {p.spec.node_name for p in pods}
@@ -124,9 +131,10 @@ def test_a_gang_whose_pods_never_start_is_requeued_then_failed_with_the_reason(
     kube, operator, fake_nodes, centers, namespace, custom_objects, batch_v1, wait_for
 ):
     center = small_center("faults-ready", nodes_expected=1)
+    only_on(center)
     fake_nodes(center, nodes_per_pool=1)
     centers([center])
-    doc = long_job("stuck", namespace, 5, count=1)
+    doc = long_job("stuck", namespace, 5, count=1, center=center)
     doc["spec"]["template"]["spec"]["nodeSelector"] = {"example.com/no-such-label": "x"}  # no node will do
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", doc)
     wait_for_phase(custom_objects, namespace, "stuck", "Failed", what="stuck to be Failed")
@@ -146,9 +154,10 @@ def test_a_job_recreated_under_its_name_gets_its_own_batch_job(
     kube, operator, fake_nodes, centers, namespace, custom_objects, batch_v1, wait_for
 ):
     center = small_center("faults-recreate", nodes_expected=1)
+    only_on(center)
     fake_nodes(center, nodes_per_pool=1)
     centers([center])
-    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("r", namespace, 30))
+    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("r", namespace, 30, center=center))
     wait_for_phase(custom_objects, namespace, "r", "Running", what="r to be Running")
     old_uid = get_job(custom_objects, namespace, "r")["metadata"]["uid"]
     custom_objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "r",
@@ -157,7 +166,7 @@ def test_a_job_recreated_under_its_name_gets_its_own_batch_job(
     def recreated() -> bool:
         try:
             custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
-                                                           long_job("r", namespace, 3))
+                                                           long_job("r", namespace, 3, center=center))
         except ApiException as exc:
             if exc.status == 409:
                 return False  # the old one is still being deleted
