@@ -26,7 +26,8 @@ CYCLE = Histogram(
 )
 POOL_ACCELERATORS = Gauge(
     "suanli_pool_accelerators",
-    "Accelerators of a pool from Ready nodes and pod requests, by state (capacity, allocated, free).",
+    "Accelerators of a pool from Ready nodes and pod requests, by state (capacity, allocated by pods, reserved "
+    "for bound replicas not running on a node, free).",
     ["center", "pool", "state"],
     registry=REGISTRY,
 )

@@ -80,8 +80,24 @@ def cache():
 
 
 def usage(cache):
+    """(capacity, taken: allocated by pods + reserved for bound replicas, free, ready nodes, expected nodes)."""
     (u,) = cache.snapshot(NOW).usage
-    return (u.capacity, u.allocated, u.free, u.ready_nodes, u.expected_nodes)
+    assert u.capacity == u.allocated + u.reserved + u.free
+    return (u.capacity, u.allocated + u.reserved, u.free, u.ready_nodes, u.expected_nodes)
+
+
+def test_allocated_is_what_pods_request_and_reserved_what_bound_replicas_hold(cache):
+    """The status's `allocated` is the pods' requests alone (what anyone can check against the pods);
+    what bound replicas hold without a running pod is `reserved`."""
+    cache.upsert_job(cjob("gang", replicas=2), NOW)
+    cache.assume(("team-a", "gang"), records.Binding("c1", "a100", "GPU", replicas=2, count=8, energy_kwh=1.0,
+                                                     carbon_kg=0.4))
+    cache.upsert_pod(pod("gang-0", "n1", 8, job="gang"))
+    (u,) = cache.snapshot(NOW).usage
+    assert (u.allocated, u.reserved, u.free) == (8, 8, 0)
+    cache.upsert_pod(pod("gang-0", "n1", 8, phase="Succeeded", job="gang"))  # done; the job's phase not written yet
+    (u,) = cache.snapshot(NOW).usage
+    assert (u.allocated, u.reserved, u.free) == (0, 16, 0)
 
 
 def test_capacity_counts_ready_schedulable_matching_nodes_only(cache):

@@ -121,7 +121,12 @@ class PoolStatus(common.Model):
     name: str
     capacity: int = Field(default=0, description="Accelerators on Ready, schedulable nodes.")
     allocated: int = Field(default=0, description="Accelerators requested by non-terminated pods.")
-    free: int = Field(default=0, description="capacity - allocated.")
+    reserved: int = Field(
+        default=0,
+        description="Accelerators held for bound jobs' replicas that have no running pod on a node (not started "
+        "yet, or finished while the job's terminal phase is not written yet).",
+    )
+    free: int = Field(default=0, description="capacity - allocated - reserved.")
     ready_nodes: int = Field(default=0, description="Ready, schedulable nodes matching the selector.")
     expected_nodes: int = Field(default=0, description="spec.pools[].expected.nodes.")
     refused: str | None = Field(

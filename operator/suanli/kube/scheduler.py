@@ -207,7 +207,9 @@ class Scheduler:
         oldest = self.cache.oldest_queued()
         metrics.JOB_QUEUED_SECONDS.set(max(0.0, snap.now - oldest) if oldest is not None else 0.0)
         for u in snap.usage:
-            for state, value in (("capacity", u.capacity), ("allocated", u.allocated), ("free", u.free)):
+            for state, value in (
+                ("capacity", u.capacity), ("allocated", u.allocated), ("reserved", u.reserved), ("free", u.free)
+            ):
                 metrics.POOL_ACCELERATORS.labels(center=u.center, pool=u.pool, state=state).set(value)
         for account in snap.energy.accounts():
             metrics.CENTER_ENERGY.labels(center=account.name, kind="used").set(account.used_kwh)

@@ -44,6 +44,7 @@ class PoolUsage:
     ready_nodes: int
     expected_nodes: int
     refused: str = ""  # why the pool is refused (its nodeSelector overlaps an earlier pool's), "" if it is not
+    reserved: int = 0  # held for bound jobs' replicas not running on a node (yet, or any more): not free either
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,7 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         cap_by_pool.append(caps)
         free_by_pool.append(frees)
     capacity = capacity_mod.CapacityLedger(free_by_pool, cap_by_pool)
+    in_pods = [sum(caps) - sum(frees) for caps, frees in zip(cap_by_pool, free_by_pool, strict=True)]
 
     energy = energy_mod.EnergyLedger((c.name, c.zone, c.budget_kwh, c.budget_period) for c in fleet.centers)
     energy.roll(now)
@@ -148,7 +150,10 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
             ready[p] = True
         cap, free = capacity.capacity(p), capacity.free(p)
         usage.append(
-            PoolUsage(info.center, info.pool, cap, cap - free, free, len(nodes[p]), info.expected_nodes, refused[p])
+            PoolUsage(
+                info.center, info.pool, cap, in_pods[p], free, len(nodes[p]), info.expected_nodes, refused[p],
+                reserved=max(0, cap - free - in_pods[p]),
+            )
         )
     # Cut after queue order (priority, then arrival), never by name: the head of the queue is planned.
     ordered = queue_mod.ordered(queue)

@@ -231,6 +231,7 @@ def center(
             "name": u.pool,
             "capacity": u.capacity,
             "allocated": u.allocated,
+            "reserved": u.reserved,
             "free": u.free,
             "readyNodes": u.ready_nodes,
             "expectedNodes": u.expected_nodes,
