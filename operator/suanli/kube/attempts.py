@@ -80,10 +80,10 @@ def assess(
         if pods:
             return Verdict("requeue", "its batch Job was deleted before all replicas started")
         return Verdict("ensure")
-    if phase == "Bound" and ready_replicas(pods) < binding.replicas:
+    ready = ready_replicas(pods)
+    if phase == "Bound" and ready < binding.replicas:
         deadline = (binding.bound_epoch if binding.bound_epoch is not None else now) + pods_ready_timeout
         if now >= deadline:
-            ready = ready_replicas(pods)
             return Verdict(
                 "requeue",
                 f"{ready} of {binding.replicas} replica(s) running {pods_ready_timeout:g}s after it was bound "

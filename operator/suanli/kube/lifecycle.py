@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from suanli import metrics
-from suanli.kube import attempts, errors, records
+from suanli.kube import attempts, errors, records, workqueue
 from suanli.kube import client as client_mod
 from suanli.kube import status as status_mod
 from suanli.measure import energy_meter
@@ -119,7 +119,7 @@ class Lifecycle:
             if n >= op.requeue_limit:
                 patch, event = status_mod.gave_up(reason, n, record.generation, now), "Failed"
             else:
-                backoff = min(op.requeue_backoff_max_seconds, op.requeue_backoff_seconds * 2 ** min(n - 1, 30))
+                backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, n)
                 patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now)
                 event = "Requeued"
             result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)

@@ -33,6 +33,11 @@ class Cancellable(Protocol):
 Later = Callable[[float, Callable[[], None]], Cancellable]
 
 
+def doubling(base: float, cap: float, n: int) -> float:
+    """`base` seconds after the first failure, doubling with each after it, at most `cap`."""
+    return float(min(cap, base * 2 ** min(n - 1, 30)))
+
+
 def loop_later(delay: float, fn: Callable[[], None]) -> Cancellable:
     return asyncio.get_running_loop().call_later(delay, fn)
 
@@ -62,8 +67,7 @@ class WorkQueue:
 
     def delay(self, failures: int) -> float:
         """Seconds before the retry after `failures` failures in a row."""
-        op = self.settings
-        return float(min(op.retry_max_seconds, op.retry_seconds * 2 ** min(failures - 1, 30)))
+        return doubling(self.settings.retry_seconds, self.settings.retry_max_seconds, failures)
 
     def failed(self, key: Key, uid: str, retry: Callable[[], None]) -> float:
         """A write for job `key` (uid `uid`) failed: `retry` runs after the backoff. Returns the delay."""
