@@ -334,6 +334,8 @@ def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]
     import asyncio
     import threading
 
+    from kubernetes.client.exceptions import ApiException
+
     from suanli.kube import client as client_mod
     from suanli.kube import gates, workloads
     from suanli.settings import Settings
@@ -343,32 +345,56 @@ def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]
     lifted: list[concurrent.futures.Future[None]] = []
     stop = threading.Event()
 
-    def lift_gates(version: str, expected: int) -> None:
-        """Follow pods from `version`; pin and release each gated pod of a replayed job (bounded: until
-        `expected` are lifted or 10 minutes)."""
-        deadline = time.monotonic() + 600
-        while len(lifted) < expected and not stop.is_set() and time.monotonic() < deadline:
-            for events in api.watch("pods", version, 60):
-                for event in events:
-                    pod = event.get("object") or {}
-                    meta = pod.get("metadata") or {}
-                    version = meta.get("resourceVersion") or version
-                    job = (meta.get("labels") or {}).get(workloads.LABEL_JOB)
-                    if event.get("type") != "ADDED" or meta.get("namespace") != ns or job not in statuses:
-                        continue
-                    nodes = statuses[job]["binding"].get("nodes") or []
-                    index = int((meta.get("labels") or {}).get(workloads.COMPLETION_INDEX, -1))
-                    ops = gates.operations(pod, nodes[index] if 0 <= index < len(nodes) else None)
-                    if ops is not None:
-                        lifted.append(api.pool.submit(api.patch_pod, ns, meta["name"], ops))
-                if len(lifted) >= expected or stop.is_set():
-                    return
+    seen: set[str] = set()  # pods whose gate-lifting patch was submitted
+
+    def consider(pod: dict[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        job = (meta.get("labels") or {}).get(workloads.LABEL_JOB)
+        if stop.is_set() or meta.get("namespace") != ns or job not in statuses or meta.get("name") in seen:
+            return
+        nodes = statuses[job]["binding"].get("nodes") or []
+        index = int((meta.get("labels") or {}).get(workloads.COMPLETION_INDEX, -1))
+        ops = gates.operations(pod, nodes[index] if 0 <= index < len(nodes) else None)
+        if ops is not None:
+            seen.add(meta["name"])
+            lifted.append(api.pool.submit(api.patch_pod, ns, meta["name"], ops))
+
+    def lift_gates(version: str) -> None:
+        """Follow pods from `version` (LIST again when it is too old, as the operator's watch does);
+        pin and release each gated pod of a replayed job once, until the bindings are all written (the
+        operator's drain, too, lifts the gates of the pods that the Job controller makes while it
+        binds; the rest come later, at the controller's pace, outside either measurement)."""
+        deadline = time.monotonic() + PHASE_TIMEOUT_S
+        while not stop.is_set() and time.monotonic() < deadline:
+            if not version:
+                items, token, version = api.page("pods")
+                while True:
+                    for pod in items:
+                        consider(pod)
+                    if not token:
+                        break
+                    items, token, _ = api.page("pods", token)
+            try:
+                for events in api.watch("pods", version, 60):
+                    for event in events:
+                        pod = event.get("object") or {}
+                        if event.get("type") == "ERROR":  # 410 Gone: the version left the watch window
+                            version = ""
+                            break
+                        version = (pod.get("metadata") or {}).get("resourceVersion") or version
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            consider(pod)
+                    if not version or stop.is_set():
+                        break
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                version = ""
 
     try:
         cjs = [cj for cj in api.pages("jobs") if cj["metadata"]["namespace"] == ns and cj["metadata"]["name"] in statuses]
         _, _, version = api.page("pods")
-        expected = sum(int(cj["spec"].get("replicas") or 1) for cj in cjs)
-        watcher = threading.Thread(target=lift_gates, args=(version, expected), name="replay-gates", daemon=True)
+        watcher = threading.Thread(target=lift_gates, args=(version,), name="replay-gates", daemon=True)
         watcher.start()
 
         async def bind(cj: dict[str, Any], events: list[asyncio.Future[None]]) -> None:
@@ -390,14 +416,12 @@ def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]
             return results
 
         results = asyncio.run(main())
-        watcher.join(timeout=600)
+        stop.set()  # the watch thread leaves at its next event (a daemon: never waited for)
         lift_errors = [f.exception() for f in concurrent.futures.as_completed(lifted, timeout=120) if f.exception()]
         outcome["jobs"] = len(cjs)
         outcome["gates_lifted"] = len(lifted) - len(lift_errors)
         outcome["errors"] = [f"{r.__class__.__name__}: {str(r)[:200]}" for r in [*results, *lift_errors]
                              if isinstance(r, BaseException)]
-        if len(lifted) < expected:
-            outcome["errors"].append(f"only {len(lifted)} of {expected} gated pods were seen within the deadline")
     except Exception as exc:  # reported by the phase's count check, with the reason
         outcome["errors"] = [f"{exc.__class__.__name__}: {str(exc)[:300]}"]
     finally:

@@ -233,21 +233,29 @@ def test_what_is_done_with_a_gated_pod(change: Any, pod: dict[str, Any], action:
     assert words in verdict.reason
 
 
-def test_unplaceable_names_the_first_node_its_waiting_replicas_cannot_go_to() -> None:
+def test_stranded_names_a_node_its_waiting_replicas_can_never_go_to_and_ignores_passing_problems() -> None:
     cache = bound_cache(nodes=("n1", "n2"))
     record = cache.jobs[JOB]
-    assert gates.unplaceable(cache, record) is None
+    assert gates.stranded(cache, record) is None
     cache.upsert_pod(cache_tests.pod("web", "n2", 6))
-    assert gates.unplaceable(cache, record) == (
-        "node n2 has 2 nvidia.com/gpu free; the 1 replica(s) bound to it and not started need 4"
-    )
+    # No room on n2 yet: it may pass (the pods stay gated until the pods-ready timeout).
+    assert gates.stranded(cache, record) is None
     cache.delete_node("n1")
-    assert gates.unplaceable(cache, record) == "node n1 is gone"
-    # Replica 0 started on n1 before it went: only n2's problem is left.
+    assert gates.stranded(cache, record) == "node n1 is gone"
+    # Replica 0 started on n1 before it went: n1 no longer matters, and n2's problem may pass.
     cache.upsert_pod(gpod("gang-0", 0, node="n1", phase="Running", gated=False))
-    assert "node n2 has 2" in (gates.unplaceable(cache, record) or "")
+    assert gates.stranded(cache, record) is None
     cache.forget(JOB)
-    assert gates.unplaceable(cache, record) is None  # not bound: nothing pinned
+    assert gates.stranded(cache, record) is None  # not bound: nothing pinned
+
+
+def test_a_node_that_leaves_the_pool_strands_its_replicas() -> None:
+    cache = bound_cache(nodes=("n1", "n2"))
+    record = cache.jobs[JOB]
+    cache.upsert_node(cache_tests.node("n2", pool="elsewhere"))
+    assert (gates.stranded(cache, record) or "").startswith("node n2 left pool ")
+    assert cache.bound_to_node("n2") == [JOB]
+    assert cache.bound_to_node("elsewhere") == []
 
 
 # --- the lifter against a fake API ----------------------------------------------------------

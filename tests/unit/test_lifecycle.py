@@ -64,6 +64,7 @@ class Api(wp.FakeApi):
     def __init__(self) -> None:
         super().__init__()
         self.deleted: list[tuple[str, str, str]] = []
+        self.deleted_pods: list[tuple[str, str]] = []
         self.patches: list[dict[str, Any]] = []
         self.replaced = False  # the ComputeJob was recreated: uid-tested patches fail
 
@@ -76,6 +77,10 @@ class Api(wp.FakeApi):
 
     def delete_job(self, ns: str, name: str, uid: str) -> bool:
         self.deleted.append((ns, name, uid))
+        return True
+
+    def delete_pod(self, ns: str, name: str, uid: str) -> bool:
+        self.deleted_pods.append((ns, name))
         return True
 
 
@@ -188,6 +193,42 @@ def test_assess(phase, workload, pods, lost, now, want):
         assert verdict.reason
 
 
+def test_a_gang_that_can_never_start_where_it_was_placed_goes_back_before_the_timeout() -> None:
+    pods = [pinfo(), pinfo("Pending", None)]
+    verdict = attempts.assess(phase="Bound", binding=BINDING, workload=winfo(), pods=pods, lost=None, assumed=False,
+                              now=NOW + 1, pods_ready_timeout=300, stranded="node n2 is gone")
+    assert verdict == attempts.Verdict("requeue", "1 replica(s) cannot start where they were placed: node n2 is gone")
+    # Running: its replicas are all up; what happens to a node later is a disruption, not this.
+    verdict = attempts.assess(phase="Running", binding=BINDING, workload=winfo(), pods=[pinfo(), pinfo()], lost=None,
+                              assumed=False, now=NOW + 1, pods_ready_timeout=300, stranded="node n2 is gone")
+    assert verdict.action == "progress"
+
+
+def test_a_bound_gang_whose_node_is_deleted_before_it_starts_is_requeued_at_once() -> None:
+    from types import SimpleNamespace
+
+    from suanli.handlers import mirror
+
+    async def go() -> None:
+        sched, api, _, later = make(pods_ready_timeout_seconds=300)
+        sched.cache.upsert_job(bound_job(), NOW)
+        sched.cache.upsert_workload(job_object())
+        sched.cache.upsert_pod(pod_object(phase="Pending", node=None))
+        await step(sched)
+        assert later.pending() == [NOW + 300] and api.patches == []  # waits for its pod, as before
+        sched.jobs_dirty.clear()
+        memo = SimpleNamespace(cache=sched.cache, scheduler=sched)
+        mirror.on_node({"type": "DELETED", "object": copy.deepcopy(wp.NODE)}, memo)
+        assert KEY in sched.jobs_dirty  # the node's deletion looks at the jobs bound to it
+        await step(sched)
+        assert api.deleted == [("team-a", "cj-a", f"job-{UID}-0")]
+        (patch,) = api.patches
+        assert patch["phase"] == "Queued" and patch["attempts"] == 1
+        assert "1 replica(s) cannot start where they were placed: node n1 is gone" in patch["message"]
+
+    asyncio.run(go())
+
+
 # --- pods-ready timeout and the requeue limit --------------------------------------------
 
 
@@ -259,8 +300,12 @@ def test_a_replica_lost_to_a_disruption_sends_the_gang_back_but_an_exit_code_fai
                                             "message": "node n1 is gone"}])
         sched.cache.upsert_pod(disrupted)
         await step(sched)
+        # Its replica still runs on a Ready node: deleted, and the job stays out of the queue until it stopped.
+        assert api.deleted_pods == [("team-a", "cj-a-0")] and api.patches == []
+        sched.cache.delete_pod(("team-a", "cj-a-0"))
+        await step(sched)
         (patch,) = api.patches
-        assert patch["phase"] == "Queued" and "DeletionByPodGC" in patch["message"]
+        assert patch["phase"] == "Queued" and "DeletionByPodGC" in patch["message"]  # the first reason stands
 
         sched2, api2, _, _ = make()
         sched2.cache.upsert_job(bound_job("Running"), NOW)
@@ -466,3 +511,25 @@ def test_an_operator_loop_that_ends_stops_the_process_so_it_restarts(monkeypatch
 
     asyncio.run(go())
     assert exits == [run_cmd.TASK_DIED_EXIT_CODE]
+
+
+def test_a_compute_job_being_deleted_is_never_bound_again_nor_given_a_job() -> None:
+    """Foreground deletion keeps a ComputeJob (with deletionTimestamp) until its Job is gone. Before,
+    the operator requeued it once its Job was being deleted, bound it again and made a new Job, which
+    held the deletion up again (the chaos suite's orphan-job finding)."""
+    async def go() -> None:
+        sched, api, _, _ = make()
+        doc = bound_job("Running")
+        doc["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+        record = sched.cache.upsert_job(doc, NOW)
+        sched.cache.upsert_workload(job_object(deleting=True))
+        assert record.deleting
+        await step(sched)  # its Job is going: no requeue, no status, no new Job
+        assert api.patches == [] and api.created == [] and api.deleted == []
+        queued = wp.cjob("a", count=8)
+        queued["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+        queued["status"] = {"phase": "Queued"}
+        sched.cache.upsert_job(queued, NOW)
+        assert sched.cache.snapshot(NOW).queue == ()  # never planned again
+
+    asyncio.run(go())

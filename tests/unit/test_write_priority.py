@@ -25,6 +25,7 @@ from suanli import clock as clock_mod
 from suanli import settings as settings_mod
 from suanli.kube import cache as cache_mod
 from suanli.kube import client as client_mod
+from suanli.kube import errors, priority_pool
 from suanli.kube import scheduler as scheduler_mod
 
 NOW = 1_790_000_000.0
@@ -185,7 +186,7 @@ async def settle(sched: scheduler_mod.Scheduler) -> None:
 
 @pytest.mark.parametrize("error", [terminating("team-a"), namespace_not_found("team-a")])
 def test_namespace_gone_is_recognised(error: ApiException) -> None:
-    assert client_mod.namespace_gone(error)
+    assert errors.namespace_gone(error)
 
 
 def test_other_errors_are_not_namespace_gone() -> None:
@@ -195,10 +196,10 @@ def test_other_errors_are_not_namespace_gone() -> None:
     )
     missing = ApiException(status=404, reason="Not Found")
     missing.body = json.dumps({"message": 'jobs.batch "x" not found', "details": {"kind": "jobs"}})
-    assert not client_mod.namespace_gone(forbidden)
-    assert not client_mod.namespace_gone(missing)
-    assert not client_mod.namespace_gone(ApiException(status=500))
-    assert not client_mod.namespace_gone(ValueError("being terminated"))
+    assert not errors.namespace_gone(forbidden)
+    assert not errors.namespace_gone(missing)
+    assert not errors.namespace_gone(ApiException(status=500))
+    assert not errors.namespace_gone(ValueError("being terminated"))
 
 
 @pytest.mark.parametrize("error", [terminating("team-a"), namespace_not_found("team-a")])
@@ -326,8 +327,8 @@ def test_binding_pool_runs_while_the_main_pool_is_saturated() -> None:
 
 
 def test_binding_pool_matches_the_main_pool_with_a_floor_of_two() -> None:
-    assert client_mod.binding_workers(16) == 16
-    assert client_mod.binding_workers(1) == 2
+    assert priority_pool.binding_workers(16) == 16
+    assert priority_pool.binding_workers(1) == 2
 
 
 # --- 3. queue truncation ------------------------------------------------------------------
@@ -381,7 +382,7 @@ def test_a_cut_queue_whose_head_cannot_be_placed_does_not_spin() -> None:
 def test_a_job_create_keeps_its_bindings_place_ahead_of_later_bindings_and_cancels_on_shutdown() -> None:
     """The real pool: the Job of the binding with ticket 1, submitted after bindings 2 and 3 were
     queued, still runs before them (no starvation of Jobs behind a stream of new bindings)."""
-    pool = client_mod.PriorityPool(1, "test-bind")
+    pool = priority_pool.PriorityPool(1, "test-bind")
     gate, order = threading.Event(), []
     try:
         first = pool.submit(0, gate.wait)  # occupies the only thread

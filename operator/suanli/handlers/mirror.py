@@ -40,10 +40,13 @@ def on_center(event: dict[str, Any], memo: Any, **_: Any) -> None:
 def on_node(event: dict[str, Any], memo: Any, **_: Any) -> None:
     cache, sched = _parts(memo)
     body = event["object"]
-    changed = cache.delete_node(body["metadata"]["name"]) if event.get("type") == "DELETED" else cache.upsert_node(_plain(body))
+    name = body["metadata"]["name"]
+    changed = cache.delete_node(name) if event.get("type") == "DELETED" else cache.upsert_node(_plain(body))
     if changed:
         sched.center_changed()
         sched.poke()
+        for key in cache.bound_to_node(name):  # replicas waiting for this node may never start there
+            sched.job_changed(key)
 
 
 def on_pod(event: dict[str, Any], memo: Any, **_: Any) -> None:

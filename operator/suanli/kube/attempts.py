@@ -12,7 +12,9 @@ says what the lifecycle does next, in this order:
    fails, the Job controller deletes the others: those deletions are not disruptions).
 3. No Job: a Running job's Job was deleted (requeue); so was a Bound job's when pods of the attempt
    are left without it; otherwise (a restart between the binding and the Job) the Job is created.
-4. Bound, not all replicas running: wait until `pods_ready_timeout` after the binding, then requeue.
+4. Bound, not all replicas running: back to the queue at once when a replica can never start where
+   it was placed (`stranded`: its node gone or out of the pool, `gates.stranded`); otherwise wait
+   until `pods_ready_timeout` after the binding, then requeue.
 5. Otherwise the status follows the Job (`status.progress`).
 """
 
@@ -58,6 +60,7 @@ def assess(
     assumed: bool,
     now: float,
     pods_ready_timeout: float,
+    stranded: str | None = None,
 ) -> Verdict:
     """The next step for a job in phase Bound or Running (see the module docstring)."""
     failed_itself = application_failure(pods)
@@ -82,6 +85,8 @@ def assess(
         return Verdict("ensure")
     ready = ready_replicas(pods)
     if phase == "Bound" and ready < binding.replicas:
+        if stranded is not None:
+            return Verdict("requeue", f"{binding.replicas - ready} replica(s) cannot start where they were placed: {stranded}")
         deadline = (binding.bound_epoch if binding.bound_epoch is not None else now) + pods_ready_timeout
         if now >= deadline:
             return Verdict(

@@ -106,7 +106,7 @@ class Binder:
         key = record.key
         ticket = ctx.api.ticket() if ticket is None else ticket
         binding = ctx.cache.binding(record)
-        if binding is None or record.demand is None or ctx.abandoned.get(key) == record.uid:
+        if binding is None or record.demand is None or record.deleting or ctx.abandoned.get(key) == record.uid:
             return False
         try:
             spec_pool = ctx.cache.pool_spec(binding.center, binding.pool)
@@ -132,7 +132,7 @@ class Binder:
             LOG.info("%s/%s: %s (looking again in %gs)", *key, exc, delay)
             return False
         except Exception as exc:
-            if client_mod.namespace_gone(exc):
+            if errors.namespace_gone(exc):
                 # Its namespace is being deleted (or gone): the ComputeJob goes with it. Requeueing would
                 # bind it again and fail again, a write storm; leave it bound, without a workload.
                 ctx.abandoned[key] = record.uid

@@ -57,6 +57,9 @@ class Cache:
         # (namespace, job label) -> (ComputeJob uid, attempt, why) of the last pod deleted before it finished
         self.lost: dict[Key, tuple[str | None, int, str]] = {}
         self.assumed: dict[Key, records.Binding] = {}  # bound by this process, status maybe not seen yet
+        # Jobs deleted, or recreated under their name (another uid), since the scheduler last looked
+        # (`take_replaced`): what it keeps for them (retries, checks) is dropped, without a scan of all.
+        self.replaced: set[Key] = set()
         self._fleet: fleet_mod.Fleet | None = None
         self._fleet_regions: frozenset[str] = frozenset()
         self._members: tuple[fleet_mod.Fleet, list[Any], pool_overlap.Assignment] | None = None
@@ -149,6 +152,11 @@ class Cache:
         if job is not None:
             self.holds.touch(job)
 
+    def take_replaced(self) -> set[Key]:
+        """The jobs deleted or recreated under their name since the last call."""
+        taken, self.replaced = self.replaced, set()
+        return taken
+
     def record_for_label(self, label_key: Key) -> records.JobRecord | None:
         """The ComputeJob whose pods and Job carry this (namespace, suanli.io/job label)."""
         job = self.by_label.get(label_key)
@@ -192,6 +200,8 @@ class Cache:
             return old  # a LIST taken before the event we already have (startup race)
         if old is not None:
             self.phases[old.phase] -= 1
+        if old is not None and old.uid != meta.get("uid"):
+            self.replaced.add(key)
         if old is not None and old.generation == meta.get("generation") and old.uid == meta.get("uid"):
             old.raw = records.trimmed(raw)  # same spec: keep the parsed object and demand
             record = old
@@ -248,6 +258,7 @@ class Cache:
         self.holds.touch(key)
         record = self.jobs.pop(key, None)
         if record is not None:
+            self.replaced.add(key)
             self.phases[record.phase] -= 1
             if self.by_label.get((key[0], record.label)) == key:
                 del self.by_label[(key[0], record.label)]
@@ -300,6 +311,16 @@ class Cache:
     def binding(self, record: records.JobRecord) -> records.Binding | None:
         return self.assumed.get(record.key) or record.recorded
 
+    def bound_to_node(self, node: str) -> list[Key]:
+        """Jobs bound (not yet Running) whose binding places a replica on `node`: what a change of that
+        node may strand (`gates.stranded`)."""
+        out = []
+        for key, record in self.jobs.items():
+            binding = self.binding(record)
+            if binding is not None and node in binding.nodes and record.phase not in records.DONE_PHASES:
+                out.append(key)
+        return out
+
     def finished(self, record: records.JobRecord) -> bool:
         if record.phase in records.DONE_PHASES:
             return True
@@ -308,7 +329,7 @@ class Cache:
 
     def schedulable(self, record: records.JobRecord) -> bool:
         """Waiting for a decision: valid, not bound (in memory or in its status), not finished."""
-        if record.demand is None or record.key in self.assumed:
+        if record.demand is None or record.key in self.assumed or record.deleting:
             return False
         return record.phase not in records.NOT_SCHEDULABLE_PHASES
 

@@ -26,9 +26,6 @@ import datetime
 import itertools
 import json
 import logging
-import queue
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -39,7 +36,7 @@ from kubernetes.client.exceptions import ApiException
 
 from suanli import metrics
 from suanli.kube import events as events_mod
-from suanli.kube import workloads
+from suanli.kube import priority_pool, workloads
 
 GROUP, VERSION = "suanli.io", "v1alpha1"
 JSON = "application/json"
@@ -76,74 +73,6 @@ def api_client(kubeconfig: str | None, pool_size: int = 32) -> Any:
     return k8s.ApiClient(configuration)
 
 
-class PriorityPool:
-    """Threads taking the call with the lowest priority number first (then first come)."""
-
-    def __init__(self, workers: int, name: str):
-        self._queue: queue.PriorityQueue[tuple[int, int, Any, Any]] = queue.PriorityQueue()
-        self._order = itertools.count()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, priority: int, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((priority, next(self._order), future, fn))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            _, _, future, fn = self._queue.get()
-            if future is None:
-                return  # shut down
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # handed to the awaiting coroutine
-                future.set_exception(exc)
-
-    def shutdown(self) -> None:
-        """Cancel what has not started and stop the threads once their current call returns."""
-        while True:
-            try:
-                _, _, future, _ = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if future is not None:
-                future.cancel()
-        for _ in self._threads:
-            self._queue.put((sys.maxsize, next(self._order), None, None))
-
-
-def binding_workers(workers: int) -> int:
-    """Threads of the binding-critical pool, beside `workers` for everything else: as many, since
-    bind throughput is these threads over the API server's latency for two writes per job."""
-    return max(2, workers)
-
-
-def namespace_gone(exc: BaseException) -> bool:
-    """True if a create failed because its namespace is being deleted (403 "... because it is being
-    terminated") or is already gone (404 for the namespace itself, not for the object)."""
-    if not isinstance(exc, ApiException) or exc.status not in (403, 404):
-        return False
-    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
-    try:
-        doc: Any = json.loads(body)
-    except ValueError:
-        doc = {}
-    details: Any = doc.get("details") if isinstance(doc, dict) else None
-    details = details if isinstance(details, dict) else {}
-    if exc.status == 403:
-        causes = details.get("causes") or []
-        return "being terminated" in body or any(
-            isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes
-        )
-    return bool(details.get("kind") == "namespaces")
-
-
 class Replaced(Exception):
     """The ComputeJob a write was for is gone, or another of the same name (another uid) replaced it."""
 
@@ -172,7 +101,7 @@ class Api:
         self.batch: Any = k8s.BatchV1Api(api)
         self.custom: Any = k8s.CustomObjectsApi(api)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="suanli-write")
-        self.binding = PriorityPool(binding_workers(workers), "suanli-bind")
+        self.binding = priority_pool.PriorityPool(priority_pool.binding_workers(workers), "suanli-bind")
         self._tickets = itertools.count()
         self.events_namespace = events_namespace
         self.events = events_mod.EventRecorder(self.request, default_namespace=events_namespace, instance=instance)
@@ -444,6 +373,18 @@ class Api:
             if exc.status in (404, 409):
                 return False
             self._count("delete", "jobs", exc)
+            raise
+        return True
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete a pod only if it still has this uid; False if it was already gone or replaced."""
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            self.request("DELETE", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}", body, decode=False)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            self._count("delete", "pods", exc)
             raise
         return True
 

@@ -138,23 +138,34 @@ def decide(cache: cache_mod.Cache, pod: kobj.PodInfo) -> Verdict:
     node = binding.nodes[pod.index]
     problem = _node_problem(cache, binding, node, _placed(cache, record))
     if problem is not None:
-        return Verdict("wait", node, problem)
+        return Verdict("wait", node, problem.text)
     return Verdict("pin", node, f"replica {pod.index} was placed on node {node}")
 
 
-def unplaceable(cache: cache_mod.Cache, record: records.JobRecord) -> str | None:
-    """Why the replicas of a bound job that are not on a node yet cannot go to the nodes their binding
-    names (a node gone, not Ready, out of the pool, or without room for them), or None when nothing
-    stands in their way (or the binding names no nodes). Their pods stay gated meanwhile, never pinned
-    elsewhere: the pods-ready timeout is what sends such a gang back to the queue."""
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Why replicas cannot go to the node their binding names now. `lasting`: they never will (the
+    node is gone or left the pool, or the pool is gone), so waiting for the pods-ready timeout would
+    only hold the gang's accelerators for nothing; otherwise (not Ready, cordoned, no room yet) it
+    may pass."""
+
+    text: str
+    lasting: bool
+
+
+def stranded(cache: cache_mod.Cache, record: records.JobRecord) -> str | None:
+    """Why replicas of a bound job that are not on a node yet can never go to the nodes their binding
+    names (a node gone or out of the pool, the pool gone), or None. Such a gang goes back to the queue
+    at once; a passing problem (not Ready, cordoned, no room yet) waits, as its pods stay gated, for
+    the pods-ready timeout."""
     binding = cache.binding(record)
     if binding is None or not binding.nodes:
         return None
     placed = _placed(cache, record)
     for node in dict.fromkeys(n for i, n in enumerate(binding.nodes) if i not in placed):
         problem = _node_problem(cache, binding, node, placed)
-        if problem is not None:
-            return problem
+        if problem is not None and problem.lasting:
+            return problem.text
     return None
 
 
@@ -163,27 +174,28 @@ def _placed(cache: cache_mod.Cache, record: records.JobRecord) -> set[int | None
     return {p.index for p in cache.job_pods(record) if p.node is not None or p.terminated}
 
 
-def _node_problem(cache: cache_mod.Cache, binding: records.Binding, node: str, placed: set[int | None]) -> str | None:
+def _node_problem(cache: cache_mod.Cache, binding: records.Binding, node: str, placed: set[int | None]) -> Problem | None:
     info = cache.nodes.get(node)
     if info is None:
-        return f"node {node} is gone"
-    if not info.usable:
-        return f"node {node} is not Ready or not schedulable"
+        return Problem(f"node {node} is gone", True)
     center = cache.centers.get(binding.center)
     spec = next((p for p in center.spec.pools if p.name == binding.pool), None) if center is not None else None
     if spec is None:
-        return f"pool {binding.center}/{binding.pool} is gone"
+        return Problem(f"pool {binding.center}/{binding.pool} is gone", True)
     if spec.node_selector and not info.matches(spec.node_selector):
-        return f"node {node} left pool {binding.center}/{binding.pool} (its labels no longer match {dict(spec.node_selector)})"
+        return Problem(
+            f"node {node} left pool {binding.center}/{binding.pool} "
+            f"(its labels no longer match {dict(spec.node_selector)})", True)
+    if not info.usable:
+        return Problem(f"node {node} is not Ready or not schedulable", False)
     waiting = sum(1 for i, n in enumerate(binding.nodes) if n == node and i not in placed)
     need = waiting * binding.count
     resource = spec.resource_name
     free = info.allocatable.get(resource, 0) - cache.node_used.get((node, resource), 0)
     if free < need:
-        return (
+        return Problem(
             f"node {node} has {max(0, free)} {resource} free; the {waiting} replica(s) bound to it and not "
-            f"started need {need}"
-        )
+            f"started need {need}", False)
     return None
 
 

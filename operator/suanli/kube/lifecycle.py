@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from suanli import metrics
-from suanli.kube import attempts, errors, records, workqueue
+from suanli.kube import attempts, errors, gates, records, workqueue
 from suanli.kube import client as client_mod
 from suanli.kube import status as status_mod
 from suanli.measure import energy_meter
@@ -21,6 +21,7 @@ from suanli.measure import energy_meter
 if TYPE_CHECKING:
     from suanli.kube import scheduler as scheduler_mod
 
+STOP_CHECK_SECONDS = 2.0  # how often a requeue waiting for its attempt's pods to stop looks again
 LOG = logging.getLogger("suanli.scheduler.lifecycle")
 Key = records.Key
 
@@ -28,6 +29,14 @@ Key = records.Key
 class Lifecycle:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx
+        # job -> (uid, attempt, reason): why its attempt is ending, kept until the requeue is written
+        self.ending: dict[Key, tuple[str, int, str]] = {}
+        self.waiting_noted: dict[Key, str] = {}  # job -> the pods its requeue waits for, as last logged
+
+    def forget(self, key: Key) -> None:
+        """The job is gone (or another of its name): nothing of its ending attempt is kept."""
+        self.ending.pop(key, None)
+        self.waiting_noted.pop(key, None)
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -53,7 +62,10 @@ class Lifecycle:
         now = ctx.clock.now()
         workload = ctx.cache.workload_of(record)
         pods = ctx.cache.current_pods(record, binding)
-        verdict = attempts.assess(
+        ending = self.ending.get(key)
+        if ending is not None and ending[:2] != (record.uid, binding.attempt):
+            ending = None  # another ComputeJob of the name, or a later attempt
+        verdict = attempts.Verdict("requeue", ending[2]) if ending is not None else attempts.assess(
             phase=record.phase,
             binding=binding,
             workload=workload,
@@ -62,13 +74,19 @@ class Lifecycle:
             assumed=key in ctx.cache.assumed,
             now=now,
             pods_ready_timeout=ctx.settings.operator.pods_ready_timeout_seconds,
+            stranded=gates.stranded(ctx.cache, record) if record.phase == "Bound" else None,
         )
+        if record.deleting and verdict.action in ("ensure", "requeue"):
+            return  # being deleted: nothing is made for it again, and its Job goes with it
         if verdict.action == "ensure":
             # Bound in its status but no Job seen (a restart between the two writes): create or adopt it.
             ctx.writes.start(key)
             ctx.spawn(self._ensure_then_release(record))
             return
         if verdict.action == "requeue":
+            # Ending this attempt takes until its pods have stopped; its first reason stands till then
+            # (the Job's deletion would bring others, or an "ensure" that made it again).
+            self.ending[key] = (record.uid, binding.attempt, verdict.reason)
             ctx.writes.start(key)
             ctx.spawn(self._requeue(record, verdict.reason))
             return
@@ -114,6 +132,13 @@ class Lifecycle:
             workload = ctx.cache.workloads.get((key[0], record.label))
             if workload is not None and not workload.deleting and workload.owner_uid in (None, record.uid):
                 await ctx.api.run(ctx.api.delete_job, workload.key[0], workload.key[1], workload.uid)
+            running = await self._stop_pods(record)
+            if running:
+                # Not back in the queue while a replica of this attempt may still run: nothing runs twice.
+                ctx.writes.done(key)
+                ctx.writes.check_at(key, record.uid, STOP_CHECK_SECONDS, lambda: ctx.job_changed(key))
+                self._note_waiting(record, running)
+                return
             now = ctx.clock.now()
             n = record.attempts + 1
             if n >= op.requeue_limit:
@@ -132,6 +157,8 @@ class Lifecycle:
             LOG.warning("%s/%s: could not requeue (%s); retrying in %gs: %s", *key, reason, delay, errors.short(exc))
             return
         ctx.writes.succeeded(key)
+        self.ending.pop(key, None)
+        self.waiting_noted.pop(key, None)
         metrics.REQUEUES.labels(outcome=event).inc()
         LOG.info("%s/%s: %s", *key, patch["message"])
         try:
@@ -142,6 +169,34 @@ class Lifecycle:
             ctx.writes.done(key)
             ctx.poke()  # its accelerators are free, and it may be planned again after its backoff
             ctx.center_changed()
+
+    async def _stop_pods(self, record: records.JobRecord) -> list[str]:
+        """Delete the pods of the job's bound attempt that are still up (the Job's foreground deletion
+        does too, but the garbage collector may be slow, or the Job gone without them); returns those
+        that may still run: on a node, not finished, and not being deleted from a node that is gone or
+        not Ready (where nothing can run them, and only the pod garbage collector removes them)."""
+        ctx = self.ctx
+        binding = ctx.cache.binding(record)
+        if binding is None:
+            return []
+        running = []
+        for pod in ctx.cache.current_pods(record, binding):
+            if pod.terminated:
+                continue
+            if not pod.deleting:
+                await ctx.api.run(ctx.api.delete_pod, pod.key[0], pod.key[1], pod.uid)
+            node = ctx.cache.nodes.get(pod.node) if pod.node is not None else None
+            if node is not None and node.ready:  # never on a node, or its node gone or dead: it runs nowhere
+                running.append(pod.key[1])
+        return running
+
+    def _note_waiting(self, record: records.JobRecord, running: list[str]) -> None:
+        """Log once per job (and again when the set changes) that its requeue waits for its pods."""
+        text = ", ".join(sorted(running))
+        if self.waiting_noted.get(record.key) != text:
+            self.waiting_noted[record.key] = text
+            LOG.info("%s/%s: back to the queue once its pods of attempt %d have stopped (%s)", *record.key,
+                     record.attempts, text)
 
     async def _settle_measured(
         self,

@@ -46,7 +46,8 @@ STATUS_KEPT = (
     "phase", "message", "plannedStart", "observedGeneration", "binding", "estimates", "boundTime",
     "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt",
 )
-META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "labels", "annotations")
+META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "deletionTimestamp",
+             "labels", "annotations")
 
 
 @dataclasses.dataclass
@@ -66,6 +67,12 @@ class JobRecord:
     @property
     def uid(self) -> str:
         return str(self.raw["metadata"].get("uid") or "")
+
+    @property
+    def deleting(self) -> bool:
+        """Its deletion has begun (finalizers, or foreground deletion waiting for its Job): it is never
+        bound again, and no Job is made for it."""
+        return bool(self.raw["metadata"].get("deletionTimestamp"))
 
     @property
     def generation(self) -> int | None:

@@ -56,6 +56,7 @@ class Scheduler:
         self.timer = math.inf  # next deferred start or budget boundary (epoch)
         self.writes = workqueue.WorkQueue(settings.operator, later)
         self.abandoned: dict[Key, str] = {}  # job -> uid: its namespace is going away, no workload is created
+        self._next_sweep = 0.0  # monotonic: when `_forget_gone` next looks at every job with something kept
         self.tasks: set[asyncio.Task[Any]] = set()
         self.cycles = 0
         self.binder = binder_mod.Binder(self)
@@ -116,16 +117,27 @@ class Scheduler:
                 LOG.exception("scheduling cycle failed; retrying on the next event or in %ss", op.resync_seconds)
 
     def _forget_gone(self) -> None:
-        """Drop what is kept for jobs that were deleted (or recreated under the same name) meanwhile."""
-        for key, uid in list(self.abandoned.items()):
+        """Drop what is kept for jobs that were deleted (or recreated under the same name) meanwhile:
+        the jobs the cache saw go since the last cycle; every job with something kept once per
+        `operator.resync_seconds` (a retry scheduled by a write that ended after its job went). The full
+        look is O(jobs with a pending check: every bound job waiting for its pods), too much for every
+        cycle (it was a fifth of the operator's time in `make bench`'s burst)."""
+        keys = self.cache.take_replaced()
+        now = self.clock.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.settings.operator.resync_seconds
+            keys |= self.writes.pending() | set(self.abandoned) | set(self.lifecycle.ending)
+        for key in keys:
             record = self.cache.jobs.get(key)
-            if record is None or record.uid != uid:
+            uid = self.abandoned.get(key)
+            if uid is not None and (record is None or record.uid != uid):
                 del self.abandoned[key]  # deleted (a namespace of that name may be back)
-        for key in self.writes.pending():
-            record = self.cache.jobs.get(key)
             retry_uid = self.writes.uid_of(key)
             if record is None or (retry_uid is not None and retry_uid != record.uid):
                 self.writes.drop(key)
+            ending = self.lifecycle.ending.get(key)
+            if ending is not None and (record is None or record.uid != ending[0]):
+                self.lifecycle.forget(key)
 
     async def cycle(self) -> None:
         started = self.clock.monotonic()
