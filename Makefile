@@ -10,10 +10,10 @@ LOCK := requirements.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv tools docs cluster-build test unit lint crds verify integration e2e bench chaos cluster-up cluster-down demo plan clean
+.PHONY: help venv tools docs cluster-build test unit lint crds verify integration e2e bench chaos cluster-up cluster-down cluster-restart demo plan clean
 
 help:
-	@echo "make demo     local control plane + operator + example fleet and jobs, live"
+	@echo "make demo     local hub + two member clusters + operator + example fleet and jobs, live"
 	@echo "make test     lint, verify, unit, integration and e2e tests (builds the control plane once)"
 	@echo "make unit     the pure-core unit tests only (seconds)"
 	@echo "make bench    benchmarks; results in reports/bench/"
@@ -80,11 +80,20 @@ chaos: venv cluster-up
 cluster-build:
 	bash tests/cluster/build.sh
 
+# CLUSTER=NAME (make cluster-up CLUSTER=guian): a further, independent local cluster, state and
+# kubeconfig in .cluster/NAME/, free ports chosen automatically; without it the default one.
+# The scripts read CLUSTER from the environment (make exports command-line variables).
 cluster-up:
 	bash tests/cluster/up.sh
 
 cluster-down:
 	bash tests/cluster/down.sh
+
+# Stops one component and starts it again after DOWN_SECONDS (an outage drill; CLUSTER=NAME too).
+COMPONENT ?= kube-apiserver
+DOWN_SECONDS ?= 0
+cluster-restart:
+	bash tests/cluster/restart.sh '$(COMPONENT)' '$(DOWN_SECONDS)'
 
 plan: venv
 	$(BIN)/suanli plan -f crds/examples

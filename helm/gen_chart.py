@@ -11,6 +11,9 @@ Derived files (checked in, never hand-edited):
                                   suanli.settings.Settings, so a wrong setting fails at
                                   `helm install` time with the path of the bad key
   helm/suanli/README.md           the values table, from the `# --` comments in values.yaml
+  helm/suanli/files/member-rules.yaml
+                                  the member mode's ClusterRole rules, from
+                                  suanli.members.access.rules() (what `suanli join` grants)
   helm/argocd/argocd-cm.yaml      the Argo CD health checks, embedding helm/argocd/health/*.lua
 
 Needs the `suanli` package importable (run it with the project's .venv python).
@@ -116,6 +119,29 @@ def values_schema() -> Schema:
         "additionalProperties": False,
         "properties": {
             "global": {"type": "object", "description": "Helm global values (passed down by parent charts)."},
+            "mode": {
+                "enum": list(MODES),
+                "description": "hub: the operator and everything it needs; member: only the RBAC a hub needs in "
+                "this cluster (the objects `suanli join` creates), no operator.",
+            },
+            "member": _obj(
+                {
+                    "createNamespaces": {
+                        "type": "boolean",
+                        "description": "Grant namespaces/create (keep it equal to the hub's "
+                        "config.members.create_namespaces).",
+                    },
+                    "serviceAccountName": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 63 - len("-token"),
+                        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                        "description": "The ServiceAccount the hub acts as; its token Secret is <name>-token.",
+                    },
+                },
+                description="mode=member only: the hub's identity in this cluster.",
+                required=["createNamespaces", "serviceAccountName"],
+            ),
             "replicaCount": {
                 "type": "integer",
                 "minimum": 1,
@@ -239,6 +265,9 @@ def values_schema() -> Schema:
     }
 
 
+MODES = ("hub", "member")
+
+
 def schema_file() -> dict[pathlib.Path, str]:
     return {CHART / "values.schema.json": json.dumps(values_schema(), indent=2, ensure_ascii=False) + "\n"}
 
@@ -276,6 +305,28 @@ def values_file() -> dict[pathlib.Path, str]:
     end = next(i for i, line in enumerate(lines) if line.startswith(END_MARK))
     block = _settings_block(settings.Settings(), 2)
     return {path: "\n".join([*lines[: begin + 1], *block, *lines[end:]]) + "\n"}
+
+
+# --- member mode: the ClusterRole rules ---------------------------------------------
+
+
+def member_rules_file() -> dict[pathlib.Path, str]:
+    """Both variants of the rules `suanli join` grants, for templates/member.yaml (`.Files.Get`):
+    with namespaces/create (member.createNamespaces=true) and without. suanli.members.access is
+    the one source; `--check` (make verify) catches a chart that drifted from it."""
+    from suanli.members import access
+
+    # Deep copies: the two lists share rule dicts, which PyYAML would write as anchors and aliases.
+    doc = {
+        "withNamespaces": copy.deepcopy(access.rules(True)),
+        "withoutNamespaces": copy.deepcopy(access.rules(False)),
+    }
+    header = (
+        f"# {GENERATED} from suanli.members.access.rules() — do not edit.\n"
+        "# The ClusterRole rules a hub needs in a member cluster (what `suanli join` grants), read by\n"
+        "# templates/member.yaml: withNamespaces when member.createNamespaces, else withoutNamespaces.\n"
+    )
+    return {CHART / "files" / "member-rules.yaml": header + yaml.safe_dump(doc, sort_keys=False, width=1000)}
 
 
 # --- README (values table) ---------------------------------------------------------
@@ -316,6 +367,80 @@ def _lookup(tree: Any, dotted: str) -> Any:
     return tree
 
 
+def _rule_summary(rules: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{', '.join(r['resources'])} ({', '.join(r['verbs'])})" for r in rules)
+
+
+def _member_section() -> str:
+    """The README's "Member clusters" section; the rules are listed from suanli.members.access."""
+    from suanli.members import access
+
+    extra = [r for r in access.rules(True) if r not in access.rules(False)]
+    return f"""## Member clusters
+
+A member cluster runs no operator: the hub's operator creates Jobs there with a ServiceAccount of
+that cluster. `mode: member` installs exactly that identity, the same objects `suanli join` creates
+(rules defined once in `suanli.members.access`; `files/member-rules.yaml` is generated from it):
+
+- the ServiceAccount `member.serviceAccountName` (`{access.SERVICE_ACCOUNT}`) in the release namespace and a
+  `kubernetes.io/service-account-token` Secret `<serviceAccountName>-token` that the token controller fills;
+- a ClusterRole with its ClusterRoleBinding (named like the release: `{access.CLUSTER_ROLE}` for the command
+  below) granting {_rule_summary(access.rules(False))}; and {_rule_summary(extra)} when
+  `member.createNamespaces` (keep it equal to the hub's `config.members.create_namespaces`).
+  No Secrets, no ConfigMaps, no wildcard.
+
+No hub object (Deployment, ConfigMap, Services, the operator's RBAC, policies, monitoring) renders.
+
+```sh
+helm install suanli-member helm/suanli --namespace suanli-member --create-namespace --set mode=member --skip-crds
+```
+
+`--skip-crds`: Helm installs `crds/` in every mode (it does not template that folder), but a member
+needs no Suanli CRDs: ComputeCenters and ComputeJobs live on the hub. Installing them anyway is
+harmless (nothing in the member reads or writes them; Helm never upgrades or deletes CRDs), only
+clutter. The release's NOTES print how to get the token and CA out of the Secret, build the
+kubeconfig the hub accepts (inline CA and token only) and store it on the hub as the Secret that
+the ComputeCenter's `spec.cluster.kubeconfigSecretRef` names (`suanli join CENTER --member-kubeconfig
+PATH --dry-run` prints those hub objects too). Use the chart or `suanli join` for the member side,
+not both: `suanli join` applies the same objects with its own labels, over Helm's.
+
+With Argo CD, one Application per member cluster (or an ApplicationSet with the cluster generator):
+
+```yaml
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: suanli-member-guian
+  namespace: argocd
+spec:
+  project: default
+  source:
+    repoURL: https://git.example.com/suanli/suanli.git
+    targetRevision: main
+    path: helm/suanli
+    helm:
+      releaseName: suanli-member
+      skipCrds: true
+      valuesObject:
+        mode: member
+        member:
+          createNamespaces: true
+  destination:
+    name: guian            # the member cluster, as registered in Argo CD
+    namespace: suanli-member
+  syncPolicy:
+    automated:
+      prune: true
+      selfHeal: true
+    syncOptions:
+      - CreateNamespace=true
+```
+
+The token controller writes the Secret's `data`, which is not in Git, so Argo CD's diff ignores
+it: no `ignoreDifferences` needed.
+"""
+
+
 def readme_file(values_text: str | None = None) -> dict[pathlib.Path, str]:
     text = values_text if values_text is not None else (CHART / "values.yaml").read_text()
     values = yaml.safe_load(text)
@@ -353,6 +478,8 @@ or let Argo CD sync them (see `helm/argocd/README.md`).
 
 ## What it creates
 
+With `mode: hub` (the default; `mode: member` is below):
+
 - a Deployment running `suanli run` ({values["replicaCount"]} replicas by default, one active through
   leader election), non-root, read-only root filesystem, no capabilities, seccomp RuntimeDefault,
   probes on `/healthz` (health port), and a PodDisruptionBudget when replicas > 1;
@@ -363,6 +490,7 @@ or let Argo CD sync them (see `helm/argocd/README.md`).
   an optional PrometheusRule (operator down, job queued too long, center near its energy budget,
   API write errors), a Grafana dashboard ConfigMap and a NetworkPolicy.
 
+{_member_section()}
 ## Values
 
 | Key | Default | Description |
@@ -419,7 +547,7 @@ def argocd_cm_file() -> dict[pathlib.Path, str]:
 
 def expected_files() -> dict[pathlib.Path, str]:
     files: dict[pathlib.Path, str] = {}
-    for part in (crd_files, schema_file, values_file, argocd_cm_file):
+    for part in (crd_files, schema_file, values_file, member_rules_file, argocd_cm_file):
         files.update(part())
     files.update(readme_file(files[CHART / "values.yaml"]))  # the README documents the new values.yaml
     return files

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, default=8080, metavar="N", help="liveness /healthz port; 0: off")
     run.add_argument("--health-address", default="0.0.0.0", metavar="ADDR", help="address /healthz listens on")
     run.add_argument("--config", metavar="FILE", help="YAML settings (the Settings tree; defaults otherwise)")
-    run.add_argument("--namespace", default="default", metavar="NS", help="namespace for ComputeCenter events")
+    run.add_argument("--namespace", default="default", metavar="NS", help="the operator's namespace: Events about ComputeCenters go there, and it is the only "
+                     "namespace whose Secrets (member clusters' kubeconfigs) the operator reads")
     run.add_argument(
         "--peering",
         action=_Removed,
@@ -102,6 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--identity", default=None, metavar="ID",
                      help="this replica's name in the Lease (default: $SUANLI_POD_NAME, else host name and a random suffix)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    join = commands.add_parser(
+        "join",
+        help="make a cluster a member of the hub",
+        description="Create the hub's identity with least-privilege RBAC in a member cluster, write its kubeconfig "
+        "Secret on the hub and point the ComputeCenter at it.",
+    )
+    join.add_argument("center", metavar="CENTER", help="the ComputeCenter (on the hub) whose cluster this is")
+    join.add_argument("--member-kubeconfig", required=True, metavar="PATH",
+                      help="kubeconfig of the member cluster, with rights to create namespaces, service accounts and RBAC")
+    join.add_argument("--kubeconfig", metavar="PATH", help="the hub's kubeconfig (default: as kubectl's)")
+    join.add_argument("--namespace", default=os.environ.get("SUANLI_NAMESPACE") or "suanli-system", metavar="NS",
+                      help="the operator's namespace on the hub, where the Secret goes (default: $SUANLI_NAMESPACE, "
+                      "else suanli-system)")
+    join.add_argument("--member-server", metavar="URL",
+                      help="the member's API server as the hub reaches it (default: the one in --member-kubeconfig)")
+    join.add_argument("--token-secret", metavar="NS/NAME",
+                      help="the member side exists already (helm install ... --set mode=member): create nothing in the "
+                      "member, take the token and CA from this service-account-token Secret there")
+    join.add_argument("--no-namespaces", action="store_true",
+                      help="do not let the hub create namespaces in the member (set members.create_namespaces=false too)")
+    join.add_argument("--dry-run", action="store_true", help="print the objects instead of creating them")
+    join.add_argument("-o", "--output", choices=("yaml",), default="yaml", help="with --dry-run: the format")
 
     explain = commands.add_parser("explain", help="why a live job is where it is, or why it waits")
     explain.add_argument("target", metavar="NAMESPACE/NAME")
@@ -135,6 +159,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from suanli.commands import plan
 
         return plan.run(args.paths, args.output, args.now)
+    if args.command == "join":
+        from suanli.commands import join
+
+        return join.run(args)
     if args.command == "simulate":
         from suanli.commands import simulate
 

@@ -142,6 +142,38 @@ class MeasuredEnergySettings(_Section):
     )
 
 
+class MembersSettings(_Section):
+    """Member clusters: centers whose `spec.cluster.kubeconfigSecretRef` names a kubeconfig Secret."""
+
+    lost_after_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="A member unreachable this long is lost: its bound and running jobs go back to the queue "
+        "(reason MemberLost), and a ComputeJob being deleted stops waiting for its Job there, seconds.",
+    )
+    create_namespaces: bool = Field(
+        default=True,
+        description="Create a job's namespace in the member when it is missing; false: the job waits with a reason "
+        "until someone creates it.",
+    )
+    hub_name: str = Field(
+        default="suanli",
+        min_length=1,
+        max_length=63,
+        description="This hub's name in its member clusters: the label suanli.io/hub on the Jobs it makes there. "
+        "Only Jobs with it are ever adopted or deleted, so hubs that share a member cluster need different names.",
+    )
+    probe_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="How often each member is looked at (its Secret read, its API server asked for /version), seconds; "
+        "a changed center is looked at at once.",
+    )
+    request_timeout_seconds: float = Field(
+        default=10, gt=0, description="Per request to a member's API server, seconds (watches excepted)."
+    )
+
+
 class Settings(_Section):
     """Everything tunable, with defaults that work out of the box."""
 
@@ -151,3 +183,4 @@ class Settings(_Section):
     measured_energy: MeasuredEnergySettings = Field(
         default_factory=MeasuredEnergySettings, description="Measured energy from exporters via Prometheus (optional)."
     )
+    members: MembersSettings = Field(default_factory=MembersSettings, description="Member clusters (hub and members).")

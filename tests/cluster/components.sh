@@ -100,14 +100,63 @@ wait_until() {
 
 check_ports_free() {
   local name port used
-  for name in "${COMPONENTS[@]}"; do
+  for name in "$@"; do
     for port in $(port_of "$name"); do
       used=$(ss -ltnpH "sport = :$port" 2>/dev/null || true)
       [[ -z "$used" ]] || die "port $port (for $name) is already in use: $used
   stop whatever holds it, or choose other ports with SUANLI_APISERVER_PORT, SUANLI_ETCD_CLIENT_PORT,
-  SUANLI_ETCD_PEER_PORT, SUANLI_CONTROLLER_MANAGER_PORT, SUANLI_SCHEDULER_PORT, SUANLI_KWOK_PORT"
+  SUANLI_ETCD_PEER_PORT, SUANLI_CONTROLLER_MANAGER_PORT, SUANLI_SCHEDULER_PORT, SUANLI_KWOK_PORT${CLUSTER_NAME:+
+  (cluster $CLUSTER_NAME keeps its ports in $PORTS_FILE; make cluster-up$MAKE_ARGS starts it afresh,
+  choosing free ports for those taken)}"
     done
   done
+}
+
+# assign_ports: the ports of a named cluster, written to ports.env. Explicit SUANLI_*_PORT values
+# as given; ports kept in ports.env again, unless something else listens there now (then another
+# one, and the log says so); the rest chosen at random among the free ones in
+# NAMED_PORT_MIN..NAMED_PORT_MAX. Under a lock shared by all clusters, with the default cluster's
+# ports and those of the other named clusters (running or stopped) excluded, so that no two of
+# them get the same port.
+assign_ports() {
+  mkdir -p "$SUANLI_CACHE/locks" "$STATE_DIR"
+  exec 7>"$SUANLI_CACHE/locks/ports.lock"
+  flock -w 60 7 || die "gave up waiting for the port lock $SUANLI_CACHE/locks/ports.lock after 60s"
+  local -A taken=()
+  local port var name holder tries
+  while read -r port; do
+    [[ "$port" =~ ^[0-9]+$ ]] && taken[$port]="a listening process"
+  done < <(ss -ltnH 2>/dev/null | awk '{n = split($4, a, ":"); print a[n]}')
+  for port in "${DEFAULT_PORTS[@]}"; do taken[$port]="the default cluster"; done
+  while read -r port; do taken[$port]="the default cluster"; done \
+    < <(grep -oE ':[0-9]+' "$CLUSTERS_ROOT/cluster.env" 2>/dev/null | tr -d : || true)
+  while read -r name; do
+    [[ "$name" == "$CLUSTER_NAME" ]] && continue
+    while read -r var port; do taken[$port]="cluster $name"; done < <(read_ports_file "$CLUSTERS_ROOT/$name/ports.env")
+  done < <(named_cluster_names)
+  for var in "${EXPLICIT_PORT_VARS[@]}"; do taken[${!var}]="this cluster"; done
+  for var in "${PORT_VARS[@]}"; do
+    [[ " ${EXPLICIT_PORT_VARS[*]} " == *" $var "* ]] && continue
+    port=${!var}
+    if [[ -n "$port" ]]; then
+      if [[ -z "${taken[$port]:-}" ]]; then taken[$port]="this cluster"; continue; fi
+      holder=$(ss -ltnpH "sport = :$port" 2>/dev/null || true)
+      holder=${holder:-${taken[$port]}}
+    fi
+    tries=0
+    until [[ -n "${port:-}" && -z "${taken[$port]:-}" ]]; do
+      (( ++tries <= 2000 )) || die "found no free port in $NAMED_PORT_MIN..$NAMED_PORT_MAX for $var"
+      port=$((NAMED_PORT_MIN + RANDOM % (NAMED_PORT_MAX - NAMED_PORT_MIN + 1)))
+    done
+    if [[ -n "${!var}" ]]; then
+      log "port ${!var} ($var, kept in $PORTS_FILE) is taken now (by: $holder); using $port instead"
+    fi
+    taken[$port]="this cluster"
+    printf -v "$var" '%s' "$port"
+  done
+  for var in "${PORT_VARS[@]}"; do echo "$var=${!var}"; done > "$PORTS_FILE.tmp"
+  mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
+  exec 7>&-
 }
 
 # Every listening socket of our processes must be on 127.0.0.1 (nothing on 0.0.0.0/::).
@@ -153,26 +202,28 @@ subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kube
   chmod 600 "$PKI"/*.key
 }
 
-# write_kubeconfig FILE USER: a kubeconfig with the certificates embedded.
+# write_kubeconfig FILE USER: a kubeconfig with the certificates embedded. A named cluster's
+# entries carry its name (suanli-NAME), so that kubeconfigs of several clusters can be merged.
 write_kubeconfig() {
-  local file=$1 user=$2
+  local file=$1 user=$2 user_entry=$2
+  [[ -z "$CLUSTER_NAME" ]] || user_entry="$CLUSTER_LABEL-$user"
   cat > "$file" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
-- name: suanli-local
+- name: $CLUSTER_LABEL
   cluster:
     server: https://$LISTEN_ADDRESS:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 < "$PKI/ca.crt")
 users:
-- name: $user
+- name: $user_entry
   user:
     client-certificate-data: $(base64 -w0 < "$PKI/$user.crt")
     client-key-data: $(base64 -w0 < "$PKI/$user.key")
 contexts:
-- name: suanli-local
-  context: {cluster: suanli-local, user: $user}
-current-context: suanli-local
+- name: $CLUSTER_LABEL
+  context: {cluster: $CLUSTER_LABEL, user: $user_entry}
+current-context: $CLUSTER_LABEL
 KUBECONFIG
   chmod 600 "$file"
 }
@@ -188,6 +239,7 @@ write_kubeconfigs() {
 # Facts about this cluster for tools and tests (tests/cluster/pytest_plugin.py).
 write_cluster_env() {
   cat > "$STATE_DIR/cluster.env" <<ENV
+CLUSTER_NAME=$CLUSTER_NAME
 KUBE_VERSION=$KUBE_VERSION
 ETCD_VERSION=$ETCD_VERSION
 KWOK_VERSION=$KWOK_VERSION
@@ -209,8 +261,8 @@ launch() {
   bin=$(binary_of "$name")
   [[ -x "$bin" ]] || die "$bin is missing; run bash tests/cluster/build.sh"
   log "starting $name (log: $LOGS/$name.log)"
-  # 8>&- 9>&-: the component must not inherit (and so hold forever) our lock files.
-  setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 8>&- 9>&- &
+  # 7>&- 8>&- 9>&-: the component must not inherit (and so hold forever) our lock files.
+  setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
   echo $! > "$PIDS/$name.pid"
   STARTED+=("$name")
 }

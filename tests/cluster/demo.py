@@ -1,24 +1,31 @@
-"""`make demo`: the example fleet and jobs on the local control plane, with the operator, live.
+"""`make demo`: the example fleet and jobs on a hub and two member clusters, with the operator, live.
 
 What it does, in order (every wait has a deadline; errors say what to look at):
 
-1. installs the CRDs of ``crds/`` (server-side apply) and waits until they are Established;
+1. installs the CRDs of ``crds/`` (server-side apply) on the hub and waits until they are Established;
 2. writes a demo copy of ``crds/examples/centers.yaml`` with at most ``--nodes-per-pool``
    nodes per pool (``expected.nodes`` reduced, so the centers report Ready) and of
    ``crds/examples/jobs.yaml`` with kwok completion delays of 10-40 s in each pod template
    (demo time: a six-hour job "runs" for about 25 s); both go to ``.cluster/demo/``, the
    examples themselves are never edited;
 3. asks ``suanli plan`` what should happen to these jobs on that reduced fleet, now;
-4. makes the fake (kwok) nodes, the namespaces and the ComputeCenters, removes the jobs of
-   an earlier demo run, starts ``suanli run`` (log: ``.cluster/logs/operator-demo.log``;
-   ``--no-operator`` reuses one already running) and applies the jobs;
-5. shows a live table (plain lines when not on a terminal, or with ``--no-live``) until
+4. brings up (or reuses) the member clusters of ``--members`` (default ``demo-west,demo-east``:
+   local control planes of their own, ``CLUSTER=NAME tests/cluster/up.sh``) and spreads the western
+   "East Data, West Computing" hubs of the fleet over them, west to east (the other centers stay
+   in the hub's own cluster, so the fleet is mixed); ``--members none`` is the single-cluster demo;
+5. makes the fake (kwok) nodes of each center in its cluster, the namespaces and the
+   ComputeCenters on the hub, removes the jobs of an earlier demo run (in the hub and in the
+   members, with nodes of centers that moved), runs ``suanli join`` for every member center
+   (the kubeconfig Secrets go to ``--operator-namespace``), starts ``suanli run --namespace``
+   that namespace (log: ``.cluster/logs/operator-demo.log``; ``--no-operator`` reuses one already
+   running) and applies the jobs;
+6. shows a live table (plain lines when not on a terminal, or with ``--no-live``) until
    every job has finished or waits by design (Queued/Deferred with nothing left running),
-   or ``--timeout`` passes;
-6. prints a summary (where each job ran, energy and carbon, against the plan) and how to
-   explore further; ``--summary-json`` writes it for tests.
+   or ``--timeout`` passes; its cluster column says which cluster each job runs in;
+7. prints a summary (where each job ran, in which cluster, energy and carbon, against the plan)
+   and how to explore further; ``--summary-json`` writes it for tests.
 
-The operator it started is stopped on exit, also on Ctrl-C; the cluster stays up.
+The operator it started is stopped on exit, also on Ctrl-C; the clusters stay up.
 """
 
 from __future__ import annotations
@@ -48,7 +55,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_nodes  # (this folder's library, importable when run as a script)
 
 REPO = Path(__file__).resolve().parents[2]
-CLUSTER_DIR = Path(os.environ.get("SUANLI_CLUSTER_DIR", REPO / ".cluster"))
+# Where the local clusters keep their state (as in lib.sh): the default one in the root, named ones
+# (CLUSTER=NAME, the member clusters too) in its subfolders.
+CLUSTERS_ROOT = Path(os.environ.get("SUANLI_CLUSTER_DIR", REPO / ".cluster"))
+HUB_CLUSTER_NAME = os.environ.get("SUANLI_CLUSTER") or os.environ.get("CLUSTER") or ""
+# The hub's state: the default cluster, or the named one of CLUSTER=NAME.
+CLUSTER_DIR = CLUSTERS_ROOT / HUB_CLUSTER_NAME
 GROUP, VERSION = "suanli.io", "v1alpha1"
 CRD_NAMES = ("computecenters.suanli.io", "computejobs.suanli.io")
 DELAY_ANNOTATION = "pod-complete.stage.kwok.x-k8s.io/delay"
@@ -64,6 +76,23 @@ NODE_READY_TIMEOUT_S = 90.0
 DELETE_TIMEOUT_S = 120.0
 FLEET_IDLE_TIMEOUT_S = 120.0  # leftover pods of an earlier run must be gone before jobs are applied
 API_OUTAGE_S = 30.0  # the watch tolerates API errors this long
+MEMBER_UP_TIMEOUT_S = float(os.environ.get("SUANLI_MEMBER_UP_TIMEOUT_SECONDS", "300"))
+JOIN_TIMEOUT_S = 120.0
+
+# Member clusters: local control planes (tests/cluster/up.sh with CLUSTER=NAME) unless given a kubeconfig.
+DEFAULT_MEMBERS = "demo-west,demo-east"
+OPERATOR_NAMESPACE = "suanli-system"  # the operator's namespace on the hub: the members' kubeconfig Secrets
+# The western hubs of "East Data, West Computing" (Gansu/Qingyang, Guizhou/Gui'an, Ningxia/Zhongwei,
+# Inner Mongolia): the demo's member clusters take the fleet's centers in these regions.
+WESTERN_REGIONS = ("cn-gansu", "cn-guizhou", "cn-ningxia", "cn-neimenggu")
+HUB = "hub"  # how the demo names the hub's own cluster
+CLUSTER_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+RESERVED_CLUSTER_NAMES = ("bin", "etcd", "logs", "pids", "pki", "demo")  # lib.sh: DEFAULT_STATE_SUBDIRS
+# What makes up.sh act on the hub (its name and ports): never passed on when bringing up a member.
+HUB_ONLY_ENV = ("CLUSTER", "SUANLI_CLUSTER", "SUANLI_CLUSTER_LOCKED", "SUANLI_APISERVER_PORT",
+                "SUANLI_ETCD_CLIENT_PORT", "SUANLI_ETCD_PEER_PORT", "SUANLI_CONTROLLER_MANAGER_PORT",
+                "SUANLI_SCHEDULER_PORT", "SUANLI_KWOK_PORT")  # fmt: skip
+JOB_LABEL = "suanli.io/job"  # suanli.kube.workloads.LABEL_JOB: on the batch Jobs and pods the operator makes
 
 
 class DemoError(RuntimeError):
@@ -175,6 +204,8 @@ class Cluster:
     kubeconfig: str
     kubectl: str
     api_client: Any = None
+    name: str = HUB  # the hub, or a member cluster's name
+    logs: Path = CLUSTER_DIR / "logs"  # where its control plane logs (a local one's)
 
     def __post_init__(self) -> None:
         from kubernetes import client, config
@@ -182,6 +213,7 @@ class Cluster:
         self.api_client = config.new_client_from_config(config_file=self.kubeconfig)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        self.batch = client.BatchV1Api(self.api_client)
 
     def run_kubectl(self, *args: str, timeout: float = 120) -> str:
         cmd = [self.kubectl, "--kubeconfig", self.kubeconfig, *args]
@@ -201,9 +233,10 @@ class Cluster:
         try:
             client.VersionApi(self.api_client).get_code(_request_timeout=10)
         except Exception as exc:
+            up = "make cluster-up" + (f" CLUSTER={self.name}" if self.name != HUB else "")
             raise DemoError(
                 f"cannot reach the API server of {self.kubeconfig} ({exc.__class__.__name__}: {str(exc)[:200]}). "
-                f"Is the cluster up? `make cluster-up` starts it; its logs are in {CLUSTER_DIR}/logs/"
+                f"Is the cluster up? `{up}` starts it; its logs are in {self.logs}/"
             ) from None
 
     def apply(self, path: Path) -> None:
@@ -245,11 +278,12 @@ def install_crds(cluster: Cluster) -> None:
     )
 
 
-def ensure_fake_nodes(cluster: Cluster, centers: list[dict[str, Any]]) -> list[str]:
-    """Fake nodes for these (reduced) centers; nodes of these centers left from a bigger run are removed."""
+def ensure_fake_nodes(cluster: Cluster, centers: list[dict[str, Any]], demo_centers: set[str]) -> list[str]:
+    """Fake nodes for these (reduced) centers in this cluster; nodes of the demo's centers left from an
+    earlier run (a bigger one, or one that put the center in another cluster) are removed."""
     nodes = fake_nodes.nodes_for_centers(centers)
     wanted = set(fake_nodes.apply_nodes(cluster.core, nodes))
-    ours = {c["metadata"]["name"] for c in centers}
+    ours = set(demo_centers)
     existing = cluster.core.list_node(label_selector=fake_nodes.FAKE_NODE_SELECTOR).items
     stale = [
         n.metadata.name
@@ -268,7 +302,7 @@ def ensure_fake_nodes(cluster: Cluster, centers: list[dict[str, Any]]) -> list[s
     wait_until(
         all_ready,
         NODE_READY_TIMEOUT_S,
-        f"{len(wanted)} fake nodes to be Ready (is kwok running? see {CLUSTER_DIR}/logs/kwok.log)",
+        f"{len(wanted)} fake nodes to be Ready in {cluster.name} (is kwok running? see {cluster.logs}/kwok.log)",
     )
     return sorted(wanted)
 
@@ -328,13 +362,21 @@ def wait_fleet_idle(cluster: Cluster, centers: list[dict[str, Any]], timeout: fl
                 or {}
             )
             seen = {p.get("name"): p for p in status.get("pools") or []}
+            ready: dict[str, Any] = next(
+                (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+            )
+            why = (
+                ""
+                if ready.get("status") == "True"
+                else f" (Ready {ready.get('status', '?')}: {ready.get('reason', '')} {ready.get('message', '')})"
+            )
             for (center, pool), capacity in want.items():
                 if center != name:
                     continue
                 got = seen.get(pool, {})
                 if got.get("capacity") != capacity or got.get("free") != capacity:
                     busy.append(
-                        f"{center}/{pool} free {got.get('free', '?')}/{got.get('capacity', '?')} of {capacity}"
+                        f"{center}/{pool} free {got.get('free', '?')}/{got.get('capacity', '?')} of {capacity}{why}"
                     )
         return not busy
 
@@ -345,6 +387,220 @@ def wait_fleet_idle(cluster: Cluster, centers: list[dict[str, Any]], timeout: fl
             "the demo fleet is not idle: " + "; ".join(busy[:6]) + ". Pods of an earlier run still hold "
             "accelerators; wait a minute and run it again, or start clean: make cluster-down && make demo"
         ) from None
+
+
+# --- the member clusters ---------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """A member cluster of the demo: a local control plane (``kubeconfig`` None until it is up) or a given one."""
+
+    name: str
+    kubeconfig: str | None = None
+    local: bool = True
+    centers: list[str] = field(default_factory=list)
+    cluster: Cluster | None = None
+
+
+def check_cluster_name(name: str) -> str:
+    """``name`` if tests/cluster/up.sh takes it as CLUSTER=NAME, else DemoError saying why not."""
+    if not CLUSTER_NAME_RE.fullmatch(name) or name in RESERVED_CLUSTER_NAMES:
+        raise DemoError(
+            f"{name!r} is not a usable cluster name: a lowercase DNS label (a-z, 0-9, '-', at most 63 "
+            f"characters), none of {', '.join(RESERVED_CLUSTER_NAMES)}"
+        )
+    return name
+
+
+def parse_members(text: str, hub_name: str = HUB_CLUSTER_NAME) -> list[Member]:
+    """``--members``: ``NAME`` (a local cluster, brought up here) or ``NAME=KUBECONFIG`` (one that runs
+    elsewhere), comma-separated; ``none`` (or empty): no members, the single-cluster demo."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    members: list[Member] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, path = (x.strip() for x in item.partition("="))
+        if sep and not path:
+            raise DemoError(f"--members: {item!r} names no kubeconfig (NAME or NAME=KUBECONFIG)")
+        check_cluster_name(name)
+        if name == HUB:
+            raise DemoError(
+                f"--members: {name!r} is what the demo calls the hub's own cluster; choose another name"
+            )
+        if not sep and name == hub_name:
+            raise DemoError(f"--members: {name!r} is the hub (CLUSTER={hub_name}), not a member")
+        if any(m.name == name for m in members):
+            raise DemoError(f"--members: {name!r} is named twice")
+        if sep:
+            kubeconfig = Path(path).expanduser().resolve()
+            if not kubeconfig.is_file():
+                raise DemoError(f"--members: the kubeconfig of {name}, {kubeconfig}, is not a file")
+            members.append(Member(name, str(kubeconfig), local=False))
+        else:
+            members.append(Member(name))
+    return members
+
+
+def assign_centers(centers: list[dict[str, Any]], members: list[str]) -> dict[str, str]:
+    """Which member cluster each center goes to (``center -> member``; the others stay in the hub's).
+
+    The centers in the western hubs' regions (``WESTERN_REGIONS``), from west to east, are split into
+    one run per member, the first members taking one more when they do not divide evenly: with the
+    examples and two members, Zhongwei and Gui'an go to the first, Ulanqab to the second. With fewer
+    western centers than members, other centers (west to east) fill in; at least one center always
+    stays in the hub's own cluster, so the fleet is mixed.
+    """
+    if not members:
+        return {}
+
+    def longitude(doc: dict[str, Any]) -> float:
+        return float(((doc.get("spec") or {}).get("location") or {}).get("longitude") or 0.0)
+
+    ordered = sorted(centers, key=longitude)
+    western = [c for c in ordered if (c.get("spec") or {}).get("region") in WESTERN_REGIONS]
+    others = [c for c in ordered if c not in western]
+    movable = western + others[: max(0, len(members) - len(western))]
+    movable = movable[: len(centers) - 1]  # one center at least stays in the hub
+    if len(movable) < len(members):
+        raise DemoError(
+            f"{len(members)} member clusters need at least {len(members) + 1} ComputeCenters (one stays in the "
+            f"hub); {len(centers)} given. Use fewer --members"
+        )
+    movable.sort(key=longitude)
+    size, extra = divmod(len(movable), len(members))
+    out: dict[str, str] = {}
+    start = 0
+    for i, member in enumerate(members):
+        count = size + (1 if i < extra else 0)
+        for doc in movable[start : start + count]:
+            out[doc["metadata"]["name"]] = member
+        start += count
+    return out
+
+
+def member_script_env(name: str) -> dict[str, str]:
+    """The environment for tests/cluster/up.sh acting on member ``name``: this one without the hub's name and ports."""
+    env = {key: value for key, value in os.environ.items() if key not in HUB_ONLY_ENV}
+    env["SUANLI_CLUSTER"] = name
+    env["SUANLI_CLUSTER_DIR"] = str(CLUSTERS_ROOT)
+    return env
+
+
+def bring_up_member(name: str, timeout: float = MEMBER_UP_TIMEOUT_S) -> tuple[str, float]:
+    """``CLUSTER=name tests/cluster/up.sh`` (a healthy one is reused); its kubeconfig and the seconds it took."""
+    start = time.monotonic()
+    cmd = ["bash", str(REPO / "tests" / "cluster" / "up.sh")]
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env=member_script_env(name),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DemoError(
+            f"member cluster {name}: `CLUSTER={name} bash tests/cluster/up.sh` did not finish within {timeout:g}s "
+            f"(SUANLI_MEMBER_UP_TIMEOUT_SECONDS); its logs: {CLUSTERS_ROOT / name}/logs/"
+        ) from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise DemoError(
+            f"member cluster {name}: `CLUSTER={name} bash tests/cluster/up.sh` failed (exit {proc.returncode}):\n{tail}"
+        )
+    kubeconfig = CLUSTERS_ROOT / name / "kubeconfig"
+    if not kubeconfig.is_file():
+        raise DemoError(f"member cluster {name}: up.sh succeeded but wrote no kubeconfig at {kubeconfig}")
+    return str(kubeconfig), time.monotonic() - start
+
+
+def remove_member_jobs(cluster: Cluster, keys: list[str], timeout: float = DELETE_TIMEOUT_S) -> int:
+    """Delete the batch Jobs a hub made in this member for the demo's jobs (an earlier run's; the hub
+    deletes them itself only while an operator runs) and wait until they and their pods are gone."""
+    by_ns: dict[str, list[str]] = {}
+    for key in keys:
+        ns, name = key.split("/", 1)
+        by_ns.setdefault(ns, []).append(name)
+    selectors = {ns: f"{JOB_LABEL} in ({','.join(sorted(names))})" for ns, names in by_ns.items()}
+    removed = 0
+    for ns, selector in selectors.items():
+        jobs = cluster.batch.list_namespaced_job(ns, label_selector=selector).items
+        removed += len(jobs)
+        if jobs:
+            cluster.batch.delete_collection_namespaced_job(
+                ns, label_selector=selector, propagation_policy="Background"
+            )
+
+    def gone() -> bool:
+        for ns, selector in selectors.items():
+            if cluster.batch.list_namespaced_job(ns, label_selector=selector).items:
+                return False
+            if cluster.core.list_namespaced_pod(ns, label_selector=selector).items:
+                return False
+        return True
+
+    wait_until(
+        gone, timeout, f"the previous demo's Jobs and pods in member cluster {cluster.name} to be deleted"
+    )
+    return removed
+
+
+def join(suanli: list[str], center: str, member: Member, hub_kubeconfig: str, namespace: str) -> str:
+    """``suanli join CENTER --member-kubeconfig ... --kubeconfig HUB --namespace NS``; its output."""
+    assert member.kubeconfig is not None
+    cmd = [*suanli, "join", center, "--member-kubeconfig", member.kubeconfig, "--kubeconfig", hub_kubeconfig,
+           "--namespace", namespace]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=JOIN_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise DemoError(
+            f"`suanli join {center}` (member {member.name}) did not finish within {JOIN_TIMEOUT_S:g}s"
+        ) from None
+    if proc.returncode != 0:
+        raise DemoError(
+            f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr).strip()[-2000:]}"
+        )
+    return proc.stdout
+
+
+def unjoin_hub_centers(cluster: Cluster, names: list[str]) -> list[str]:
+    """Centers that stay in the hub but an earlier run joined to a member: ``spec.cluster`` removed."""
+    changed = []
+    for name in names:
+        spec = (
+            cluster.custom.get_cluster_custom_object(GROUP, VERSION, "computecenters", name).get("spec") or {}
+        )
+        if spec.get("cluster"):
+            cluster.custom.patch_cluster_custom_object(
+                GROUP, VERSION, "computecenters", name, {"spec": {"cluster": None}}
+            )
+            changed.append(name)
+    return changed
+
+
+def job_cluster(job: dict[str, Any] | None) -> str | None:
+    """The member cluster a job runs (ran) in, as its status names it (the member center); None: the hub's own."""
+    st = (job or {}).get("status") or {}
+    return (st.get("binding") or {}).get("cluster") or (st.get("workloadRef") or {}).get("cluster") or None
+
+
+def member_job(cluster: Cluster, key: str) -> dict[str, Any] | None:
+    """The batch Job of ComputeJob ``key`` in this member (by label), summed up; None when there is none."""
+    ns, name = key.split("/", 1)
+    jobs = cluster.batch.list_namespaced_job(ns, label_selector=f"{JOB_LABEL}={name}").items
+    if not jobs:
+        return None
+    job = jobs[0]
+    st = job.status
+    return {
+        "name": f"{ns}/{job.metadata.name}",
+        "succeeded": int(st.succeeded or 0) if st else 0,
+        "failed": int(st.failed or 0) if st else 0,
+        "active": int(st.active or 0) if st else 0,
+    }
 
 
 # --- the operator ---------------------------------------------------------------------------
@@ -374,6 +630,9 @@ class Operator:
 
     kubeconfig: str
     log: Path
+    namespace: str = (
+        OPERATOR_NAMESPACE  # its namespace: the only one whose Secrets (member kubeconfigs) it reads
+    )
     proc: subprocess.Popen[bytes] | None = None
     health_port: int = 0
     metrics_port: int = 0
@@ -386,6 +645,8 @@ class Operator:
             "run",
             "--kubeconfig",
             self.kubeconfig,
+            "--namespace",
+            self.namespace,
             "--metrics-port",
             str(self.metrics_port),
             "--metrics-address",
@@ -466,13 +727,35 @@ def _parse_time(text: str | None) -> float | None:
     return None
 
 
-def describe_change(key: str, job: dict[str, Any]) -> str:
+def where_it_runs(job: dict[str, Any] | None, placement: dict[str, str]) -> str:
+    """The cluster a bound job runs in, for people: the member center its status names (with the demo's
+    name of that member cluster, when it differs), or "hub"; "-" while it is not bound."""
+    st = (job or {}).get("status") or {}
+    if phase_of(job) not in ("Bound", "Running", "Succeeded", "Failed") or not st.get("binding"):
+        return "-"
+    member = job_cluster(job)
+    if member is None:
+        return HUB
+    plane = placement.get(member)
+    return f"{member} ({plane})" if plane and plane != member else member
+
+
+def cluster_as_placed(job: dict[str, Any] | None, placement: dict[str, str]) -> bool:
+    """The status names the member cluster the demo put the job's center in (none for a hub center)."""
+    center = (((job or {}).get("status") or {}).get("binding") or {}).get("center")
+    if center is None or phase_of(job) not in ("Bound", "Running", "Succeeded", "Failed"):
+        return True
+    return job_cluster(job) == (center if center in placement else None)
+
+
+def describe_change(key: str, job: dict[str, Any], placement: dict[str, str] | None = None) -> str:
     status = job.get("status") or {}
     phase = phase_of(job)
     b = status.get("binding") or {}
     if phase in ("Bound", "Running", "Succeeded", "Failed") and b:
         text = (
             f"{phase:<9} {b.get('center')}/{b.get('pool')} ({b.get('model')}) score {b.get('score', 0):.3f}"
+            f" in cluster {where_it_runs(job, placement or {})}"
         )
     elif phase == "Deferred":
         text = f"{phase:<9} until {status.get('plannedStart')} on {b.get('center')}/{b.get('pool')}"
@@ -490,27 +773,35 @@ def render(
     predicted: dict[str, dict[str, Any]],
     timeout: float,
     wide: bool = True,
+    placement: dict[str, str] | None = None,
 ) -> Any:
-    """The live view; a narrow terminal (``wide=False``) drops the runner-up and plan columns."""
+    """The live view; a narrow terminal (``wide=False``) drops the runner-up and plan columns.
+    ``placement``: center -> the member cluster the demo put it in (the others are in the hub's)."""
     from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
+    placement = placement or {}
     head = Table(title="centers (live)", title_justify="left", expand=False, box=None, padding=(0, 1))
-    for col in ("center", "free/capacity accelerators per pool", "energy used kWh (demo time)"):
+    for col in ("center", "cluster", "free/capacity accelerators per pool", "energy used kWh (demo time)"):
         head.add_column(col)
-    for name, cc in sorted(snap.centers.items()):
+    for name, cc in sorted(snap.centers.items(), key=lambda item: (placement.get(item[0], ""), item[0])):
         st = cc.get("status") or {}
         pools = ", ".join(
             f"{p.get('name')} {p.get('free', '?')}/{p.get('capacity', '?')}" for p in st.get("pools") or []
         )
         used = (st.get("energy") or {}).get("usedKWh")
-        head.add_row(name, pools or "-", f"{used:.2f}" if isinstance(used, (int, float)) else "-")
+        head.add_row(
+            name,
+            placement.get(name, HUB),
+            pools or "-",
+            f"{used:.2f}" if isinstance(used, (int, float)) else "-",
+        )
 
     table = Table(title=f"ComputeJobs - {snap.elapsed:.0f}s (deadline {timeout:.0f}s)", title_justify="left")
-    columns = ("job", "phase", "where (model)", "score", "runner-up", "est. kWh", "est. kgCO2e", "progress / why",
-               "plan said")  # fmt: skip
+    columns = ("job", "phase", "where (model)", "cluster", "score", "runner-up", "est. kWh", "est. kgCO2e",
+               "progress / why", "plan said")  # fmt: skip
     shown = [i for i, col in enumerate(columns) if wide or col not in ("runner-up", "plan said")]
     for i in shown:
         table.add_column(columns[i], overflow="fold", no_wrap=columns[i] in ("job", "phase", "score"))
@@ -554,6 +845,9 @@ def render(
             key,
             Text(phase, style=colours.get(phase, "")),
             where,
+            Text(
+                where_it_runs(job, placement), style="" if cluster_as_placed(job, placement) else "bold red"
+            ),
             f"{b['score']:.3f}" if "score" in b else "-",
             runner,
             f"{est['energyKWh']:.1f}" if "energyKWh" in est else "-",
@@ -575,6 +869,7 @@ def watch(
     timeout: float,
     live: bool,
     console: Any,
+    placement: dict[str, str] | None = None,
 ) -> tuple[Snapshot, bool]:
     """Poll once a second until the jobs settle or the deadline; returns the last snapshot and whether it settled."""
     t0 = time.monotonic()
@@ -607,11 +902,14 @@ def watch(
                 job = snap.jobs.get(key)
                 if job is None:
                     continue
-                state = f"{phase_of(job)} {live_place(job)}"  # not the message: plannedStart may tick
+                # not the message: plannedStart may tick
+                state = f"{phase_of(job)} {live_place(job)} {job_cluster(job)}"
                 if last_lines.get(key) != state:
                     last_lines[key] = state
                     console.print(
-                        f"[{snap.elapsed:5.0f}s] {describe_change(key, job)}", highlight=False, soft_wrap=True
+                        f"[{snap.elapsed:5.0f}s] {describe_change(key, job, placement)}",
+                        highlight=False,
+                        soft_wrap=True,
                     )
         if settled(snap, keys):
             settled_since = settled_since if settled_since is not None else time.monotonic()
@@ -625,7 +923,11 @@ def watch(
 
         with Live(console=console, refresh_per_second=4, transient=False) as view:
             for snap in snapshots():
-                view.update(render(snap, keys, delays, predicted, timeout, wide=console.width >= 150))
+                view.update(
+                    render(
+                        snap, keys, delays, predicted, timeout, wide=console.width >= 150, placement=placement
+                    )
+                )
                 if step(snap):
                     return snap, True
                 if snap.elapsed >= timeout:
@@ -644,9 +946,21 @@ def watch(
 
 
 def summarize(
-    snap: Snapshot, keys: list[str], predicted: dict[str, dict[str, Any]], finished: bool
+    snap: Snapshot,
+    keys: list[str],
+    predicted: dict[str, dict[str, Any]],
+    finished: bool,
+    placement: dict[str, str] | None = None,
+    clusters: dict[str, Any] | None = None,
+    member_jobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The summary (``--summary-json``). ``placement``: center -> member cluster; ``clusters``: the hub
+    and the members (``{"hub": {...}, "members": [{"name", "kubeconfig", "local", "centers"}]}``);
+    ``member_jobs``: job -> its batch Job as found in the member it ran in."""
+    placement, member_jobs = placement or {}, member_jobs or {}
+    clusters = clusters or {"hub": {"name": HUB, "centers": sorted(snap.centers)}, "members": []}
     rows = []
+    ran_in: dict[str, int] = {HUB: 0, **{m["name"]: 0 for m in clusters["members"]}}
     total_kwh = total_kg = 0.0
     for key in keys:
         job = snap.jobs.get(key) or {}
@@ -660,12 +974,20 @@ def summarize(
             total_kwh += float(est.get("energyKWh") or 0.0)
             total_kg += float(est.get("carbonKg") or 0.0)
         s, e = _parse_time(st.get("startTime")), _parse_time(st.get("completionTime"))
+        member = job_cluster(job) if ran and b else None
+        cluster_name = (placement.get(member) or member) if member else (HUB if ran and b else None)
+        if cluster_name is not None:
+            ran_in[cluster_name] = ran_in.get(cluster_name, 0) + 1
         rows.append(
             {
                 "job": key,
                 "phase": phase,
                 "center": b.get("center"),
                 "pool": b.get("pool"),
+                "cluster": member,  # as the status says: the member center whose cluster runs it; None: the hub's
+                "clusterName": cluster_name,  # the demo's name of that cluster ("hub", "demo-west", ...)
+                "clusterAsPlaced": cluster_as_placed(job, placement),
+                "memberJob": member_jobs.get(key),
                 "model": b.get("model"),
                 "score": b.get("score"),
                 "message": st.get("message"),
@@ -688,6 +1010,7 @@ def summarize(
         "finished": finished,
         "seconds": round(snap.elapsed, 1),
         "jobs": rows,
+        "clusters": {**clusters, "count": 1 + len(clusters["members"]), "jobsRanIn": ran_in},
         "totals": {
             "estimatedKWh": round(total_kwh, 3),
             "estimatedCarbonKg": round(total_kg, 3),
@@ -708,6 +1031,7 @@ def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, starte
         "job",
         "phase",
         "where (model)",
+        "cluster",
         "est. kWh",
         "est. kgCO2e",
         "demo run",
@@ -720,10 +1044,16 @@ def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, starte
         why = "-"
         if r["phase"] in (*WAITING, "Failed"):
             why = r["message"] or (f"until {r['plannedStart']}" if r["plannedStart"] else "-")
+        cluster = r["clusterName"] or "-"
+        if r["cluster"] and r["cluster"] != r["clusterName"]:
+            cluster = f"{r['cluster']} ({r['clusterName']})"
+        if not r["clusterAsPlaced"]:
+            cluster += " (not where the demo put the center!)"
         table.add_row(
             r["job"],
             r["phase"],
             where,
+            cluster,
             f"{r['estimatedKWh']:.1f}" if r["estimatedKWh"] is not None and r["center"] else "-",
             f"{r['estimatedCarbonKg']:.1f}" if r["estimatedCarbonKg"] is not None and r["center"] else "-",
             f"{r['demoRunSeconds']:.0f}s" if r["demoRunSeconds"] is not None else "-",
@@ -733,6 +1063,27 @@ def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, starte
             why,
         )
     console.print(table)
+    cl = summary["clusters"]
+    ran_in = cl.get("jobsRanIn") or {}
+    members = cl["members"]
+    parts = [f"{HUB} ({', '.join(cl['hub']['centers']) or 'no centers'})"]
+    parts += [f"{m['name']} ({', '.join(m['centers'])})" for m in members]
+    console.print(
+        f"clusters: {cl['count']} - "
+        + (f"the hub and {len(members)} member clusters: " if members else "the hub alone: ")
+        + "; ".join(parts)
+        + ". Jobs ran in: "
+        + ", ".join(f"{name} {count}" for name, count in ran_in.items()),
+        highlight=False,
+    )
+    astray = [r["job"] for r in summary["jobs"] if not r["clusterAsPlaced"]]
+    missing = [r["job"] for r in summary["jobs"] if r["cluster"] and not r.get("memberJob")]
+    if astray:
+        console.print(f"[yellow]ran in another cluster than their center's: {', '.join(astray)}[/]")
+    if missing:
+        console.print(
+            f"[yellow]no Job found in the member cluster their status names: {', '.join(missing)}[/]"
+        )
     t = summary["totals"]
     saved = t["nationalAverageCarbonKg"] - t["estimatedCarbonKg"]
     pct = 100.0 * saved / t["nationalAverageCarbonKg"] if t["nationalAverageCarbonKg"] else 0.0
@@ -760,7 +1111,7 @@ def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, starte
         "",
         "explore further:"
         + (
-            "  (the operator started for the demo is stopped; the cluster stays up)"
+            "  (the operator started for the demo is stopped; the clusters stay up)"
             if started_operator
             else ""
         ),
@@ -771,6 +1122,20 @@ def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, starte
         "  .venv/bin/suanli plan -f crds/examples   # the same decisions with no cluster at all",
         "  make cluster-down                    # stop the local control plane",
     ]
+    for m in members:
+        lines.insert(
+            -1,
+            f"  kubectl --kubeconfig {shown(m['kubeconfig'])} get jobs,pods -A   # member {m['name']}: "
+            "the Jobs the hub made there",
+        )
+    local = [m["name"] for m in members if m.get("local")]
+    if local:
+        lines.append(
+            "  "
+            + "; ".join(f"make cluster-down CLUSTER={name}" for name in local)
+            + "   # stop the member clusters"
+        )
+
     console.print("\n".join(lines), highlight=False, markup=False)
 
 
@@ -810,6 +1175,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--no-operator", action="store_true", help="use the operator already running against this cluster"
+    )
+    p.add_argument(
+        "--members",
+        default=DEFAULT_MEMBERS,
+        metavar="NAME[=KUBECONFIG],...",
+        help="member clusters: NAME is a local control plane brought up (or reused) with CLUSTER=NAME "
+        "tests/cluster/up.sh, NAME=KUBECONFIG one that runs elsewhere; 'none': the hub alone "
+        f"(default: {DEFAULT_MEMBERS})",
+    )
+    p.add_argument(
+        "--operator-namespace",
+        default=OPERATOR_NAMESPACE,
+        metavar="NS",
+        help="the operator's namespace on the hub, where `suanli join` writes the members' kubeconfig "
+        f"Secrets (created if missing; default {OPERATOR_NAMESPACE})",
     )
     p.add_argument("--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON here")
     p.add_argument(
@@ -854,7 +1234,7 @@ def main(argv: list[str] | None = None) -> int:
             if not operator.stop():
                 continue
             console.print(
-                f"stopped the operator started for the demo (log: {operator.log}); the cluster is still up.",
+                f"stopped the operator started for the demo (log: {operator.log}); the clusters are still up.",
                 highlight=False,
             )
 
@@ -875,6 +1255,7 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
         raise DemoError(
             "kubectl not found: run `make cluster-up` (it puts one in .cluster/bin) or install kubectl"
         )
+    members = parse_members(args.members)
     suanli = suanli_command()
     if not args.no_operator:
         probe = subprocess.run(
@@ -922,19 +1303,49 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
     step("installing the CRDs (kubectl apply --server-side -f crds/)")
     install_crds(cluster)
     centers = [d for d in center_docs if d.get("kind") == "ComputeCenter"]
-    nodes = ensure_fake_nodes(cluster, centers)
-    step(f"{len(nodes)} fake accelerator nodes Ready (kwok) in {len(centers)} centers")
+    demo_centers = {c["metadata"]["name"] for c in centers}
+
+    # The member clusters and which centers go where.
+    placement = assign_centers(centers, [m.name for m in members])
+    for m in members:
+        m.centers = [c["metadata"]["name"] for c in centers if placement.get(c["metadata"]["name"]) == m.name]
+        if m.local:
+            m.kubeconfig, seconds = bring_up_member(m.name)
+            step(
+                f"member cluster {m.name} up in {seconds:.0f}s (CLUSTER={m.name} tests/cluster/up.sh): {m.kubeconfig}"
+            )
+        assert m.kubeconfig is not None
+        if Path(m.kubeconfig).resolve() == Path(kubeconfig):
+            raise DemoError(
+                f"member cluster {m.name} is the hub itself ({kubeconfig}); give another --kubeconfig or --members"
+            )
+        m.cluster = Cluster(m.kubeconfig, kubectl, name=m.name, logs=CLUSTERS_ROOT / m.name / "logs")
+        m.cluster.check_reachable()
+    hub_centers = [c for c in centers if c["metadata"]["name"] not in placement]
+    nodes = ensure_fake_nodes(cluster, hub_centers, demo_centers)
+    counts = [f"{len(nodes)} in the hub"]
+    for m in members:
+        assert m.cluster is not None
+        member_nodes = ensure_fake_nodes(
+            m.cluster, [c for c in centers if c["metadata"]["name"] in m.centers], demo_centers
+        )
+        counts.append(f"{len(member_nodes)} in {m.name}")
+    step(f"fake accelerator nodes Ready (kwok) for {len(centers)} centers: {', '.join(counts)}")
     namespaces = sorted({k.split("/")[0] for k in keys})
-    ensure_namespaces(cluster, namespaces)
+    ensure_namespaces(cluster, [*namespaces, *([args.operator_namespace] if members else [])])
     removed = remove_previous_jobs(cluster, keys)
     if removed:
         step(f"removed {removed} ComputeJobs of an earlier demo run")
+    for m in members:
+        assert m.cluster is not None
+        gone = remove_member_jobs(m.cluster, keys)
+        if gone:
+            step(f"removed {gone} Jobs of an earlier demo run in member cluster {m.name}")
     cluster.apply(work / "centers.yaml")
-    ours = {c["metadata"]["name"] for c in centers}
     others = sorted(
         i["metadata"]["name"]
         for i in cluster.custom.list_cluster_custom_object(GROUP, VERSION, "computecenters")["items"]
-        if i["metadata"]["name"] not in ours
+        if i["metadata"]["name"] not in demo_centers
     )
     if others:
         console.print(
@@ -943,26 +1354,76 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
             "For a clean demo: make cluster-down && make demo[/]"
         )
     step(f"applied {len(centers)} ComputeCenters ({work / 'centers.yaml'})")
+    unjoined = unjoin_hub_centers(cluster, [c["metadata"]["name"] for c in hub_centers])
+    if unjoined:
+        step(
+            f"{', '.join(unjoined)}: in the hub's own cluster this time (spec.cluster of an earlier run removed)"
+        )
+    if members:
+        jobs = [(center, m) for m in members for center in m.centers]
+        with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+            list(pool.map(lambda cm: join(suanli, cm[0], cm[1], kubeconfig, args.operator_namespace), jobs))
+        joined = "; ".join(f"{m.name} <- {', '.join(m.centers)}" for m in members)
+        step(
+            f"suanli join: {joined} "
+            f"(kubeconfig Secrets in {args.operator_namespace}); "
+            f"{', '.join(c['metadata']['name'] for c in hub_centers)} stay in the hub's own cluster"
+        )
     operator: Operator | None = None
     if args.no_operator:
         step("using the operator already running (--no-operator)")
     else:
-        operator = Operator(kubeconfig, CLUSTER_DIR / "logs" / "operator-demo.log")
+        operator = Operator(
+            kubeconfig, CLUSTER_DIR / "logs" / "operator-demo.log", namespace=args.operator_namespace
+        )
         started(operator)
         operator.start()
         step(
-            f"operator running (suanli run, pid {operator.proc.pid if operator.proc else '?'}, log {operator.log})"
+            f"operator running (suanli run --namespace {operator.namespace}, pid "
+            f"{operator.proc.pid if operator.proc else '?'}, log {operator.log})"
         )
     wait_fleet_idle(cluster, centers, FLEET_IDLE_TIMEOUT_S)
-    step("the operator reports every pool Ready and free")
+    step(
+        "the operator reports every pool Ready and free"
+        + (", in the hub and in every member" if members else "")
+    )
     cluster.apply(work / "jobs.yaml")
     step(f"applied {len(keys)} ComputeJobs ({work / 'jobs.yaml'}); each runs 10-40 s of demo time")
 
     center_names = [c["metadata"]["name"] for c in centers]
     snap, finished = watch(
-        cluster, operator, keys, center_names, delays, predicted, args.timeout, interactive, console
+        cluster,
+        operator,
+        keys,
+        center_names,
+        delays,
+        predicted,
+        args.timeout,
+        interactive,
+        console,
+        placement,
     )
-    summary = summarize(snap, keys, predicted, finished)
+    by_center = {center: m for m in members for center in m.centers}
+    member_jobs: dict[str, Any] = {}
+    for key in keys:  # where the status says a job ran, its Job must be
+        ran_in = by_center.get(job_cluster(snap.jobs.get(key)) or "")
+        if ran_in is not None and ran_in.cluster is not None:
+            try:
+                member_jobs[key] = member_job(ran_in.cluster, key)
+            except Exception as exc:  # a member that stopped answering: say so in the summary
+                member_jobs[key] = {"error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
+    clusters = {
+        "hub": {
+            "name": HUB,
+            "kubeconfig": kubeconfig,
+            "centers": [c["metadata"]["name"] for c in hub_centers],
+        },
+        "members": [
+            {"name": m.name, "kubeconfig": m.kubeconfig, "local": m.local, "centers": m.centers}
+            for m in members
+        ],
+    }
+    summary = summarize(snap, keys, predicted, finished, placement, clusters, member_jobs)
     summary["totalSeconds"] = round(time.monotonic() - t_start, 1)
     print_summary(console, summary, kubeconfig, operator is not None)
     if args.summary_json:

@@ -6,26 +6,85 @@ REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
 # shellcheck source=versions.env
 source "$CLUSTER_DIR/versions.env"
 
+log() { printf '[suanli-cluster] %s\n' "$*" >&2; }
+die() { printf '[suanli-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
 SUANLI_CACHE="${SUANLI_CACHE:-$HOME/.cache/suanli}"
 KUBE_BIN_DIR="$SUANLI_CACHE/bin/kubernetes-$KUBE_VERSION"
 ETCD_BIN_DIR="$SUANLI_CACHE/bin/etcd-$ETCD_VERSION"
 KWOK_BIN_DIR="$SUANLI_CACHE/bin/kwok-$KWOK_VERSION"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
+# --- which cluster ------------------------------------------------------------------
+# The default cluster (no name) keeps its state in .cluster/ (SUANLI_CLUSTER_DIR). Further,
+# independent clusters are named: CLUSTER=NAME (or SUANLI_CLUSTER=NAME), state in .cluster/NAME/,
+# free ports chosen at their first start and kept in .cluster/NAME/ports.env.
+# What the default cluster keeps in its state dir: no named cluster may take these names.
+DEFAULT_STATE_SUBDIRS=(bin etcd logs pids pki demo)
+
+# is_cluster_name NAME: a lowercase DNS label (RFC 1123) that is not one of the default's folders.
+is_cluster_name() {
+  [[ ${#1} -le 63 && "$1" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ && " ${DEFAULT_STATE_SUBDIRS[*]} " != *" $1 "* ]]
+}
+
+if [[ -n "${SUANLI_CLUSTER:-}" && -n "${CLUSTER:-}" && "$SUANLI_CLUSTER" != "$CLUSTER" ]]; then
+  die "CLUSTER=$CLUSTER and SUANLI_CLUSTER=$SUANLI_CLUSTER name different clusters; set only one"
+fi
+CLUSTER_NAME="${SUANLI_CLUSTER:-${CLUSTER:-}}"
+if [[ -n "$CLUSTER_NAME" ]] && ! is_cluster_name "$CLUSTER_NAME"; then
+  die "CLUSTER='$CLUSTER_NAME' is not a usable cluster name: it must be a lowercase DNS label (a-z, 0-9 and '-', \
+starting and ending with a letter or digit, at most 63 characters) and none of: ${DEFAULT_STATE_SUBDIRS[*]}"
+fi
+
 # Runtime state of one local cluster (gitignored): certs, etcd data, logs, pids.
-STATE_DIR="${SUANLI_CLUSTER_DIR:-$REPO_ROOT/.cluster}"
+CLUSTERS_ROOT="${SUANLI_CLUSTER_DIR:-$REPO_ROOT/.cluster}"
+if [[ -n "$CLUSTER_NAME" ]]; then STATE_DIR="$CLUSTERS_ROOT/$CLUSTER_NAME"; else STATE_DIR="$CLUSTERS_ROOT"; fi
+# How it appears in kubeconfigs and messages.
+CLUSTER_LABEL="suanli-${CLUSTER_NAME:-local}"
+MAKE_ARGS="${CLUSTER_NAME:+ CLUSTER=$CLUSTER_NAME}"
+
+# --- ports ------------------------------------------------------------------------
 LISTEN_ADDRESS=127.0.0.1
-APISERVER_PORT="${SUANLI_APISERVER_PORT:-16443}"
-ETCD_CLIENT_PORT="${SUANLI_ETCD_CLIENT_PORT:-12379}"
-ETCD_PEER_PORT="${SUANLI_ETCD_PEER_PORT:-12380}"
-CONTROLLER_MANAGER_PORT="${SUANLI_CONTROLLER_MANAGER_PORT:-16257}"
-SCHEDULER_PORT="${SUANLI_SCHEDULER_PORT:-16259}"
-KWOK_PORT="${SUANLI_KWOK_PORT:-16080}"
+PORT_VARS=(APISERVER_PORT ETCD_CLIENT_PORT ETCD_PEER_PORT CONTROLLER_MANAGER_PORT SCHEDULER_PORT KWOK_PORT)
+declare -A DEFAULT_PORTS=([APISERVER_PORT]=16443 [ETCD_CLIENT_PORT]=12379 [ETCD_PEER_PORT]=12380
+  [CONTROLLER_MANAGER_PORT]=16257 [SCHEDULER_PORT]=16259 [KWOK_PORT]=16080)
+PORTS_FILE="$STATE_DIR/ports.env"
+# Named clusters choose free ports in this range (below Linux's ephemeral 32768-60999).
+NAMED_PORT_MIN=20000
+NAMED_PORT_MAX=32767
+
+# read_ports_file FILE: prints "VAR PORT" for each well-formed line of a ports.env.
+read_ports_file() {
+  [[ -f "$1" ]] || return 0
+  local line
+  while IFS= read -r line; do
+    [[ "$line" =~ ^([A-Z_]+_PORT)=([0-9]+)$ ]] && echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+  done < "$1"
+}
+
+# Explicit SUANLI_*_PORT variables win; then (named clusters) the ports kept in ports.env; then
+# the default cluster's fixed ports, or, for a named cluster, none yet (up.sh chooses them).
+EXPLICIT_PORT_VARS=()
+declare -A PERSISTED_PORTS=()
+if [[ -n "$CLUSTER_NAME" ]]; then
+  while read -r var port; do PERSISTED_PORTS[$var]=$port; done < <(read_ports_file "$PORTS_FILE")
+fi
+for var in "${PORT_VARS[@]}"; do
+  env_var="SUANLI_$var"
+  if [[ -n "${!env_var:-}" ]]; then
+    [[ "${!env_var}" =~ ^[0-9]+$ ]] || die "$env_var must be a port number, got '${!env_var}'"
+    printf -v "$var" '%s' "${!env_var}"
+    EXPLICIT_PORT_VARS+=("$var")
+  elif [[ -n "$CLUSTER_NAME" ]]; then
+    printf -v "$var" '%s' "${PERSISTED_PORTS[$var]:-}"
+  else
+    printf -v "$var" '%s' "${DEFAULT_PORTS[$var]}"
+  fi
+done
+unset var env_var port
+
 # Deadline for the whole control plane to become ready, in seconds.
 READY_TIMEOUT_SECONDS="${SUANLI_READY_TIMEOUT_SECONDS:-120}"
-
-log() { printf '[suanli-cluster] %s\n' "$*" >&2; }
-die() { printf '[suanli-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # take_cluster_lock: one up.sh/down.sh at a time per state dir (waits up to 10 minutes,
 # e.g. behind a first-time build). Nested calls (up.sh -> down.sh) inherit the lock.
@@ -40,4 +99,28 @@ take_cluster_lock() {
     flock -w 600 8 || die "gave up waiting for the lock $lock after 600s"
   fi
   export SUANLI_CLUSTER_LOCKED=1
+}
+
+# own_state_entries: what in $STATE_DIR belongs to this cluster. The default cluster's state
+# dir also holds the named clusters' folders: those are not its own (its down.sh keeps them).
+own_state_entries() {
+  local entry
+  [[ -d "$STATE_DIR" ]] || return 0
+  for entry in "$STATE_DIR"/* "$STATE_DIR"/.[!.]* "$STATE_DIR"/..?*; do
+    [[ -e "$entry" || -L "$entry" ]] || continue
+    if [[ -z "$CLUSTER_NAME" && -d "$entry" && ! -L "$entry" ]] && is_cluster_name "${entry##*/}"; then
+      continue
+    fi
+    printf '%s\n' "$entry"
+  done
+}
+
+# named_cluster_names: the named clusters whose state is in $CLUSTERS_ROOT.
+named_cluster_names() {
+  local entry
+  for entry in "$CLUSTERS_ROOT"/*/; do
+    entry=${entry%/}
+    [[ -d "$entry" && ! -L "$entry" ]] && is_cluster_name "${entry##*/}" && echo "${entry##*/}"
+  done
+  return 0
 }

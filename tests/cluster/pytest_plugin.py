@@ -19,7 +19,18 @@ Use from a conftest::
 Fixtures: ``kube`` (session: API clients, kubeconfig, installed CRDs), ``core_v1``,
 ``batch_v1``, ``custom_objects``, ``namespace`` (a fresh namespace per test, deleted
 after it), ``fake_nodes`` (make kwok nodes for ComputeCenter pools, removed after the
-test), ``wait_for`` (the deadline-bound polling helper below).
+test), ``wait_for`` (the deadline-bound polling helper below), ``member_cluster`` (session:
+further clusters by name, for multi-cluster tests; see ``MemberCluster``).
+
+``CLUSTER=NAME`` (or ``SUANLI_CLUSTER``) in the environment makes the local cluster under
+test the named one of ``make cluster-up CLUSTER=NAME`` (state in ``.cluster/NAME/``), as
+it does for the scripts.
+
+Member clusters: ``member_cluster("guian")`` is a local control plane of its own, brought up
+(or reused) with ``CLUSTER=guian tests/cluster/up.sh``, kubeconfig ``.cluster/guian/kubeconfig``.
+With ``SUANLI_MEMBER_KUBECONFIGS="guian=/path/a,zhongwei=/path/b"`` those kubeconfigs are used
+instead and nothing is started; stopping a member's control plane (failover tests) is then not
+possible, and ``member_cluster(name, stoppable=True)`` skips the test saying so.
 """
 
 from __future__ import annotations
@@ -41,7 +52,12 @@ from tests.cluster import fake_nodes as fake_nodes_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPTS = REPO_ROOT / "tests" / "cluster"
-LOCAL_STATE_DIR = Path(os.environ.get("SUANLI_CLUSTER_DIR", REPO_ROOT / ".cluster"))
+# The default local cluster's state dir; named clusters (CLUSTER=NAME) have theirs inside it.
+LOCAL_CLUSTERS_ROOT = Path(os.environ.get("SUANLI_CLUSTER_DIR", REPO_ROOT / ".cluster"))
+# The local cluster under test: the default one, or the one CLUSTER=NAME names (as in tests/cluster/lib.sh).
+HUB_CLUSTER_NAME = os.environ.get("SUANLI_CLUSTER") or os.environ.get("CLUSTER") or ""
+LOCAL_STATE_DIR = LOCAL_CLUSTERS_ROOT / HUB_CLUSTER_NAME if HUB_CLUSTER_NAME else LOCAL_CLUSTERS_ROOT
+MEMBER_KUBECONFIGS_ENV = "SUANLI_MEMBER_KUBECONFIGS"
 CRDS_DIR = REPO_ROOT / "crds"
 TEST_NAMESPACE_LABEL = "suanli.io/test"
 
@@ -50,6 +66,8 @@ CRD_ESTABLISHED_TIMEOUT_S = float(os.environ.get("SUANLI_TEST_CRD_TIMEOUT_SECOND
 NAMESPACE_TIMEOUT_S = float(os.environ.get("SUANLI_TEST_NAMESPACE_TIMEOUT_SECONDS", "90"))
 NODE_READY_TIMEOUT_S = float(os.environ.get("SUANLI_TEST_NODE_TIMEOUT_SECONDS", "60"))
 UP_TIMEOUT_S = float(os.environ.get("SUANLI_CLUSTER_UP_TIMEOUT_SECONDS", "5400"))
+# A member cluster is brought up inside a test (the binaries are built by then): a start takes ~10-30 s.
+MEMBER_UP_TIMEOUT_S = float(os.environ.get("SUANLI_MEMBER_UP_TIMEOUT_SECONDS", "240"))
 
 T = TypeVar("T")
 
@@ -61,6 +79,7 @@ __all__ = [
     "custom_objects",
     "fake_nodes",
     "kube",
+    "member_cluster",
     "namespace",
     "pytest_collection_finish",
     "pytest_configure",
@@ -329,6 +348,202 @@ def custom_objects(kube: Kube) -> Any:
     from kubernetes import client
 
     return client.CustomObjectsApi(kube.api_client)
+
+
+# --- member clusters, by name -------------------------------------------------------------
+
+# As tests/cluster/lib.sh: a lowercase DNS label, none of the default cluster's own folders.
+CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+RESERVED_CLUSTER_NAMES = frozenset({"bin", "etcd", "logs", "pids", "pki", "demo"})
+CONTROL_PLANE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# What the scripts take from the environment for the cluster under test; a member gets its own.
+_HUB_ONLY_ENV = ("CLUSTER", "SUANLI_CLUSTER", "SUANLI_CLUSTER_LOCKED", "SUANLI_APISERVER_PORT",
+                 "SUANLI_ETCD_CLIENT_PORT", "SUANLI_ETCD_PEER_PORT", "SUANLI_CONTROLLER_MANAGER_PORT",
+                 "SUANLI_SCHEDULER_PORT", "SUANLI_KWOK_PORT")
+
+
+def check_cluster_name(name: str) -> str:
+    """``name`` if tests/cluster/up.sh takes it as CLUSTER=NAME; ValueError saying why not."""
+    if not CLUSTER_NAME_RE.fullmatch(name) or name in RESERVED_CLUSTER_NAMES:
+        raise ValueError(f"{name!r} is not a usable cluster name: a lowercase DNS label (a-z, 0-9, '-'), "
+                         f"none of {sorted(RESERVED_CLUSTER_NAMES)}")
+    return name
+
+
+def local_cluster_dir(name: str) -> Path:
+    """The state dir of the named local cluster (its kubeconfig: ``<dir>/kubeconfig``)."""
+    return LOCAL_CLUSTERS_ROOT / check_cluster_name(name)
+
+
+def cluster_script_env(name: str | None) -> dict[str, str]:
+    """The environment for tests/cluster/*.sh acting on the named cluster (None: the default one), not on
+    the one under test: this process's environment without the cluster name and ports of that one."""
+    env = {key: value for key, value in os.environ.items() if key not in _HUB_ONLY_ENV}
+    if name is not None:
+        env["SUANLI_CLUSTER"] = check_cluster_name(name)
+    return env
+
+
+def parse_member_kubeconfigs(text: str) -> dict[str, str]:
+    """``"guian=/a,zhongwei=/b"`` (SUANLI_MEMBER_KUBECONFIGS) as ``{"guian": "/a", "zhongwei": "/b"}``."""
+    members: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, path = (x.strip() for x in item.partition("="))
+        if not sep or not name or not path:
+            raise ValueError(f"{MEMBER_KUBECONFIGS_ENV}: {item!r} is not NAME=KUBECONFIG_PATH")
+        if name in members:
+            raise ValueError(f"{MEMBER_KUBECONFIGS_ENV}: member {name!r} is named twice")
+        members[name] = str(Path(path).expanduser())
+    return members
+
+
+def _run_script(script: str, *args: str, name: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["bash", str(CLUSTER_SCRIPTS / script), *args], cwd=REPO_ROOT,
+                              env=cluster_script_env(name), capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"CLUSTER={name} tests/cluster/{script} {' '.join(args)} did not finish "
+                             f"within {timeout:g}s") from exc
+
+
+def _script_failed(proc: subprocess.CompletedProcess[str], what: str) -> str:
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    return f"{what} failed (exit {proc.returncode}):\n{tail}"
+
+
+@dataclass
+class MemberCluster:
+    """A member cluster: ``name``, ``kubeconfig`` (path) and, for a local one, control of its processes.
+
+    ``stop()`` / ``start()`` take its control plane down and bring the same cluster back (etcd
+    data, certificates, ports and so the kubeconfig stay), for failover tests. Only for local
+    members: on one from SUANLI_MEMBER_KUBECONFIGS they skip the test.
+    """
+
+    name: str
+    kubeconfig: str
+    external: bool = False
+    started_here: bool = False
+    stopped: set[str] = field(default_factory=set)
+    _api_client: Any = field(default=None, repr=False)
+
+    @property
+    def is_local(self) -> bool:
+        return not self.external
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Its local state (``.cluster/NAME``), None for an external member."""
+        return None if self.external else local_cluster_dir(self.name)
+
+    @property
+    def api_client(self) -> Any:
+        """A Kubernetes API client for it (made on first use)."""
+        if self._api_client is None:
+            from kubernetes import config
+
+            self._api_client = config.new_client_from_config(config_file=self.kubeconfig)
+        return self._api_client
+
+    def ports(self) -> dict[str, int]:
+        """The ports of a local member's components (its ports.env), e.g. ``{"APISERVER_PORT": 23456, ...}``."""
+        self._require_local("its ports are known for local members only")
+        assert self.state_dir is not None
+        pairs = (line.split("=", 1) for line in (self.state_dir / "ports.env").read_text().splitlines())
+        return {key: int(value) for key, value in pairs}
+
+    def _require_local(self, why: str) -> None:
+        if self.external:
+            pytest.skip(f"member cluster {self.name} comes from {MEMBER_KUBECONFIGS_ENV} ({self.kubeconfig}): {why}")
+
+    def stop(self, *components: str) -> None:
+        """Stop its control plane (all components, or the ones named), keeping its state."""
+        self._require_local("its control plane is not ours to stop")
+        names = components or CONTROL_PLANE_COMPONENTS
+        unknown = set(names) - set(CONTROL_PLANE_COMPONENTS)
+        assert not unknown, f"unknown components {sorted(unknown)}; one of {CONTROL_PLANE_COMPONENTS}"
+        proc = _run_script("restart.sh", "--stop", *names, name=self.name, timeout=120)
+        assert proc.returncode == 0, _script_failed(proc, f"stopping member cluster {self.name}")
+        self.stopped.update(names)
+
+    def start(self) -> float:
+        """Start every component of it that is not running (the same cluster, same ports); returns once all
+        are healthy, with the seconds it took."""
+        self._require_local("its control plane is not ours to start")
+        start = time.monotonic()
+        proc = _run_script("restart.sh", "--start", name=self.name, timeout=180)
+        assert proc.returncode == 0, _script_failed(proc, f"starting member cluster {self.name}")
+        self.stopped.clear()
+        return time.monotonic() - start
+
+    def down(self) -> None:
+        """Stop it and remove its state (tests/cluster/down.sh); a later ``member_cluster(name)`` starts a fresh one."""
+        self._require_local("it is not ours to remove")
+        proc = _run_script("down.sh", name=self.name, timeout=120)
+        assert proc.returncode == 0, _script_failed(proc, f"removing member cluster {self.name}")
+        self.stopped.clear()
+        self._api_client = None
+
+
+def _bring_up_member(name: str) -> MemberCluster:
+    kubeconfig = local_cluster_dir(name) / "kubeconfig"
+    started_here = not kubeconfig.exists()
+    try:
+        proc = _run_script("up.sh", name=name, timeout=MEMBER_UP_TIMEOUT_S)
+    except AssertionError as exc:
+        pytest.fail(f"member cluster {name}: {exc} (SUANLI_MEMBER_UP_TIMEOUT_SECONDS)", pytrace=False)
+    if proc.returncode != 0:
+        pytest.fail(_script_failed(proc, f"member cluster {name}: CLUSTER={name} tests/cluster/up.sh"), pytrace=False)
+    return MemberCluster(name=name, kubeconfig=str(kubeconfig), started_here=started_here)
+
+
+@pytest.fixture(scope="session")
+def member_cluster() -> Iterator[Callable[..., MemberCluster]]:
+    """``member_cluster(name, stoppable=False)``: the member cluster of that name (``MemberCluster``).
+
+    Local (default): brought up with ``CLUSTER=name tests/cluster/up.sh`` on first use in the session
+    (a healthy one is reused), its own processes and free ports, kubeconfig ``.cluster/<name>/kubeconfig``;
+    one that an earlier test left stopped is started again. Left running after the session, unless
+    ``SUANLI_CLUSTER_STOP=1`` (then the ones this session started are removed).
+    With ``SUANLI_MEMBER_KUBECONFIGS`` set: those clusters, nothing started; a name it lacks skips the
+    test, and so does ``stoppable=True`` (the test wants to stop and start the member's control plane).
+    """
+    members: dict[str, MemberCluster] = {}
+    configured = os.environ.get(MEMBER_KUBECONFIGS_ENV)
+    try:
+        external = parse_member_kubeconfigs(configured) if configured else None
+    except ValueError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+    def get(name: str, *, stoppable: bool = False) -> MemberCluster:
+        if external is not None:
+            if name not in external:
+                pytest.skip(f"{MEMBER_KUBECONFIGS_ENV} names no member cluster {name!r} (it has: {sorted(external)})")
+            if not Path(external[name]).is_file():
+                pytest.fail(f"{MEMBER_KUBECONFIGS_ENV}: the kubeconfig of {name}, {external[name]}, is not a file",
+                            pytrace=False)
+            member = members.setdefault(name, MemberCluster(name=name, kubeconfig=external[name], external=True))
+            if stoppable:
+                member._require_local("this test stops and starts its control plane, which only works for local members")
+            return member
+        check_cluster_name(name)
+        if name == HUB_CLUSTER_NAME and not _STATE.external:
+            raise ValueError(f"{name!r} is the cluster under test (CLUSTER={name}), not a member")
+        member = members.get(name)
+        if member is not None and member.stopped:
+            member.start()  # an earlier test stopped it (and failed before starting it again)
+        if member is None or not Path(member.kubeconfig).exists():
+            fresh = _bring_up_member(name)
+            fresh.started_here = fresh.started_here or (member is not None and member.started_here)
+            members[name] = member = fresh
+        return member
+
+    yield get
+    if os.environ.get("SUANLI_CLUSTER_STOP") == "1":
+        for member in members.values():
+            if member.started_here and member.is_local:
+                member.down()
 
 
 # --- a namespace per test -------------------------------------------------------------

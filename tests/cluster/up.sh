@@ -6,6 +6,11 @@
 #   bash tests/cluster/up.sh      # or: make cluster-up
 #   export KUBECONFIG=$PWD/.cluster/kubeconfig
 #
+# Further independent clusters by name, each with its own processes and free ports chosen
+# automatically (kept in .cluster/NAME/ports.env), state and kubeconfig in .cluster/NAME/:
+#
+#   CLUSTER=guian bash tests/cluster/up.sh      # or: make cluster-up CLUSTER=guian
+#
 # Idempotent: a healthy running cluster is reused (returns in about a second); a broken
 # one is torn down and started again. Every wait has a deadline
 # (SUANLI_READY_TIMEOUT_SECONDS, default 120).
@@ -19,14 +24,14 @@ done
 
 print_usage_hint() {
   cat >&2 <<HINT
-[suanli-cluster] cluster is up (Kubernetes $KUBE_VERSION, kwok $KWOK_VERSION, etcd $ETCD_VERSION)
+[suanli-cluster] cluster ${CLUSTER_NAME:-(default)} is up (Kubernetes $KUBE_VERSION, kwok $KWOK_VERSION, etcd $ETCD_VERSION)
   kubeconfig:  $STATE_DIR/kubeconfig
   API server:  https://$LISTEN_ADDRESS:$APISERVER_PORT
   logs:        $STATE_DIR/logs/
   use it:      export KUBECONFIG=$STATE_DIR/kubeconfig PATH=$STATE_DIR/bin:\$PATH
                kubectl get nodes
   fake nodes:  python tests/cluster/fake_nodes.py apply -f <ComputeCenter yaml> [--nodes-per-pool N]
-  stop it:     make cluster-down   (or bash tests/cluster/down.sh)
+  stop it:     make cluster-down$MAKE_ARGS   (or${CLUSTER_NAME:+ CLUSTER=$CLUSTER_NAME} bash tests/cluster/down.sh)
 HINT
 }
 
@@ -44,21 +49,26 @@ take_cluster_lock
 reuse_if_healthy
 if [[ -f "$STATE_DIR/kubeconfig" ]]; then
   log "found a stopped or broken cluster in $STATE_DIR ($(describe_not_running)); restarting it"
-  bash "$CLUSTER_DIR/down.sh"
+  bash "$CLUSTER_DIR/down.sh"  # a named cluster's ports stay the same: they are read above
 fi
-[[ -e "$STATE_DIR" ]] && [[ ! -f "$STATE_DIR/.suanli-cluster" ]] && [[ -n "$(ls -A "$STATE_DIR")" ]] \
+[[ -e "$STATE_DIR" ]] && [[ ! -f "$STATE_DIR/.suanli-cluster" ]] && [[ -n "$(own_state_entries)" ]] \
   && die "$STATE_DIR exists but was not made by up.sh; move it away or set SUANLI_CLUSTER_DIR"
 
-check_ports_free
+if [[ -n "$CLUSTER_NAME" ]]; then
+  mkdir -p "$STATE_DIR"
+  touch "$STATE_DIR/.suanli-cluster"
+  assign_ports
+fi
+check_ports_free "${COMPONENTS[@]}"
 
 # --- binaries ---------------------------------------------------------------------
 bash "$CLUSTER_DIR/build.sh"
 
 # On failure stop what we started (no half cluster left running); keep the logs.
-trap 'rc=$?; if ((rc)); then stop_started; log "start failed; logs kept in $LOGS (make cluster-down removes them)"; fi' EXIT
+trap 'rc=$?; if ((rc)); then stop_started; log "start failed; logs kept in $LOGS (make cluster-down$MAKE_ARGS removes them)"; fi' EXIT
 
 start=$SECONDS
-mkdir -p "$STATE_DIR"/{pki,logs,pids,bin,etcd}
+mkdir -p "$STATE_DIR"/{pki,logs,pids,bin,etcd}  # all in DEFAULT_STATE_SUBDIRS (lib.sh)
 touch "$STATE_DIR/.suanli-cluster"
 chmod 700 "$STATE_DIR/pki" "$STATE_DIR/etcd"
 ln -sfn "$KUBE_BIN_DIR/kubectl" "$STATE_DIR/bin/kubectl"

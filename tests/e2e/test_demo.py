@@ -1,9 +1,17 @@
 """`make demo` end to end, the way CI runs it: the driver in plain-line mode against the cluster
-under test, its JSON summary checked against `suanli plan` on the same (reduced) fleet.
+under test (the hub), its JSON summary checked against `suanli plan` on the same (reduced) fleet.
 
 The driver starts and stops its own operator; the test gives it a deadline and asserts that
 every job plan binds ran to Succeeded in plan's pool, the Queued one still waits with a reason,
 and a Deferred one waits with a plannedStart.
+
+Member clusters: with the local hub the driver brings up its two local member clusters
+(`demo-west`, `demo-east`: `CLUSTER=NAME tests/cluster/up.sh`, reused when running) as `make demo`
+does; with SUANLI_MEMBER_KUBECONFIGS naming two or more, it uses those instead. The second test checks
+the fleet is mixed (the hub and at least two members, each with centers), that jobs ran in at least
+two clusters, each in its center's cluster as its status says, and that a member job's Job and pods
+are really in that member, on that center's nodes. With an external hub (KUBECONFIG) and no member
+kubeconfigs no member cluster can be made: the demo then runs on the hub alone and only that test skips.
 """
 
 from __future__ import annotations
@@ -12,10 +20,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.cluster.fake_nodes import CENTER_LABEL
+from tests.cluster.pytest_plugin import (
+    LOCAL_CLUSTERS_ROOT,
+    MEMBER_KUBECONFIGS_ENV,
+    cluster_script_env,
+    parse_member_kubeconfigs,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
@@ -23,6 +40,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "tests" / "cluster" / "demo.py"
 SUANLI = Path(sys.executable).parent / "suanli"
 DEMO_TIMEOUT_S = float(os.environ.get("SUANLI_DEMO_TIMEOUT_SECONDS", "300"))
+LOCAL_MEMBERS = ("demo-west", "demo-east")  # the demo's default --members
+MEMBERS_UP_S = 240.0  # bringing both local members up (the binaries are built by then), on top of the demo
+JOB_LABEL = "suanli.io/job"
 
 
 def _suanli() -> list[str]:
@@ -46,20 +66,61 @@ def _plan(paths: list[Path]) -> dict[str, dict[str, Any]]:
     return {f"{j['namespace']}/{j['name']}": j for j in json.loads(out)["jobs"]}
 
 
-@pytest.mark.timeout(DEMO_TIMEOUT_S + 180)
-def test_demo_runs_the_examples_as_planned(kube: Any, tmp_path: Path) -> None:
+def _members(kube: Any) -> tuple[str, str | None]:
+    """The demo's --members, and why the member checks cannot run (None: they run)."""
+    configured = parse_member_kubeconfigs(os.environ.get(MEMBER_KUBECONFIGS_ENV, ""))
+    if len(configured) >= 2:
+        return ",".join(f"{name}={path}" for name, path in configured.items()), None
+    if kube.is_local:
+        return ",".join(LOCAL_MEMBERS), None
+    return "none", (
+        f"the hub is an external cluster (KUBECONFIG={kube.kubeconfig}) and {MEMBER_KUBECONFIGS_ENV} names "
+        f"{len(configured)} member cluster(s), so no member clusters can be made (local members are started only "
+        f"next to the local hub): the demo ran on the hub alone. Set {MEMBER_KUBECONFIGS_ENV}=a=/path,b=/path "
+        "to two more clusters (with kwok) to run the multi-cluster checks"
+    )
+
+
+@dataclass
+class DemoRun:
+    proc: subprocess.CompletedProcess[str]
+    output: str
+    work: Path
+    summary: dict[str, Any] | None
+    members_skipped: str | None  # why the member checks cannot run
+
+
+@pytest.fixture(scope="module")
+def demo_run(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """The demo run once for this module's tests (the first one waits for it)."""
     reason = _operator_missing()
     if reason:
         pytest.skip(reason)
-    work, summary_file = tmp_path / "demo", tmp_path / "summary.json"
+    members, members_skipped = _members(kube)
+    local = members == ",".join(LOCAL_MEMBERS)  # the demo brings them up: the ones not there yet are new
+    fresh = [n for n in LOCAL_MEMBERS if local and not (LOCAL_CLUSTERS_ROOT / n / "kubeconfig").exists()]
+    tmp = tmp_path_factory.mktemp("demo")
+    work, summary_file = tmp / "demo", tmp / "summary.json"
     proc = subprocess.run(
-        [sys.executable, str(DEMO), "--no-live", "--timeout", str(DEMO_TIMEOUT_S),
+        [sys.executable, str(DEMO), "--no-live", "--timeout", str(DEMO_TIMEOUT_S), "--members", members,
          "--kubeconfig", kube.kubeconfig, "--work-dir", str(work), "--summary-json", str(summary_file)],
-        capture_output=True, text=True, timeout=DEMO_TIMEOUT_S + 150, check=False, cwd=REPO,
+        capture_output=True, text=True, timeout=DEMO_TIMEOUT_S + 150 + MEMBERS_UP_S, check=False, cwd=REPO,
     )  # fmt: skip
-    output = f"exit {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-6000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}"
+    output = f"exit {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-8000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    yield DemoRun(proc, output, work, summary, members_skipped)
+    if os.environ.get("SUANLI_CLUSTER_STOP") == "1":  # as member_cluster does: remove the members it started
+        for name in fresh:
+            subprocess.run(["bash", str(REPO / "tests" / "cluster" / "down.sh")], cwd=REPO,
+                           env=cluster_script_env(name), capture_output=True, timeout=120, check=False)  # fmt: skip
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 180 + MEMBERS_UP_S)
+def test_demo_runs_the_examples_as_planned(demo_run: DemoRun) -> None:
+    proc, output, work = demo_run.proc, demo_run.output, demo_run.work
     assert proc.returncode == 0, f"the demo failed: {output}"
-    summary = json.loads(summary_file.read_text())
+    summary = demo_run.summary
+    assert summary is not None, output
     assert summary["finished"], output
 
     # What plan says about the very manifests the demo applied (its reduced fleet, its delays).
@@ -95,3 +156,61 @@ def test_demo_runs_the_examples_as_planned(kube: Any, tmp_path: Path) -> None:
         "kubectl get computejobs -A" in proc.stdout and "suanli explain team-b/giant-pretrain" in proc.stdout
     )
     assert "stopped the operator started for the demo" in proc.stdout, output
+    clusters = summary["clusters"]
+    assert clusters["count"] == 1 + len(clusters["members"]), clusters
+    assert f"clusters: {clusters['count']} - " in proc.stdout, output
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_S + 180 + MEMBERS_UP_S)
+def test_demo_spreads_the_fleet_over_member_clusters(demo_run: DemoRun) -> None:
+    from kubernetes import client, config
+
+    if demo_run.members_skipped:
+        pytest.skip(demo_run.members_skipped)
+    output = demo_run.output
+    assert demo_run.proc.returncode == 0 and demo_run.summary is not None, f"the demo failed: {output}"
+    clusters = demo_run.summary["clusters"]
+    members = {m["name"]: m for m in clusters["members"]}
+    assert len(members) >= 2, f"at least two member clusters: {clusters}"
+    assert clusters["count"] == 1 + len(members) >= 3, clusters
+    assert clusters["hub"]["centers"] and all(m["centers"] for m in members.values()), (
+        f"a mixed fleet: centers in the hub and in every member: {clusters}"
+    )
+    center_cluster = {c: name for name, m in members.items() for c in m["centers"]}
+    ran = [r for r in demo_run.summary["jobs"] if r["phase"] == "Succeeded"]
+    where = {r["job"]: r["clusterName"] for r in ran}
+    assert len(set(where.values())) >= 2, f"jobs ran in at least two clusters: {where}\n{output}"
+    assert set(where.values()) & set(members), f"some job ran in a member cluster: {where}"
+    assert sum(clusters["jobsRanIn"].values()) == len(
+        [r for r in demo_run.summary["jobs"] if r["clusterName"]]
+    )
+
+    apis = {name: config.new_client_from_config(config_file=m["kubeconfig"]) for name, m in members.items()}
+    for r in ran:
+        member = center_cluster.get(r["center"])
+        # The status names the member center whose cluster runs the job, and nothing for a hub center.
+        assert r["cluster"] == (r["center"] if member else None), (
+            f"{r['job']}: status says cluster {r['cluster']}: {r}"
+        )
+        assert r["clusterName"] == (member or "hub"), r
+        if member is None:
+            continue
+        ns, name = r["job"].split("/", 1)
+        jobs = (
+            client.BatchV1Api(apis[member])
+            .list_namespaced_job(ns, label_selector=f"{JOB_LABEL}={name}")
+            .items
+        )
+        assert len(jobs) == 1 and (jobs[0].status.succeeded or 0) >= 1, (
+            f"{r['job']}: one succeeded Job in member cluster {member}: {[j.status for j in jobs]}"
+        )
+        assert r["memberJob"] and r["memberJob"]["succeeded"] == jobs[0].status.succeeded, r
+        core = client.CoreV1Api(apis[member])
+        pods = core.list_namespaced_pod(ns, label_selector=f"{JOB_LABEL}={name}").items
+        center_nodes = {
+            n.metadata.name for n in core.list_node(label_selector=f"{CENTER_LABEL}={r['center']}").items
+        }
+        assert pods and all(p.spec.node_name in center_nodes for p in pods), (
+            f"{r['job']}: its pods run in {member} on {r['center']}'s nodes {sorted(center_nodes)}: "
+            f"{[(p.metadata.name, p.spec.node_name) for p in pods]}"
+        )

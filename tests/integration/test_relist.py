@@ -50,7 +50,8 @@ def test_objects_recreated_unseen_are_replaced_and_deleted_ones_dropped(
     api: Any, custom_objects: Any, core_v1: Any, namespace: str
 ) -> None:
     cache = cache_mod.Cache()
-    sched = SimpleNamespace(poke=lambda: None, center_changed=lambda: None, job_changed=lambda key: None)
+    sched = SimpleNamespace(poke=lambda: None, center_changed=lambda: None, job_changed=lambda key: None,
+                            job_deleted=lambda record: None)
     memo = SimpleNamespace(cache=cache, scheduler=sched, clock=SimpleNamespace(now=time.time))
     # What the watches delivered before they went quiet.
     first = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",

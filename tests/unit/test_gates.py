@@ -423,7 +423,8 @@ def test_at_start_the_gated_pods_of_the_primed_cache_are_released() -> None:
 def test_the_pod_watch_wakes_the_lifter_for_gated_pods_only() -> None:
     cache = bound_cache()
     woken: list[tuple[tuple[str, str], Any]] = []
-    sched = SimpleNamespace(poke=lambda: None, center_changed=lambda: None, job_changed=lambda key: None)
+    sched = SimpleNamespace(poke=lambda: None, center_changed=lambda: None, job_changed=lambda key: None,
+                            job_deleted=lambda record: None)
     memo = SimpleNamespace(cache=cache, scheduler=sched, gates=SimpleNamespace(wake=lambda k, b: woken.append((k, b))))
     gated, plain = gpod("gang-0", 0), gpod("gang-1", 1, node="n2", phase="Running", gated=False)
     for doc in (gated, plain):

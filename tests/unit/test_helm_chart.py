@@ -5,11 +5,16 @@ RuntimeDefault seccomp, requests and limits, probes on /healthz), least-privileg
 wildcards, Secrets only in the release namespace, no `update` of our kinds, everything the
 operator needs granted), a config that `Settings` accepts, CRDs identical to crds/.
 The API-server dry run of the same objects is in tests/integration/test_helm_install.py.
+With mode=member the chart renders only the hub's identity in a member cluster, the objects
+`suanli join` creates (suanli.members.access), and no hub object.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +30,7 @@ if str(ROOT) not in sys.path:
 from tests.tools import helmkit  # noqa: E402
 
 from suanli import settings  # noqa: E402
+from suanli.members import access  # noqa: E402
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build helm (minutes)
 
@@ -296,8 +302,8 @@ def test_rbac_grants_what_the_operator_needs_and_nothing_more(
     assert _allows(role["rules"], "", "secrets", "get"), (
         "member-cluster kubeconfigs are read from the release namespace"
     )
-    assert not _allows(role["rules"], "", "secrets", "create")
-    assert not _allows(role["rules"], "", "secrets", "delete")
+    for verb in ("list", "watch", "create", "delete"):  # one Secret read by name at a time
+        assert not _allows(role["rules"], "", "secrets", verb)
     lease = values["leaderElection"]["leaseName"]
     assert values["leaderElection"]["mode"] == "lease"
     assert _allows(role["rules"], "coordination.k8s.io", "leases", "create")
@@ -467,16 +473,12 @@ def _exported_metrics() -> set[str]:
 
 
 def _metric_names(exprs: list[str]) -> set[str]:
-    import re
-
     return set(re.findall(r"\bsuanli_[a-z_]+", " ".join(exprs)))
 
 
 def test_grafana_dashboard_is_valid_json_using_exported_metrics(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    import json
-
     (cm,) = [
         cm for cm in helmkit.by_kind(rendered["defaults"], "ConfigMap") if "suanli.json" in cm.get("data", {})
     ]
@@ -590,3 +592,227 @@ def test_container_args_parse_with_the_real_cli(rendered: dict[str, list[dict[st
     env = {e["name"]: e.get("value") for e in _container(rendered[name])["env"]}
     assert env["SUANLI_LEADER_ELECTION"] in cli.LEADER_ELECTION_MODES
     assert env["SUANLI_LEASE_NAME"] == values["leaderElection"]["leaseName"]
+
+
+# --- mode=member: the hub's identity in a member cluster ------------------------------------
+
+MEMBER_NS = access.NAMESPACE
+MEMBER_RELEASE = "suanli-member"  # the README's command: ClusterRole and binding named like join's
+
+# name -> (values, release, namespace)
+MEMBER_MATRIX: dict[str, tuple[dict[str, Any], str, str]] = {
+    "member": ({"mode": "member"}, MEMBER_RELEASE, MEMBER_NS),
+    "member-no-namespaces": ({"mode": "member", "member": {"createNamespaces": False}}, MEMBER_RELEASE, MEMBER_NS),
+    "member-custom-names": (
+        {"mode": "member", "member": {"serviceAccountName": "hub-a"}, "fullnameOverride": "hub-a-access"},
+        "edge",
+        "platform",
+    ),
+    # Every optional hub object switched on, and hub values that would fail in mode=hub
+    # (serviceAccount.create=false without a name): in mode=member no hub template is evaluated.
+    "member-with-hub-values": (
+        {
+            "mode": "member",
+            **MATRIX["monitoring-on"],
+            "replicaCount": 3,
+            "serviceAccount": {"create": False},
+            "grafanaDashboard": {"enabled": True},
+            "networkPolicy": {"enabled": True},
+            "admissionPolicy": {"enabled": True},
+        },
+        MEMBER_RELEASE,
+        MEMBER_NS,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def member_rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """The objects of each member case, the CRDs left out (Helm installs crds/ in every mode; the
+    README says --skip-crds)."""
+    tmp = tmp_path_factory.mktemp("member-values")
+    out = {}
+    for name, (values, release, namespace) in MEMBER_MATRIX.items():
+        objects = helmkit.render(values, release=release, namespace=namespace, tmp_dir=tmp)
+        out[name] = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
+    return out
+
+
+def _member_values(name: str) -> dict[str, Any]:
+    return yaml.safe_load((helmkit.CHART / "values.yaml").read_text())["member"] | MEMBER_MATRIX[name][0].get(
+        "member", {}
+    )
+
+
+def _member_names(name: str) -> tuple[str, str]:
+    """(ServiceAccount, ClusterRole and binding) names the case must render."""
+    values, release, _ = MEMBER_MATRIX[name]
+    fullname = values.get("fullnameOverride") or (release if "suanli" in release else f"{release}-suanli")
+    return _member_values(name)["serviceAccountName"], fullname
+
+
+def _named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, rendered {[(o['kind'], o['metadata']['name']) for o in objects]}"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", MEMBER_MATRIX)
+def test_member_mode_renders_exactly_the_hubs_identity(
+    member_rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    sa, fullname = _member_names(name)
+    rendered = sorted((o["kind"], o["metadata"]["name"]) for o in member_rendered[name])
+    assert rendered == sorted(
+        [("ServiceAccount", sa), ("Secret", f"{sa}-token"), ("ClusterRole", fullname), ("ClusterRoleBinding", fullname)]
+    ), "mode=member must render the member objects and no hub object (Deployment, ConfigMap, Service, RBAC, ...)"
+
+
+@pytest.mark.parametrize("name", MEMBER_MATRIX)
+def test_member_cluster_role_grants_exactly_access_rules(
+    member_rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    """The rules come from files/member-rules.yaml, generated from suanli.members.access: the one source."""
+    objects = member_rendered[name]
+    create_namespaces = _member_values(name)["createNamespaces"]
+    role = _named(objects, "ClusterRole", _member_names(name)[1])
+    assert role["rules"] == access.rules(create_namespaces)
+    assert _allows(role["rules"], "", "namespaces", "create") is create_namespaces
+    for forbidden in [*NEVER_CLUSTER, ("", "secrets", "watch"), ("", "configmaps", "list")]:
+        assert not _allows(role["rules"], *forbidden), f"member ClusterRole must not grant {forbidden}"
+    for rule in role["rules"]:
+        assert not any(WILDCARD in item for field in ("apiGroups", "resources", "verbs") for item in rule[field])
+
+
+@pytest.mark.parametrize("name", MEMBER_MATRIX)
+def test_member_objects_are_bound_labelled_and_namespaced(
+    member_rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    objects = member_rendered[name]
+    _, release, namespace = MEMBER_MATRIX[name]
+    sa, fullname = _member_names(name)
+    binding = _named(objects, "ClusterRoleBinding", fullname)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": fullname}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]
+    secret = _named(objects, "Secret", f"{sa}-token")
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": sa}
+    assert "data" not in secret and "stringData" not in secret, "the token controller fills the token"
+    for obj in objects:
+        meta = obj["metadata"]
+        assert meta["labels"]["app.kubernetes.io/instance"] == release, obj["kind"]
+        assert meta["labels"]["app.kubernetes.io/part-of"] == "suanli", obj["kind"]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm", obj["kind"]
+        assert meta["labels"]["app.kubernetes.io/component"] == access.MANAGED["app.kubernetes.io/component"]
+        if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            assert "namespace" not in meta, f"{obj['kind']} is cluster-scoped"
+        else:
+            assert meta["namespace"] == namespace, f"{obj['kind']} {meta['name']}"
+
+
+@pytest.mark.parametrize("create_namespaces", [True, False], ids=["namespaces", "no-namespaces"])
+def test_member_mode_creates_what_suanli_join_creates(
+    member_rendered: dict[str, list[dict[str, Any]]], create_namespaces: bool
+) -> None:
+    """`helm install suanli-member helm/suanli -n suanli-member --set mode=member` and `suanli join`
+    give the hub the same identity: same kinds, names, namespaces, rules, binding and token Secret.
+    Only the Namespace (Helm's release namespace) and the managed-by label differ."""
+    objects = member_rendered["member" if create_namespaces else "member-no-namespaces"]
+    expected = [o for o in access.member_objects(create_namespaces) if o["kind"] != "Namespace"]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
+        (o["kind"], o["metadata"]["name"]) for o in expected
+    )
+    for want in expected:
+        got = _named(objects, want["kind"], want["metadata"]["name"])
+        assert got["apiVersion"] == want["apiVersion"]
+        assert got["metadata"].get("namespace") == want["metadata"].get("namespace")
+        assert got["metadata"].get("annotations") == want["metadata"].get("annotations")
+        for field in ("type", "rules", "roleRef", "subjects"):
+            assert got.get(field) == want.get(field), f"{want['kind']} {field}"
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_hub_mode_renders_no_member_objects(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    objects = rendered[name]
+    assert _merged(name)["mode"] == "hub"
+    assert not [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "member-access"]
+    assert not [o for o in objects if o.get("type") == "kubernetes.io/service-account-token"]
+    assert not [o for o in helmkit.by_kind(objects, "ServiceAccount") if o["metadata"]["name"] == access.SERVICE_ACCOUNT]
+    for role in helmkit.by_kind(objects, "ClusterRole"):
+        assert role["rules"] not in (access.rules(True), access.rules(False))
+    _deployment(objects)  # and the operator is there
+
+
+@pytest.mark.parametrize(
+    ("values", "path", "named"),
+    [
+        ({"mode": "spoke"}, "/mode", "member"),
+        ({"mode": "Member"}, "/mode", "member"),
+        ({"mode": "member", "member": {"createNamespace": False}}, "/member", "createNamespace"),
+        ({"mode": "member", "member": {"createNamespaces": "yes"}}, "/member/createNamespaces", "boolean"),
+        ({"mode": "member", "member": {"serviceAccountName": "Hub_A"}}, "/member/serviceAccountName", "Hub_A"),
+    ],
+    ids=["unknown-mode", "mode-case", "member-typo", "member-not-bool", "member-bad-name"],
+)
+def test_invalid_mode_values_are_refused(values: dict[str, Any], path: str, named: str, tmp_path: Path) -> None:
+    proc = helmkit.helm_run(helmkit.template_cmd(values, tmp_dir=tmp_path))
+    assert proc.returncode != 0, f"the chart accepted {values}"
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+    assert path in proc.stderr and named in proc.stderr, proc.stderr
+
+
+def test_member_mode_passes_helm_lint(tmp_path: Path) -> None:
+    for name, (values, _, namespace) in MEMBER_MATRIX.items():
+        proc = helmkit.helm_run(
+            [
+                "lint",
+                "--strict",
+                str(helmkit.CHART),
+                "--namespace",
+                namespace,
+                "--kube-version",
+                helmkit.KUBE_VERSION,
+                *helmkit.values_args(values, tmp_path),
+            ]
+        )
+        assert proc.returncode == 0, f"helm lint --strict failed for {name}:\n{proc.stdout}\n{proc.stderr}"
+
+
+def _notes(values: dict[str, Any], tmp_path: Path, *, release: str, namespace: str) -> str:
+    """templates/NOTES.txt as `helm install` prints it. `helm template` skips NOTES and `helm install
+    --dry-run` needs a cluster, so a copy of the chart renders it through `tpl` as a plain value."""
+    chart = tmp_path / "chart"
+    shutil.copytree(helmkit.CHART, chart)
+    (chart / "templates" / "NOTES.txt").rename(chart / "NOTES.txt")
+    (chart / "templates" / "notes.yaml").write_text('notes: {{ tpl (.Files.Get "NOTES.txt") . | toJson }}\n')
+    cmd = helmkit.template_cmd(values, release=release, namespace=namespace, tmp_dir=tmp_path)
+    cmd[cmd.index(str(helmkit.CHART))] = str(chart)
+    proc = helmkit.helm_run([*cmd, "--show-only", "templates/notes.yaml"])
+    assert proc.returncode == 0, proc.stderr
+    return str(yaml.safe_load(proc.stdout)["notes"])
+
+
+def test_member_notes_say_how_to_give_the_hub_its_kubeconfig(tmp_path: Path) -> None:
+    notes = _notes({"mode": "member"}, tmp_path, release=MEMBER_RELEASE, namespace=MEMBER_NS)
+    token_secret = f"{MEMBER_NS}/{access.TOKEN_SECRET}"
+    assert f"ServiceAccount {MEMBER_NS}/{access.SERVICE_ACCOUNT}" in notes
+    assert f"Secret {token_secret}" in notes
+    assert f"get secret {access.TOKEN_SECRET} -o jsonpath='{{.data.token}}'" in notes
+    assert f"get secret {access.TOKEN_SECRET} -o jsonpath='{{.data.ca\\.crt}}'" in notes
+    assert "--embed-certs=true" in notes, "the hub accepts only an inline CA (credentials.parse)"
+    assert f"create secret generic {access.secret_name('CENTER')} --from-file=kubeconfig=" in notes
+    (patch,) = re.findall(r"patch computecenter CENTER --type merge -p '([^']+)'", notes)
+    assert json.loads(patch) == access.center_patch("CENTER", "HUB_NS")
+    assert "suanli join CENTER --member-kubeconfig PATH" in notes
+    assert "Check the operator" not in notes
+    no_ns = _notes(
+        {"mode": "member", "member": {"createNamespaces": False}}, tmp_path / "no-ns", release=MEMBER_RELEASE,
+        namespace=MEMBER_NS,
+    )
+    assert "config.members.create_namespaces=false" in no_ns
+
+
+def test_hub_notes_still_guide_the_operator_and_point_at_member_mode(tmp_path: Path) -> None:
+    notes = _notes({}, tmp_path, release="suanli", namespace=NS)
+    assert "Check the operator" in notes and "logs deploy/suanli" in notes
+    assert "mode=member" in notes and "token" not in notes

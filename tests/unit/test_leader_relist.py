@@ -37,7 +37,7 @@ class FakeApi:
     async def run(self, fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    def list_keys(self) -> dict[str, set[tuple[str, str, str]]]:
+    def list_keys(self, kinds: tuple[str, ...] = ()) -> dict[str, set[tuple[str, str, str]]]:
         if self.during_list is not None:
             self.during_list()
         return self.listing

@@ -19,7 +19,7 @@ FORBIDDEN_BUILTINS = {"open", "input", "print"}
 
 
 def _files() -> list[pathlib.Path]:
-    files = [ROOT / "settings.py"]
+    files = [ROOT / "settings.py", ROOT / "members" / "credentials.py"]
     for pkg in PURE:
         files.extend(sorted((ROOT / pkg).rglob("*.py")))
     return files

@@ -47,7 +47,7 @@ class FakeApi:
     async def run(self, fn: Any, *args: Any) -> Any:
         return fn(*args)
 
-    def list_keys(self) -> dict[str, set[tuple[str, str, str]]]:
+    def list_keys(self, kinds: tuple[str, ...] = relist.KINDS) -> dict[str, set[tuple[str, str, str]]]:
         out: dict[str, set[tuple[str, str, str]]] = {kind: set() for kind in relist.KINDS}
         for kind, items in self.objects.items():
             for obj in items:
@@ -64,7 +64,8 @@ class FakeApi:
 
 def runtime(cache: cache_mod.Cache) -> tuple[SimpleNamespace, list[tuple[str, str, str]]]:
     """A memo for the real mirror handlers, and handlers that record (kind, type, uid) and call them."""
-    sched = SimpleNamespace(poke=lambda: None, center_changed=lambda: None, job_changed=lambda key: None)
+    sched = SimpleNamespace(poke=lambda: None, center_changed=lambda: None, job_changed=lambda key: None,
+                            job_deleted=lambda record: None)
     memo = SimpleNamespace(cache=cache, scheduler=sched, clock=SimpleNamespace(now=lambda: NOW))
     return memo, []
 

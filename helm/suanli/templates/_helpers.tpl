@@ -54,3 +54,14 @@ app.kubernetes.io/part-of: suanli
 {{- define "suanli.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "suanli.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* mode=member: the labels of the hub's identity in a member cluster (templates/member.yaml). */}}
+{{- define "suanli.memberLabels" -}}
+helm.sh/chart: {{ include "suanli.chart" . }}
+app.kubernetes.io/name: {{ include "suanli.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: member-access
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: suanli
+{{- end -}}

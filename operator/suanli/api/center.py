@@ -34,6 +34,12 @@ class ClusterRef(common.Model):
     """Where the center's Kubernetes cluster is. Omitted: the operator's own cluster."""
 
     kubeconfig_secret_ref: SecretKeyRef = Field(description="Secret holding a kubeconfig for the member cluster.")
+    prometheus_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Base URL of the Prometheus HTTP API that scrapes this member's exporters, for measured energy; "
+        "omitted: the operator's measured_energy.prometheus_url.",
+    )
 
 
 class Link(common.Model):

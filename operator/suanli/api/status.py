@@ -38,6 +38,13 @@ class Binding(common.Model):
             "this field existed)."
         ),
     )
+    cluster: str | None = Field(
+        default=None,
+        description=(
+            "The member cluster it runs in: the name of the ComputeCenter whose spec.cluster names it; "
+            "absent when it runs in the operator's own cluster."
+        ),
+    )
 
 
 class Estimates(common.Model):

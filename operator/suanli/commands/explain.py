@@ -26,7 +26,9 @@ def render(job: dict[str, Any], events: list[dict[str, Any]], out: TextIO) -> No
     if b:
         bd = b.get("breakdown") or {}
         verb = "will run on" if phase == "Deferred" else "placed on"
-        _line(out, f"\n{verb} {b['center']}/{b['pool']} ({b.get('acceleratorType')} {b.get('model')}), score {b['score']:.3f}")
+        where = f", in member cluster {b['cluster']}" if b.get("cluster") else ""
+        _line(out, f"\n{verb} {b['center']}/{b['pool']} ({b.get('acceleratorType')} {b.get('model')}){where}, "
+                   f"score {b['score']:.3f}")
         _line(
             out,
             f"  accelerator {bd.get('accelerator', 0):.3f}  locality {bd.get('locality', 0):.3f}  energy {bd.get('energy', 0):.3f}",

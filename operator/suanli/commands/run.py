@@ -184,6 +184,7 @@ async def _serve(
     from suanli.kube import client as client_mod
     from suanli.kube import gates, relist, watch
     from suanli.kube import scheduler as scheduler_mod
+    from suanli.members import manager
 
     api = client_mod.Api(
         client_mod.api_client(args.kubeconfig, pool_size=config.operator.write_workers * 2),
@@ -227,8 +228,11 @@ async def _serve(
         settings.watching.chunk_size = client_mod.PAGE  # kopf's initial LISTs in pages too, not all at once
         settings.peering.standalone = True  # one active replica is the Lease's job (module docstring)
 
-    lifter = gates.Lifter(cache, api)  # pins gated pods to their nodes and lifts the gate (woken by on_pod)
+    # Pins gated pods to their nodes and lifts the gate (woken by on_pod), in whichever cluster they are.
+    lifter = gates.Lifter(cache, api, clusters=sched.clusters)
     memo = kopf.Memo(cache=cache, scheduler=sched, clock=clock, gates=lifter)
+    members = manager.Members(sched, args.namespace, memo, identity)  # member clusters (spec.cluster)
+    memo.members = members
     handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
                 "jobs": mirror.on_compute_job, "workloads": mirror.on_workload}
     tasks = [
@@ -236,6 +240,7 @@ async def _serve(
         asyncio.create_task(sched.run_jobs(), name="job-status"),
         asyncio.create_task(sched.run_centers(), name="center-status"),
         asyncio.create_task(lifter.run(), name="gates"),
+        asyncio.create_task(members.run(), name="members"),
         # ComputeJobs, pods and batch Jobs: plain watches from the priming LISTs' versions
         # (kube/watch.py); kopf follows ComputeCenters and Nodes (handlers/mirror.py registry()).
         *(

@@ -1,5 +1,8 @@
 """Mirror handlers: API events into the cache, waking the scheduler. They never bind.
 
+Nodes, pods and batch Jobs come from the operator's own cluster and from each member cluster
+(`cluster`: the member center's name; "" for the operator's own), through the same handlers.
+
 Registered on a registry of their own (`registry()`), so importing this module has no side
 effects. The operator's runtime (cache, scheduler, clock) reaches them through kopf's memo.
 """
@@ -11,6 +14,7 @@ from typing import Any
 import kopf
 
 from suanli.kube import cache as cache_mod
+from suanli.kube import objects as kobj
 from suanli.kube import scheduler as scheduler_mod
 
 GROUP, VERSION = "suanli.io", "v1alpha1"
@@ -35,31 +39,37 @@ def on_center(event: dict[str, Any], memo: Any, **_: Any) -> None:
         cache.upsert_center(_plain(body))
     sched.center_changed()
     sched.poke()
+    members = getattr(memo, "members", None)
+    if members is not None:
+        members.wake.set()  # a member added, changed or gone: connect, reconnect or disconnect now
 
 
-def on_node(event: dict[str, Any], memo: Any, **_: Any) -> None:
+def on_node(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
     cache, sched = _parts(memo)
     body = event["object"]
     name = body["metadata"]["name"]
-    changed = cache.delete_node(name) if event.get("type") == "DELETED" else cache.upsert_node(_plain(body))
+    if event.get("type") == "DELETED":
+        changed = cache.delete_node(name, cluster)
+    else:
+        changed = cache.upsert_node(_plain(body), cluster)
     if changed:
         sched.center_changed()
         sched.poke()
-        for key in cache.bound_to_node(name):  # replicas waiting for this node may never start there
+        for key in cache.bound_to_node(kobj.qualify(cluster, name)):  # replicas waiting for this node may never start there
             sched.job_changed(key)
 
 
-def on_pod(event: dict[str, Any], memo: Any, **_: Any) -> None:
+def on_pod(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
     cache, sched = _parts(memo)
     body = event["object"]
     meta = body["metadata"]
-    key = (meta.get("namespace") or "", meta["name"])
+    key = (kobj.qualify(cluster, meta.get("namespace") or ""), meta["name"])
     if event.get("type") == "DELETED":
         info = cache.delete_pod(key)
         freed = info is not None
     else:
         old = cache.pods.get(key)
-        info = cache.upsert_pod(_plain(body))
+        info = cache.upsert_pod(_plain(body), cluster)
         freed = info is not None and info.terminated and (old is None or not old.terminated)
         if info is not None and old is not None and old.node != info.node:
             sched.center_changed()
@@ -78,14 +88,14 @@ def on_pod(event: dict[str, Any], memo: Any, **_: Any) -> None:
             sched.job_changed(record.key)
 
 
-def on_workload(event: dict[str, Any], memo: Any, **_: Any) -> None:
+def on_workload(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
     cache, sched = _parts(memo)
     body = _plain(event["object"])
     if event.get("type") == "DELETED":
-        cache.delete_workload(body)
+        cache.delete_workload(body, cluster)
         sched.poke()
     else:
-        info = cache.upsert_workload(body)
+        info = cache.upsert_workload(body, cluster)
         if info.finished:
             sched.poke()
     labels = body["metadata"].get("labels") or {}
@@ -100,7 +110,9 @@ def on_compute_job(event: dict[str, Any], memo: Any, **_: Any) -> None:
     meta = body["metadata"]
     key = (meta.get("namespace") or "", meta["name"])
     if event.get("type") == "DELETED":
-        if cache.delete_job(key) is not None:
+        record = cache.delete_job(key)
+        if record is not None:
+            sched.job_deleted(record)
             sched.poke()
             sched.center_changed()
         return

@@ -6,16 +6,18 @@ says what the lifecycle does next, in this order:
 
 1. The Job finished: Succeeded, or Failed with the application's reason (a container that exited
    non-zero), or — when a replica was lost to a disruption — back to the queue.
-2. A replica was lost (a `DisruptionTarget` condition: node lost, eviction, preemption; or its pod
+2. The member cluster it runs in is lost (unreachable for `members.lost_after_seconds`): back to
+   the queue, reason MemberLost (its Job there is deleted when the member is back).
+3. A replica was lost (a `DisruptionTarget` condition: node lost, eviction, preemption; or its pod
    deleted before it finished) and no replica failed on its own: the whole gang goes back to the
    queue (possibly elsewhere). An application failure always wins over a loss (when one replica
    fails, the Job controller deletes the others: those deletions are not disruptions).
-3. No Job: a Running job's Job was deleted (requeue); so was a Bound job's when pods of the attempt
+4. No Job: a Running job's Job was deleted (requeue); so was a Bound job's when pods of the attempt
    are left without it; otherwise (a restart between the binding and the Job) the Job is created.
-4. Bound, not all replicas running: back to the queue at once when a replica can never start where
+5. Bound, not all replicas running: back to the queue at once when a replica can never start where
    it was placed (`stranded`: its node gone or out of the pool, `gates.stranded`); otherwise wait
    until `pods_ready_timeout` after the binding, then requeue.
-5. Otherwise the status follows the Job (`status.progress`).
+6. Otherwise the status follows the Job (`status.progress`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ Action = Literal["progress", "ensure", "requeue", "wait"]
 class Verdict:
     action: Action
     reason: str = ""  # requeue: why, for a person
+    code: str = "AttemptEnded"  # requeue: the reason of its Requeued condition (MemberLost: its member cluster is lost)
     at: float | None = None  # wait: when to look again (epoch)
 
 
@@ -61,6 +64,7 @@ def assess(
     now: float,
     pods_ready_timeout: float,
     stranded: str | None = None,
+    member_lost: str | None = None,
 ) -> Verdict:
     """The next step for a job in phase Bound or Running (see the module docstring)."""
     failed_itself = application_failure(pods)
@@ -71,6 +75,8 @@ def assess(
         if workload.disrupted or lost_reason is not None:
             return Verdict("requeue", f"a replica was lost: {lost_reason or workload.failed_reason}")
         return PROGRESS  # failed for a reason of its own (deadline, ...): Failed with the Job's reason
+    if member_lost is not None:
+        return Verdict("requeue", member_lost, code="MemberLost")
     if failed_itself is not None:
         return PROGRESS  # the Job controller fails the Job next; nothing to do before it does
     if lost_reason is not None:

@@ -108,7 +108,9 @@ class Binder:
         binding = ctx.cache.binding(record)
         if binding is None or record.demand is None or record.deleting or ctx.abandoned.get(key) == record.uid:
             return False
+        member = binding.cluster
         try:
+            api = ctx.clusters.api(member)  # Unavailable: a member that cannot be reached now
             spec_pool = ctx.cache.pool_spec(binding.center, binding.pool)
             manifest = workloads.build_job(
                 record.raw,
@@ -119,12 +121,25 @@ class Binder:
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
                 attempt=binding.attempt,
+                hub=ctx.settings.members.hub_name if member else None,
             )
-            job, created = await ctx.api.run_binding(ticket, ctx.api.create_or_adopt_job, manifest, record.uid)
-            ctx.cache.upsert_workload(job)  # seen now: no second create before the watch catches up
+            job, created = await api.run_binding(
+                ticket, api.create_or_adopt_job, manifest, record.uid,
+                create_namespace=bool(member) and ctx.settings.members.create_namespaces,
+            )
+            ctx.cache.upsert_workload(job, member)  # seen now: no second create before the watch catches up
             if not created:
-                LOG.info("%s/%s: adopted the existing Job %s", *key, manifest["metadata"]["name"])
+                where = f" in member cluster {member}" if member else ""
+                LOG.info("%s/%s: adopted the existing Job %s%s", *key, manifest["metadata"]["name"], where)
             return True
+        except client_mod.NamespaceMissing as exc:
+            # A member without the job's namespace, and members.create_namespaces is false: keep the binding
+            # and look again after a backoff (someone may create it); the pods-ready timeout bounds the wait.
+            delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
+            message = f"{exc}; looking again in {delay:g}s"
+            LOG.warning("%s/%s: %s", *key, message)
+            ctx.spawn(ctx.api.run(ctx.api.event, ctx.ref(record), "NamespaceMissing", str(exc), True))
+            return False
         except client_mod.WorkloadBusy as exc:
             # An earlier attempt's Job (or an earlier ComputeJob's of this name) is going away with its pods:
             # keep the binding, create the Job once it is gone (its DELETED event, or this retry).
@@ -132,7 +147,7 @@ class Binder:
             LOG.info("%s/%s: %s (looking again in %gs)", *key, exc, delay)
             return False
         except Exception as exc:
-            if errors.namespace_gone(exc):
+            if not member and errors.namespace_gone(exc):
                 # Its namespace is being deleted (or gone): the ComputeJob goes with it. Requeueing would
                 # bind it again and fail again, a write storm; leave it bound, without a workload.
                 ctx.abandoned[key] = record.uid

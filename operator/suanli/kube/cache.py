@@ -60,6 +60,13 @@ class Cache:
         # Jobs deleted, or recreated under their name (another uid), since the scheduler last looked
         # (`take_replaced`): what it keeps for them (retries, checks) is dropped, without a scan of all.
         self.replaced: set[Key] = set()
+        # Member clusters (by center name) that cannot be used now: (Ready condition reason, message).
+        # Set by the member connections (suanli/members); their pools take no new jobs meanwhile.
+        self.member_problems: dict[str, tuple[str, str]] = {}
+        self.lost_members: set[str] = set()  # unreachable for members.lost_after_seconds: their jobs were requeued
+        # Members whose nodes, pods and Jobs the cache holds (each watch's first LIST is in): until then
+        # their jobs' Jobs and pods are not judged missing (after a restart, before the first LIST).
+        self.synced_members: set[str] = set()
         self._fleet: fleet_mod.Fleet | None = None
         self._fleet_regions: frozenset[str] = frozenset()
         self._members: tuple[fleet_mod.Fleet, list[Any], pool_overlap.Assignment] | None = None
@@ -91,17 +98,18 @@ class Cache:
 
     # --- nodes and pods ---------------------------------------------------------------
 
-    def upsert_node(self, raw: Mapping[str, Any]) -> bool:
-        """Returns True when the change can matter for capacity."""
-        info = kobj.node_info(raw)
+    def upsert_node(self, raw: Mapping[str, Any], cluster: str = "") -> bool:
+        """Returns True when the change can matter for capacity. `cluster`: the member center whose
+        cluster the node is in ("": the operator's own); the cache names it qualified (`kobj.qualify`)."""
+        info = kobj.node_info(raw, cluster)
         old = self.nodes.get(info.name)
         self.nodes[info.name] = info
         if old != info:
             self._members = None
         return old != info
 
-    def delete_node(self, name: str) -> bool:
-        gone = self.nodes.pop(name, None) is not None
+    def delete_node(self, name: str, cluster: str = "") -> bool:
+        gone = self.nodes.pop(kobj.qualify(cluster, name), None) is not None
         if gone:
             self._members = None
         return gone
@@ -117,8 +125,8 @@ class Cache:
             else:
                 self.node_used.pop(slot, None)
 
-    def upsert_pod(self, raw: Mapping[str, Any]) -> kobj.PodInfo | None:
-        info = kobj.pod_info(raw)
+    def upsert_pod(self, raw: Mapping[str, Any], cluster: str = "") -> kobj.PodInfo | None:
+        info = kobj.pod_info(raw, cluster)
         if not kobj.pod_info_relevant(info):
             return None
         old = self.pods.get(info.key)
@@ -132,6 +140,7 @@ class Cache:
         return info
 
     def delete_pod(self, key: Key) -> kobj.PodInfo | None:
+        """`key`: as the cache knows the pod (`PodInfo.key`: a member's namespace qualified)."""
         info = self.pods.pop(key, None)
         if info is not None:
             self._count_pod(info, -1)
@@ -175,7 +184,7 @@ class Cache:
         out = []
         for k in sorted(keys):
             pod = self.pods.get(k)
-            if pod is None or (pod.job_uid is not None and pod.job_uid != record.uid):
+            if pod is None or pod.cluster != binding.cluster or (pod.job_uid is not None and pod.job_uid != record.uid):
                 continue
             if (pod.attempt or 0) != binding.attempt:
                 continue
@@ -264,24 +273,30 @@ class Cache:
                 del self.by_label[(key[0], record.label)]
         return record
 
-    def upsert_workload(self, raw: Mapping[str, Any]) -> kobj.WorkloadInfo:
-        info = kobj.workload_info(raw)
+    def upsert_workload(self, raw: Mapping[str, Any], cluster: str = "") -> kobj.WorkloadInfo:
+        """`cluster`: the member center whose cluster the Job is in ("": the operator's own)."""
+        info = kobj.workload_info(raw, cluster)
         self.workloads[(info.key[0], info.job_label)] = info
-        self._touch_label((info.key[0], info.job_label))
+        self._touch_label((info.namespace, info.job_label))
         return info
 
-    def delete_workload(self, raw: Mapping[str, Any]) -> None:
-        info = kobj.workload_info(raw)
+    def delete_workload(self, raw: Mapping[str, Any], cluster: str = "") -> None:
+        info = kobj.workload_info(raw, cluster)
         slot = (info.key[0], info.job_label)
         cached = self.workloads.get(slot)
         if cached is not None and (not info.uid or cached.uid in ("", info.uid)):
             del self.workloads[slot]  # (a late DELETED of an earlier Job never drops its successor)
-        self._touch_label(slot)
+        self._touch_label((info.namespace, info.job_label))
+
+    def workload_slot(self, record: records.JobRecord, binding: records.Binding | None) -> Key:
+        """Where the cache keeps the batch Job of `record` in the cluster of `binding` (none: the hub's)."""
+        return (kobj.qualify(binding.cluster if binding is not None else "", record.key[0]), record.label)
 
     def workload_of(self, record: records.JobRecord) -> kobj.WorkloadInfo | None:
-        """The batch Job of the job's bound attempt, if it exists and is not being deleted."""
-        workload = self.workloads.get((record.key[0], record.label))
+        """The batch Job of the job's bound attempt (in its binding's cluster), if it exists and is not
+        being deleted."""
         binding = self.binding(record)
+        workload = self.workloads.get(self.workload_slot(record, binding))
         if workload is None or binding is None or workload.deleting:
             return None
         if workload.owner_uid not in (None, record.uid) or (workload.attempt or 0) != binding.attempt:
@@ -291,7 +306,7 @@ class Cache:
     def stale_workload(self, record: records.JobRecord) -> kobj.WorkloadInfo | None:
         """A batch Job of this name that is not the bound attempt's (an earlier attempt's, an earlier
         ComputeJob's of the same name, or one being deleted), if any."""
-        workload = self.workloads.get((record.key[0], record.label))
+        workload = self.workloads.get(self.workload_slot(record, self.binding(record)))
         if workload is None or workload is self.workload_of(record):
             return None
         return workload
@@ -420,6 +435,48 @@ class Cache:
 
     def snapshot(self, now: float) -> snapshot_mod.Snapshot:
         return snapshot_mod.build(self, now)
+
+    def set_member(self, center: str, problem: tuple[str, str] | None, lost: bool = False) -> bool:
+        """What the member connection of `center` knows now (None: connected); True if it changed."""
+        before = (self.member_problems.get(center), center in self.lost_members)
+        if problem is None:
+            self.member_problems.pop(center, None)
+        else:
+            self.member_problems[center] = problem
+        if lost:
+            self.lost_members.add(center)
+        else:
+            self.lost_members.discard(center)
+        return before != (problem, lost)
+
+    def jobs_in_cluster(self, cluster: str) -> list[Key]:
+        """Jobs bound (or running) in member cluster `cluster`."""
+        out = []
+        for key in self.active:
+            record = self.jobs.get(key)
+            binding = self.binding(record) if record is not None else None
+            if binding is not None and binding.cluster == cluster:
+                out.append(key)
+        return out
+
+    def drop_cluster(self, cluster: str) -> None:
+        """Forget a member cluster's nodes, pods and Jobs (its center is gone, or no longer a member)."""
+        for name in [n for n, info in self.nodes.items() if info.cluster == cluster]:
+            self.nodes.pop(name)
+            self._members = None
+        for key in [k for k, info in self.pods.items() if info.cluster == cluster]:
+            self.delete_pod(key)
+        for slot in [k for k, info in self.workloads.items() if info.cluster == cluster]:
+            info = self.workloads.pop(slot)
+            self._touch_label((info.namespace, info.job_label))
+        self.set_member(cluster, None)
+        self.synced_members.discard(cluster)
+
+    def cluster_of(self, center: str) -> str:
+        """The cluster a center's pools are in: the center's name when it is a member (`spec.cluster`),
+        "" for the operator's own cluster (and for a center not known)."""
+        parsed = self.centers.get(center)
+        return center if parsed is not None and parsed.spec.cluster is not None else ""
 
     def pool_spec(self, center: str, pool: str) -> Any:
         return next(p for p in self.centers[center].spec.pools if p.name == pool)

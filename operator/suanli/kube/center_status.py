@@ -46,12 +46,10 @@ class CenterStatus:
             raw = ctx.cache.center_raw[name]
             meta = raw.get("metadata") or {}
             problem = ctx.cache.center_errors.get(name)
-            center = ctx.cache.centers.get(name)
-            if problem is None and center is not None and center.spec.cluster is not None:
-                problem = snapshot_mod.UNSUPPORTED_MEMBER
             current = dict(raw.get("status") or {})
             new = status_mod.center(
-                name, meta.get("generation"), by_center.get(name, []), accounts.get(name), problem, current, now
+                name, meta.get("generation"), by_center.get(name, []), accounts.get(name), problem, current, now,
+                member=ctx.cache.member_problems.get(name),
             )
             if not status_mod.center_changed(current, new):
                 continue

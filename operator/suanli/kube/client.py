@@ -21,6 +21,7 @@ the latest status is computed when the previous write finished). Every failed wr
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import datetime
 import itertools
@@ -35,6 +36,7 @@ from kubernetes import config as _k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from suanli import metrics
+from suanli.kube import errors as errors_mod
 from suanli.kube import events as events_mod
 from suanli.kube import priority_pool, workloads
 
@@ -77,6 +79,10 @@ class Replaced(Exception):
     """The ComputeJob a write was for is gone, or another of the same name (another uid) replaced it."""
 
 
+class NamespaceMissing(Exception):
+    """A member cluster has no namespace of the job's name, and the operator may not create it."""
+
+
 class WorkloadBusy(Exception):
     """The batch Job cannot be created yet: an earlier one of the same name is being deleted."""
 
@@ -93,9 +99,13 @@ def now_rfc3339(epoch: float) -> str:
 class Api:
     """The operator's API calls, each run on the write pool."""
 
-    def __init__(self, api: Any, workers: int, events_namespace: str = "default", instance: str = ""):
+    def __init__(self, api: Any, workers: int, events_namespace: str = "default", instance: str = "",
+                 timeout: float | None = None):
         """`events_namespace`: where Events about cluster-scoped objects go. `instance`: this replica
-        (its leader-election identity), the `reportingInstance` and `source.host` of its Events."""
+        (its leader-election identity), the `reportingInstance` and `source.host` of its Events.
+        `timeout`: of a request that names none, seconds (a member cluster's: one that stopped
+        answering must not hold a write thread for ever)."""
+        self.timeout = timeout
         self.client: Any = api
         self.core: Any = k8s.CoreV1Api(api)
         self.batch: Any = k8s.BatchV1Api(api)
@@ -145,7 +155,7 @@ class Api:
     ) -> Any:
         """One API call; the decoded JSON answer (None with `decode=False`: writes whose answer
         nobody reads skip decoding it). Raises `ApiException` (status, body) on an error."""
-        response = self._send(method, path, body, query, content_type, accept, timeout)
+        response = self._send(method, path, body, query, content_type, accept, timeout if timeout is not None else self.timeout)
         response.read()
         return json.loads(response.data) if decode and response.data else None
 
@@ -224,11 +234,11 @@ class Api:
 
     # --- reads --------------------------------------------------------------------------
 
-    def list_keys(self) -> dict[str, set[tuple[str, str, str]]]:
-        """(namespace or "", name, uid) of every object the cache mirrors, by kind: metadata-only
-        LISTs (the relist safety net needs names and uids, not pods' specs)."""
+    def list_keys(self, kinds: tuple[str, ...] = tuple(COLLECTIONS)) -> dict[str, set[tuple[str, str, str]]]:
+        """(namespace or "", name, uid) of every object of `kinds` (default: all the cache mirrors), by
+        kind: metadata-only LISTs (the relist safety net needs names and uids, not pods' specs)."""
         out: dict[str, set[tuple[str, str, str]]] = {}
-        for kind in COLLECTIONS:
+        for kind in kinds:
             keys = set()
             for item in self.pages(kind, accept=METADATA_ONLY):
                 meta = item.get("metadata") or {}
@@ -328,8 +338,12 @@ class Api:
             self._count("patch", "pods", exc)
             raise
 
-    def create_or_adopt_job(self, manifest: dict[str, Any], owner_uid: str) -> tuple[dict[str, Any], bool]:
+    def create_or_adopt_job(self, manifest: dict[str, Any], owner_uid: str,
+                            create_namespace: bool = False) -> tuple[dict[str, Any], bool]:
         """Create the batch Job, or adopt the one with its deterministic name. Returns (job, created).
+
+        A missing namespace (a member cluster's) is created first when `create_namespace`, else
+        `NamespaceMissing` is raised.
 
         An existing Job is adopted only if it is this ComputeJob's (owner uid), for the same attempt and
         pool, and not being deleted. One left by an earlier attempt, or by an earlier ComputeJob of the
@@ -341,6 +355,14 @@ class Api:
         try:
             return self.request("POST", jobs, manifest), True
         except ApiException as exc:
+            if exc.status == 404 and errors_mod.namespace_gone(exc):
+                if not create_namespace:
+                    raise NamespaceMissing(
+                        f"namespace {ns} does not exist in the member cluster and members.create_namespaces is "
+                        f"false; create it there (kubectl create namespace {ns})"
+                    ) from None
+                self.create_namespace(ns)
+                return self.request("POST", jobs, manifest), True
             if exc.status != 409:
                 self._count("create", "jobs", exc)
                 raise
@@ -360,6 +382,28 @@ class Api:
             f"the Job {ns}/{name} of an earlier attempt (or of an earlier ComputeJob of this name) is being deleted; "
             f"the new one is created once it is gone"
         )
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
+        """One key of a Secret, decoded; None if the Secret has no such key. Raises `ApiException`
+        (404: no such Secret)."""
+        secret: dict[str, Any] = self.request(
+            "GET", f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}", timeout=10
+        )
+        value = (secret.get("data") or {}).get(key)
+        if value is None:
+            text = (secret.get("stringData") or {}).get(key)
+            return text.encode() if text is not None else None
+        return base64.b64decode(value)
+
+    def create_namespace(self, name: str) -> None:
+        """Create a namespace (a member cluster's, for a job's Job); one that exists already is fine."""
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "suanli"}}}
+        try:
+            self.request("POST", "/api/v1/namespaces", body)
+        except ApiException as exc:
+            if exc.status != 409:
+                self._count("create", "namespaces", exc)
+                raise
 
     def delete_job(self, namespace: str, name: str, uid: str) -> bool:
         """Delete a batch Job and, before it goes, its pods (foreground), only if it still has this uid.

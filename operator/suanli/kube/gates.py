@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kubernetes.client.exceptions import ApiException
 
+from suanli.kube import clusters as clusters_mod
 from suanli.kube import errors, records, workloads, workqueue
 from suanli.kube import objects as kobj
 
@@ -205,8 +206,11 @@ def _node_problem(cache: cache_mod.Cache, binding: records.Binding, node: str, p
 class Lifter:
     """Releases the gated pods of bound jobs, each once, in the background."""
 
-    def __init__(self, cache: cache_mod.Cache, api: client_mod.Api, later: workqueue.Later | None = None):
+    def __init__(self, cache: cache_mod.Cache, api: client_mod.Api, later: workqueue.Later | None = None,
+                 clusters: clusters_mod.Clusters | None = None):
+        """`clusters`: where a member cluster's pods are patched (default: the operator's own cluster only)."""
         self.cache, self.api = cache, api
+        self.clusters = clusters if clusters is not None else clusters_mod.Clusters(api)
         self.retries = workqueue.WorkQueue(cache.settings.operator, later)  # per pod: backoff after a failure
         self.bodies: dict[Key, dict[str, Any]] = {}  # the latest watch object of a gated pod (else it is read)
         self.busy: set[Key] = set()  # pods being handled now (one at a time per pod)
@@ -283,18 +287,21 @@ class Lifter:
             return
         body = self.bodies.pop(key, None)
         from_watch = body is not None
+        namespace, name = info.namespace, key[1]  # as the pod's own cluster knows it
+        node = kobj.local_name(verdict.node) if verdict.node is not None else None
         while True:
             try:
+                api = self.clusters.api(info.cluster)
                 if body is None:
-                    body = await self.api.run(self.api.read_pod, key[0], key[1])
+                    body = await api.run(api.read_pod, namespace, name)
                     if body is None:
                         self.forget(key)  # gone
                         return
-                ops = operations(body, verdict.node)
+                ops = operations(body, node)
                 if ops is None:
                     self.forget(key)  # released already
                     return
-                await self.api.run(self.api.patch_pod, key[0], key[1], ops)
+                await api.run(api.patch_pod, namespace, name, ops)
                 break
             except Exception as exc:
                 status = exc.status if isinstance(exc, ApiException) else None

@@ -13,8 +13,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from suanli import metrics
+from suanli import settings as settings_mod
 from suanli.kube import attempts, errors, gates, records, workqueue
 from suanli.kube import client as client_mod
+from suanli.kube import objects as kobj
 from suanli.kube import status as status_mod
 from suanli.measure import energy_meter
 
@@ -59,6 +61,9 @@ class Lifecycle:
         binding = ctx.cache.binding(record)
         if binding is None or record.phase not in records.BOUND_PHASES:
             return
+        cluster = binding.cluster
+        if cluster and cluster not in ctx.cache.synced_members and cluster not in ctx.cache.lost_members:
+            return  # its member's Jobs and pods are not in the cache yet: nothing can be judged missing
         now = ctx.clock.now()
         workload = ctx.cache.workload_of(record)
         pods = ctx.cache.current_pods(record, binding)
@@ -75,6 +80,7 @@ class Lifecycle:
             now=now,
             pods_ready_timeout=ctx.settings.operator.pods_ready_timeout_seconds,
             stranded=gates.stranded(ctx.cache, record) if record.phase == "Bound" else None,
+            member_lost=self._member_lost(binding),
         )
         if record.deleting and verdict.action in ("ensure", "requeue"):
             return  # being deleted: nothing is made for it again, and its Job goes with it
@@ -88,14 +94,14 @@ class Lifecycle:
             # (the Job's deletion would bring others, or an "ensure" that made it again).
             self.ending[key] = (record.uid, binding.attempt, verdict.reason)
             ctx.writes.start(key)
-            ctx.spawn(self._requeue(record, verdict.reason))
+            ctx.spawn(self._requeue(record, verdict.reason, verdict.code))
             return
         if verdict.action == "wait":
             assert verdict.at is not None
             ctx.writes.check_at(key, record.uid, verdict.at - now, lambda: ctx.job_changed(key))
             return
         power, pue, missing = self._figures(binding)
-        if workload is not None and workload.finished and ctx.settings.measured_energy.prometheus_url and not missing:
+        if workload is not None and workload.finished and self._meter(binding).prometheus_url and not missing:
             ctx.writes.start(key)
             ctx.spawn(self._settle_measured(record, binding, workload, pods, power, pue))
             return
@@ -106,6 +112,20 @@ class Lifecycle:
         patch, reason, message, warning = change
         ctx.writes.start(key)
         ctx.spawn(self._write_progress(record, patch, reason, message, warning))
+
+    def _meter(self, binding: records.Binding) -> settings_mod.MeasuredEnergySettings:
+        """The measured-energy settings for the job's cluster: a member center's own Prometheus
+        (spec.cluster.prometheusUrl), else the operator's."""
+        config = self.ctx.settings.measured_energy
+        center = self.ctx.cache.centers.get(binding.center)
+        url = center.spec.cluster.prometheus_url if center is not None and center.spec.cluster is not None else None
+        return config.model_copy(update={"prometheus_url": url}) if url else config
+
+    def _member_lost(self, binding: records.Binding) -> str | None:
+        if not binding.cluster or binding.cluster not in self.ctx.cache.lost_members:
+            return None
+        return (f"member cluster {binding.cluster} has been unreachable for more than "
+                f"{self.ctx.settings.members.lost_after_seconds:g}s (members.lost_after_seconds)")
 
     def _figures(self, binding: records.Binding) -> tuple[float, float, str | None]:
         """(board watts, PUE, None) of the job's own pool, or (0, 1, why) when that pool or its center is
@@ -121,7 +141,7 @@ class Lifecycle:
             )
         return fleet.pools[index].power_watts, center.spec.energy.pue, None
 
-    async def _requeue(self, record: records.JobRecord, reason: str) -> None:
+    async def _requeue(self, record: records.JobRecord, reason: str, code: str = "AttemptEnded") -> None:
         """End the bound attempt: delete its Job (with its pods, foreground) and send the job back to the
         queue with a backoff, or fail it when it has used its operator.requeue_limit attempts. The
         status is written only after the Job is deleted, so a failed step is retried whole."""
@@ -129,9 +149,14 @@ class Lifecycle:
         key = record.key
         op = ctx.settings.operator
         try:
-            workload = ctx.cache.workloads.get((key[0], record.label))
-            if workload is not None and not workload.deleting and workload.owner_uid in (None, record.uid):
-                await ctx.api.run(ctx.api.delete_job, workload.key[0], workload.key[1], workload.uid)
+            binding = ctx.cache.binding(record)
+            cluster = binding.cluster if binding is not None else ""
+            workload = ctx.cache.workloads.get(ctx.cache.workload_slot(record, binding))
+            # A lost member's Job is deleted there when it is back (suanli/members: superseded attempts).
+            ours = workload is not None and not workload.deleting and workload.owner_uid in (None, record.uid)
+            if workload is not None and ours and cluster not in ctx.cache.lost_members:
+                api = ctx.clusters.api(cluster)
+                await api.run(api.delete_job, workload.namespace, workload.key[1], workload.uid)
             running = await self._stop_pods(record)
             if running:
                 # Not back in the queue while a replica of this attempt may still run: nothing runs twice.
@@ -145,8 +170,8 @@ class Lifecycle:
                 patch, event = status_mod.gave_up(reason, n, record.generation, now), "Failed"
             else:
                 backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, n)
-                patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now)
-                event = "Requeued"
+                patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now, code)
+                event = "MemberLost" if code == "MemberLost" else "Requeued"
             result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
         except client_mod.Replaced:
             ctx.writes.done(key)
@@ -177,14 +202,15 @@ class Lifecycle:
         not Ready (where nothing can run them, and only the pod garbage collector removes them)."""
         ctx = self.ctx
         binding = ctx.cache.binding(record)
-        if binding is None:
-            return []
+        if binding is None or binding.cluster in ctx.cache.lost_members:
+            return []  # a lost member's pods are beyond reach: its sweep deletes their Job when it is back
+        api = ctx.clusters.api(binding.cluster)
         running = []
         for pod in ctx.cache.current_pods(record, binding):
             if pod.terminated:
                 continue
             if not pod.deleting:
-                await ctx.api.run(ctx.api.delete_pod, pod.key[0], pod.key[1], pod.uid)
+                await api.run(api.delete_pod, pod.namespace, pod.key[1], pod.uid)
             node = ctx.cache.nodes.get(pod.node) if pod.node is not None else None
             if node is not None and node.ready:  # never on a node, or its node gone or dead: it runs nowhere
                 running.append(pod.key[1])
@@ -227,10 +253,10 @@ class Lifecycle:
                 end=end,
                 accelerator_type=binding.accelerator_type,
                 accelerators=binding.replicas * binding.count,
-                nodes=tuple(sorted({p.node for p in pods if p.node})),
+                nodes=tuple(sorted({kobj.local_name(p.node) for p in pods if p.node})),  # as its exporters name them
             )
             try:
-                measurement = await asyncio.to_thread(energy_meter.measure, ctx.settings.measured_energy, run)
+                measurement = await asyncio.to_thread(energy_meter.measure, self._meter(binding), run)
             except Exception as exc:  # the meter does not raise; a bug must still not lose the settlement
                 LOG.warning("%s/%s: measuring energy failed (%s); settling the estimate", *key, errors.short(exc))
                 measurement = None

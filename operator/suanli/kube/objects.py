@@ -2,6 +2,12 @@
 
 Pure: functions from API dictionaries to small frozen records. Keys are `(namespace, name)`
 tuples (cluster-scoped objects: `("", name)`), never strings built by hand.
+
+Objects of a member cluster (a ComputeCenter with `spec.cluster`) carry that center's name as
+their `cluster` ("" for the operator's own cluster), and the names the cache keys them by are
+qualified with it (`qualify`): node `guian/node-1`, pods and Jobs in namespace `guian/team-a`.
+Kubernetes names never contain "/", so a qualified name is never a real one, and two clusters'
+`node-1` are two nodes. `local_name` gives back the name in its own cluster, for the API.
 """
 
 from __future__ import annotations
@@ -20,6 +26,22 @@ NOT_SCHEDULABLE_TAINTS = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.
 def key_of(obj: Mapping[str, Any]) -> Key:
     meta = obj.get("metadata") or {}
     return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+def qualify(cluster: str, name: str) -> str:
+    """`name` (a node's name, or a namespace) as the cache knows it: prefixed with its member cluster."""
+    return f"{cluster}/{name}" if cluster and name else name
+
+
+def split(qualified: str) -> tuple[str, str]:
+    """(cluster, name in that cluster) of a qualified name (`qualify`)."""
+    cluster, sep, name = qualified.partition("/")
+    return (cluster, name) if sep else ("", qualified)
+
+
+def local_name(qualified: str) -> str:
+    """The name in its own cluster (what its API server knows it by)."""
+    return split(qualified)[1]
 
 
 def parse_time(text: str | None) -> float | None:
@@ -52,6 +74,7 @@ class NodeInfo:
     schedulable: bool
     allocatable: Mapping[str, int]
     uid: str = ""  # metadata.uid: a node recreated under the same name is another node (kube/relist.py)
+    cluster: str = ""  # the member center whose cluster it is in ("": the operator's own); `name` is qualified
 
     @property
     def usable(self) -> bool:
@@ -61,7 +84,7 @@ class NodeInfo:
         return all(self.labels.get(k) == v for k, v in selector.items())
 
 
-def node_info(obj: Mapping[str, Any]) -> NodeInfo:
+def node_info(obj: Mapping[str, Any], cluster: str = "") -> NodeInfo:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -75,12 +98,13 @@ def node_info(obj: Mapping[str, Any]) -> NodeInfo:
     ]
     allocatable = {str(k): quantity(v) for k, v in (status.get("allocatable") or {}).items() if "/" in str(k)}
     return NodeInfo(
-        name=meta.get("name", ""),
+        name=qualify(cluster, meta.get("name", "")),
         labels=dict(meta.get("labels") or {}),
         ready=ready,
         schedulable=not spec.get("unschedulable") and not blocking,
         allocatable=allocatable,
         uid=str(meta.get("uid") or ""),
+        cluster=cluster,
     )
 
 
@@ -100,10 +124,17 @@ class PodInfo:
     gated: bool = False  # still carries Suanli's scheduling gate (workloads.GATE): not pinned to its node yet
     index: int | None = None  # its Indexed Job's completion index (the replica it runs)
     uid: str = ""  # metadata.uid: a pod recreated under the same name is another pod (kube/relist.py)
+    cluster: str = ""  # the member center whose cluster it is in ("": the operator's own); key and node qualified
+
+    @property
+    def namespace(self) -> str:
+        """Its namespace in its own cluster (the ComputeJob it runs for is in the hub's namespace of that name)."""
+        return local_name(self.key[0])
 
     @property
     def job_key(self) -> Key | None:
-        return (self.key[0], self.job_label) if self.job_label else None
+        """(namespace, suanli.io/job label) of the ComputeJob it runs for, in the hub."""
+        return (self.namespace, self.job_label) if self.job_label else None
 
     @property
     def lost(self) -> str | None:
@@ -148,7 +179,7 @@ def _failure(obj: Mapping[str, Any]) -> str | None:
     return f"pod {name}: {reason}: {status.get('message') or 'no message'}"
 
 
-def pod_info(obj: Mapping[str, Any]) -> PodInfo:
+def pod_info(obj: Mapping[str, Any], cluster: str = "") -> PodInfo:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -161,9 +192,11 @@ def pod_info(obj: Mapping[str, Any]) -> PodInfo:
                 requests[str(name)] = requests.get(str(name), 0) + quantity(value)
     phase = status.get("phase") or "Pending"
     labels = meta.get("labels") or {}
+    namespace, name = key_of(obj)
+    node = spec.get("nodeName") or None
     return PodInfo(
-        key=key_of(obj),
-        node=spec.get("nodeName") or None,
+        key=(qualify(cluster, namespace), name),
+        node=qualify(cluster, node) if node else None,
         requests=requests,
         terminated=phase in ("Succeeded", "Failed"),
         phase=phase,
@@ -176,6 +209,7 @@ def pod_info(obj: Mapping[str, Any]) -> PodInfo:
         gated=_gated(spec),
         index=_completion_index(meta, labels),
         uid=str(meta.get("uid") or ""),
+        cluster=cluster,
     )
 
 
@@ -218,13 +252,18 @@ class WorkloadInfo:
     pool: str | None = None  # suanli.io/pool
     deleting: bool = False  # deletionTimestamp set: going away with its pods
     disrupted: bool = False  # failed by its pod failure policy's DisruptionTarget rule
+    cluster: str = ""  # the member center whose cluster it is in ("": the operator's own); key qualified
+
+    @property
+    def namespace(self) -> str:
+        return local_name(self.key[0])
 
     @property
     def finished(self) -> bool:
         return self.complete or self.failed_reason is not None
 
 
-def workload_info(obj: Mapping[str, Any]) -> WorkloadInfo:
+def workload_info(obj: Mapping[str, Any], cluster: str = "") -> WorkloadInfo:
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
     complete, failed_reason, finished_at, disrupted = False, None, None, False
@@ -239,9 +278,13 @@ def workload_info(obj: Mapping[str, Any]) -> WorkloadInfo:
             finished_at = parse_time(c.get("lastTransitionTime"))
             disrupted = c.get("reason") == "PodFailurePolicy" and "DisruptionTarget" in str(c.get("message") or "")
     labels = meta.get("labels") or {}
+    # In a member cluster there is no owner reference (the ComputeJob is in the hub): its uid label says.
     owner = next((r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+    if cluster:
+        owner = labels.get(workloads.LABEL_UID)
+    namespace, name = key_of(obj)
     return WorkloadInfo(
-        key=key_of(obj),
+        key=(qualify(cluster, namespace), name),
         job_label=labels.get(workloads.LABEL_JOB, ""),
         active=int(status.get("active") or 0),
         succeeded=int(status.get("succeeded") or 0),
@@ -256,4 +299,5 @@ def workload_info(obj: Mapping[str, Any]) -> WorkloadInfo:
         pool=labels.get(workloads.LABEL_POOL),
         deleting=bool(meta.get("deletionTimestamp")),
         disrupted=disrupted,
+        cluster=cluster,
     )

@@ -6,8 +6,9 @@ center's creationTimestamp, then the center's name, then the pool's place in the
 whole (no nodes: capacity 0, not Ready) with a reason naming both pools and the node; the earlier
 pool keeps working. Overlap is a property of the selectors, so it is judged on every node, Ready or
 not (a refusal does not come and go with a node's readiness); only Ready, schedulable nodes become
-members. A refused pool claims nothing. Pools of member clusters (`spec.cluster`) select nodes of
-another cluster: they neither claim nor are refused here.
+members. A refused pool claims nothing. A pool selects among the nodes of its center's cluster
+only (a member center's: that member's nodes; any other center's: the operator's own cluster's), so
+two clusters' nodes never clash, whatever their names and labels.
 
 Pure: no I/O, no clock; O(pools x nodes), as matching the selectors was before.
 """
@@ -53,13 +54,13 @@ def assign(
         selector = specs[p].node_selector
         if not selector:
             continue
-        matched = [nodes[n] for n in names if nodes[n].matches(selector)]
-        if centers[pools[p].center].spec.cluster is None:
-            clashes = [n.name for n in matched if n.name in claimed]
-            if clashes:
-                refused[p] = _reason(pools[p], pools[claimed[clashes[0]]], clashes, created)
-                continue
-            claimed.update((n.name, p) for n in matched)
+        cluster = pools[p].center if centers[pools[p].center].spec.cluster is not None else ""
+        matched = [nodes[n] for n in names if nodes[n].cluster == cluster and nodes[n].matches(selector)]
+        clashes = [n.name for n in matched if n.name in claimed]
+        if clashes:
+            refused[p] = _reason(pools[p], pools[claimed[clashes[0]]], clashes, created)
+            continue
+        claimed.update((n.name, p) for n in matched)
         members[p] = [n for n in matched if n.usable]
     return Assignment(members, refused)
 

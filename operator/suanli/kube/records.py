@@ -38,6 +38,9 @@ class Binding:
     bound_epoch: float | None = None
     attempt: int = 0  # the job's status.attempts when it was bound: its Job and pods carry it as a label
     nodes: tuple[str, ...] = ()  # node of each replica, by completion index (status.binding.nodes); () in old statuses
+    # The member center whose cluster runs it (status.binding.cluster); "": the operator's own. `nodes`
+    # are qualified with it (`objects.qualify`), as the cache names a member's nodes.
+    cluster: str = ""
 
 
 # What the cache keeps of a ComputeJob's status: what accounting, progress and "did it change" need.
@@ -122,6 +125,7 @@ def binding_from_status(record: JobRecord) -> Binding | None:
     if record.phase not in PLACED_PHASES or not b or record.demand is None:
         return None
     est = status.get("estimates") or {}
+    cluster = str(b.get("cluster") or "")
     return Binding(
         center=b.get("center", ""),
         pool=b.get("pool", ""),
@@ -132,7 +136,8 @@ def binding_from_status(record: JobRecord) -> Binding | None:
         carbon_kg=float(est.get("carbonKg") or 0.0),
         bound_epoch=kobj.parse_time(status.get("boundTime")),
         attempt=record.attempts,
-        nodes=_node_names(b.get("nodes"), record.demand.replicas),
+        nodes=tuple(kobj.qualify(cluster, n) for n in _node_names(b.get("nodes"), record.demand.replicas)),
+        cluster=cluster,
     )
 
 

@@ -29,47 +29,41 @@ from typing import Any
 
 from suanli.kube import cache as cache_mod
 from suanli.kube import client as client_mod
+from suanli.kube import objects as kobj
 from suanli.kube import workloads
 
 LOG = logging.getLogger("suanli.relist")
 KINDS = ("centers", "nodes", "pods", "jobs", "workloads")
+MEMBER_KINDS = ("nodes", "pods", "workloads")  # what the hub mirrors of a member cluster
 UidKey = tuple[str, str, str]  # (namespace or "", name, uid or "")
 
 
-def cached_keys(cache: cache_mod.Cache, kind: str) -> set[tuple[str, str]]:
-    """The keys ((namespace or "", name)) of the cached objects of one kind (the watches' re-LIST
-    compares names: it hands every listed object to the handler anyway)."""
-    if kind == "centers":
-        return {("", name) for name in cache.center_raw}
-    if kind == "nodes":
-        return {("", name) for name in cache.nodes}
-    if kind == "workloads":
-        return {info.key for info in cache.workloads.values()}
-    if kind == "pods":
-        return set(cache.pods)
-    if kind == "jobs":
-        return set(cache.jobs)
-    raise KeyError(f"not a mirrored kind: {kind}")
+def cached_keys(cache: cache_mod.Cache, kind: str, cluster: str = "") -> set[tuple[str, str]]:
+    """The keys ((namespace or "", name), as `cluster`'s API server names them) of the cached objects of
+    one kind in one cluster ("": the operator's own). The watches' re-LIST compares names: it hands
+    every listed object to the handler anyway."""
+    return {key[:2] for key in cached_uids(cache, kind, cluster)}
 
 
-def cached_uids(cache: cache_mod.Cache, kind: str) -> set[UidKey]:
-    """(namespace or "", name, uid) of the cached objects of one kind."""
+def cached_uids(cache: cache_mod.Cache, kind: str, cluster: str = "") -> set[UidKey]:
+    """(namespace or "", name, uid) of the cached objects of one kind in one cluster, as its API
+    server names them (the cache's qualified names made local again: `objects.local_name`)."""
     if kind == "centers":
         return {("", name, str((raw.get("metadata") or {}).get("uid") or "")) for name, raw in cache.center_raw.items()}
     if kind == "nodes":
-        return {("", name, info.uid) for name, info in cache.nodes.items()}
+        return {("", kobj.local_name(name), info.uid) for name, info in cache.nodes.items() if info.cluster == cluster}
     if kind == "workloads":
-        return {(*info.key, info.uid) for info in cache.workloads.values()}
+        return {(info.namespace, info.key[1], info.uid) for info in cache.workloads.values() if info.cluster == cluster}
     if kind == "pods":
-        return {(*key, info.uid) for key, info in cache.pods.items()}
+        return {(info.namespace, key[1], info.uid) for key, info in cache.pods.items() if info.cluster == cluster}
     if kind == "jobs":
         return {(*key, record.uid) for key, record in cache.jobs.items()}
     raise KeyError(f"not a mirrored kind: {kind}")
 
 
-def cached(cache: cache_mod.Cache) -> dict[str, set[UidKey]]:
-    """The (namespace, name, uid) of every object the cache mirrors, by kind."""
-    return {kind: cached_uids(cache, kind) for kind in KINDS}
+def cached(cache: cache_mod.Cache, cluster: str = "") -> dict[str, set[UidKey]]:
+    """The (namespace, name, uid) of every object the cache mirrors of one cluster, by kind."""
+    return {kind: cached_uids(cache, kind, cluster) for kind in (MEMBER_KINDS if cluster else KINDS)}
 
 
 def missing(have: Mapping[str, set[UidKey]], listed: Mapping[str, set[UidKey]]) -> list[tuple[str, UidKey]]:
@@ -77,7 +71,7 @@ def missing(have: Mapping[str, set[UidKey]], listed: Mapping[str, set[UidKey]]) 
     deleted, or deleted and recreated under another uid; candidates for a confirming GET. A key
     cached without a uid is absent only when no listed object has its name."""
     out = []
-    for kind in KINDS:
+    for kind in have:
         names: set[tuple[str, str]] | None = None
         for key in sorted(have[kind] - listed[kind]):
             if not key[2]:
@@ -88,16 +82,18 @@ def missing(have: Mapping[str, set[UidKey]], listed: Mapping[str, set[UidKey]]) 
     return out
 
 
-def deleted_event(cache: cache_mod.Cache, kind: str, key: tuple[str, str], uid: str = "") -> dict[str, Any]:
+def deleted_event(cache: cache_mod.Cache, kind: str, key: tuple[str, str], uid: str = "",
+                  cluster: str = "") -> dict[str, Any]:
     """The DELETED watch event the mirror handler of `kind` would have received (of the object with
-    that uid, when given)."""
+    that uid, when given) from `cluster`'s API server (`key`: as that server names it)."""
     meta: dict[str, Any] = {"name": key[1]}
     if key[0]:
         meta["namespace"] = key[0]
     if uid:
         meta["uid"] = uid
     if kind == "workloads":
-        label = next((i.job_label for i in cache.workloads.values() if i.key == key), "")
+        cached_key = (kobj.qualify(cluster, key[0]), key[1])
+        label = next((i.job_label for i in cache.workloads.values() if i.key == cached_key), "")
         meta["labels"] = {workloads.LABEL_JOB: label}
     return {"type": "DELETED", "object": {"metadata": meta}}
 
@@ -107,11 +103,13 @@ async def sweep(
     api: client_mod.Api,
     handlers: Mapping[str, Callable[..., None]],
     memo: Any,
+    cluster: str = "",
 ) -> list[tuple[str, tuple[str, str]]]:
     """One LIST of keys, confirm, drop (and mirror the successor of the same name, if any); returns
-    (kind, (namespace, name)) of what was dropped."""
-    before = cached(cache)
-    listed = await api.run(api.list_keys)
+    (kind, (namespace, name)) of what was dropped. `cluster`, `api`, `handlers`: a member cluster's
+    (its kinds are `MEMBER_KINDS`), or the operator's own ("")."""
+    before = cached(cache, cluster)
+    listed = await api.run(api.list_keys, tuple(before))
     gone: list[tuple[str, UidKey, dict[str, Any] | None]] = []  # (kind, cached key, its successor)
     for kind, key in missing(before, listed):
         try:
@@ -122,7 +120,7 @@ async def sweep(
         uid = str(((found or {}).get("metadata") or {}).get("uid") or "")
         if found is None or (uid and uid != key[2]):
             gone.append((kind, key, found))
-    now = cached(cache) if gone else {}  # a watch may have dropped or replaced some while we checked
+    now = cached(cache, cluster) if gone else {}  # a watch may have dropped or replaced some while we checked
     dropped = []
     for kind, key, successor in gone:
         if key not in now[kind]:
@@ -134,7 +132,7 @@ async def sweep(
             LOG.warning("relist: %s %s was deleted and recreated (uid %s, now %s) but no watch event said so; "
                         "replacing it in the cache", kind, name, key[2] or "unknown",
                         successor["metadata"].get("uid"))
-        handlers[kind](deleted_event(cache, kind, key[:2], key[2]), memo)
+        handlers[kind](deleted_event(cache, kind, key[:2], key[2], cluster), memo)
         if successor is not None:
             handlers[kind]({"type": "ADDED", "object": successor}, memo)
         dropped.append((kind, key[:2]))

@@ -26,8 +26,9 @@ from suanli.kube import binder as binder_mod
 from suanli.kube import cache as cache_mod
 from suanli.kube import center_status as center_status_mod
 from suanli.kube import client as client_mod
+from suanli.kube import clusters as clusters_mod
+from suanli.kube import errors, records, workqueue
 from suanli.kube import lifecycle as lifecycle_mod
-from suanli.kube import records, workqueue
 from suanli.kube import snapshot as snapshot_mod
 from suanli.kube import status as status_mod
 from suanli.placement import decision as decision_mod
@@ -55,6 +56,8 @@ class Scheduler:
         self.centers_event = asyncio.Event()
         self.timer = math.inf  # next deferred start or budget boundary (epoch)
         self.writes = workqueue.WorkQueue(settings.operator, later)
+        self.clusters = clusters_mod.Clusters(api)  # member clusters' APIs, set by suanli/members
+        self.members_sweep_due: set[str] = set()  # members with a Job left to delete (suanli/members sweeps them)
         self.abandoned: dict[Key, str] = {}  # job -> uid: its namespace is going away, no workload is created
         self._next_sweep = 0.0  # monotonic: when `_forget_gone` next looks at every job with something kept
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -71,6 +74,29 @@ class Scheduler:
     def job_changed(self, key: Key) -> None:
         self.jobs_dirty.add(key)
         self.jobs_event.set()
+
+    def job_deleted(self, record: records.JobRecord) -> None:
+        """A ComputeJob was deleted. In the operator's own cluster its Job goes with it (owner reference);
+        in a member cluster the operator deletes it. A member that cannot be reached now deletes it when it
+        is back (its sweep: a Job whose ComputeJob is gone), so nothing waits on an unreachable member."""
+        binding = self.cache.binding(record) or record.recorded
+        if binding is None or not binding.cluster:
+            return
+        workload = self.cache.workloads.get(self.cache.workload_slot(record, binding))
+        if workload is None or workload.deleting or workload.owner_uid not in (None, record.uid):
+            return
+        self.spawn(self._delete_member_job(binding.cluster, workload))
+
+    async def _delete_member_job(self, cluster: str, workload: Any) -> None:
+        try:
+            api = self.clusters.api(cluster)
+            await api.run(api.delete_job, workload.namespace, workload.key[1], workload.uid)
+            LOG.info("deleted Job %s/%s in member cluster %s: its ComputeJob was deleted", workload.namespace,
+                     workload.key[1], cluster)
+        except Exception as exc:  # unreachable, or failed: the member's sweep deletes it when it is back
+            LOG.warning("could not delete Job %s/%s in member cluster %s now (%s); it is deleted when the member "
+                        "is next swept", workload.namespace, workload.key[1], cluster, errors.short(exc))
+            self.members_sweep_due.add(cluster)
 
     def center_changed(self) -> None:
         self.centers_event.set()
@@ -183,7 +209,8 @@ class Scheduler:
             return  # its spec changed, or it was deleted and recreated, while it was planned: plan it again
         # The node of each replica, by completion index: its pod is pinned there (kube/gates.py).
         nodes = snapshot_mod.nodes_of(snap, d.allocation) if d.phase == "Bound" and d.allocation is not None else ()
-        status = status_mod.decided(d, record.generation, now, nodes)
+        cluster = self.cache.cluster_of(d.binding.pool.center) if d.binding is not None else ""
+        status = status_mod.decided(d, record.generation, now, nodes, cluster)
         if d.phase == "Bound":
             assert d.binding is not None
             c = d.binding
@@ -200,6 +227,7 @@ class Scheduler:
                     bound_epoch=now,
                     nodes=nodes,
                     attempt=record.attempts,
+                    cluster=cluster,
                 ),
             )
             self.writes.start(key)

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from suanli.kube import cache as cache_mod
 
 Key = kobj.Key
-UNSUPPORTED_MEMBER = "member clusters (spec.cluster) are not supported by this operator version yet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,9 +133,9 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
     reasons: list[str] = []
     usage: list[PoolUsage] = []
     for p, info in enumerate(fleet.pools):
-        center = cache.centers[info.center]
-        if center.spec.cluster is not None:
-            reasons.append(UNSUPPORTED_MEMBER)
+        member_problem = cache.member_problems.get(info.center)
+        if member_problem is not None:
+            reasons.append(member_problem[1])
         elif refused[p]:
             reasons.append(refused[p])
         elif not nodes[p]:

@@ -39,13 +39,16 @@ def condition(
 
 
 def decided(
-    d: decision_mod.Decision, generation: int | None, now: float, nodes: Sequence[str] = ()
+    d: decision_mod.Decision, generation: int | None, now: float, nodes: Sequence[str] = (), cluster: str = ""
 ) -> dict[str, Any]:
     """Status of a job the planner just decided (Bound, Queued or Deferred); `nodes`: the node of each
-    replica of a Bound job, by completion index (`status.binding.nodes`)."""
+    replica of a Bound job, by completion index (`status.binding.nodes`; qualified with `cluster`, the
+    member center whose cluster they are in, as the cache names them)."""
     wire = report.decision(d)
     if nodes and wire["binding"] is not None:
-        wire["binding"]["nodes"] = list(nodes)
+        wire["binding"]["nodes"] = [kobj.local_name(n) for n in nodes]
+    if cluster and wire["binding"] is not None:
+        wire["binding"]["cluster"] = cluster
     status: dict[str, Any] = {
         "phase": d.phase,
         "message": d.message,
@@ -65,6 +68,7 @@ def decided(
             "kind": "Job",
             "namespace": d.job.namespace,
             "name": workloads.job_name(d.job.name),
+            **({"cluster": cluster} if cluster else {}),
         }
         status["conditions"] = [condition("Bound", True, "Placed", d.message, now, generation)]
     return status
@@ -102,8 +106,10 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
     }
 
 
-def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generation: int | None, now: float) -> dict[str, Any]:
-    """Back to the queue after a bound attempt ended without finishing (attempt `attempts` of `limit`)."""
+def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generation: int | None, now: float,
+             code: str = "AttemptEnded") -> dict[str, Any]:
+    """Back to the queue after a bound attempt ended without finishing (attempt `attempts` of `limit`);
+    `code`: the Requeued condition's reason (MemberLost: the member cluster it ran in is lost)."""
     message = (
         f"{reason}; back in the queue (attempt {attempts} of {limit} ended), not planned before {rfc3339(requeue_at)}"
     )
@@ -113,7 +119,7 @@ def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generati
         "plannedStart": None,
         "attempts": attempts,
         "requeueAt": rfc3339(requeue_at),
-        "conditions": [condition("Requeued", True, "AttemptEnded", message, now, generation)],
+        "conditions": [condition("Requeued", True, code, message, now, generation)],
     }
 
 
@@ -222,10 +228,12 @@ def center(
     problem: str | None,
     current: dict[str, Any],
     now: float,
+    member: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """ComputeCenter status; condition transition times are kept when the condition did not change.
     A pool refused because its nodeSelector overlaps an earlier pool's (kube/pool_overlap.py) says
-    why in its entry (`refused`) and in the PoolsOverlap condition."""
+    why in its entry (`refused`) and in the PoolsOverlap condition. `member`: (reason, message) when
+    the center's member cluster cannot be used now (suanli/members)."""
     pools = [
         {
             "name": u.pool,
@@ -243,7 +251,9 @@ def center(
     short = [u for u in usage if u.ready_nodes < u.expected_nodes]
     empty = [u for u in usage if u.ready_nodes == 0]
     if problem is not None:
-        ready = (False, "Unsupported" if "member" in problem else "InvalidSpec", problem)
+        ready = (False, "InvalidSpec", problem)
+    elif member is not None:
+        ready = (False, *member)
     elif usage and len(empty) == len(usage) and refusals:
         ready = (False, "PoolsOverlap", "; ".join(refusals))
     elif usage and len(empty) == len(usage):

@@ -54,8 +54,13 @@ class Watcher:
         memo: Any,
         resource_version: str = "",
         timeout_seconds: int = 60,
+        cluster: str = "",
+        listed: Callable[[str], None] | None = None,
     ):
+        """`cluster`: the member center whose cluster `api` reaches ("": the operator's own); `handler`
+        mirrors that cluster's objects; `listed(kind)` is called after each LIST has been mirrored."""
         self.api, self.kind, self.cache, self.handler, self.memo = api, kind, cache, handler, memo
+        self.cluster, self.listed = cluster, listed
         self.resource_version = resource_version
         self.timeout_seconds = timeout_seconds
         self._stop = threading.Event()
@@ -69,6 +74,8 @@ class Watcher:
                 try:
                     if not self.resource_version:
                         self.resource_version = await self._resync(loop)
+                        if self.listed is not None:
+                            self.listed(self.kind)
                     started, before = loop.time(), self.resource_version
                     await self._in_thread(loop, self._follow, loop)
                     delay = 1.0
@@ -77,15 +84,19 @@ class Watcher:
                 except Exception as exc:
                     # 410 Gone: as an ERROR event in the stream, or as the answer to the request itself.
                     if isinstance(exc, Gone) or (isinstance(exc, ApiException) and exc.status == 410):
-                        LOG.info("watch of %s: resourceVersion %s is too old; listing again", self.kind,
-                                 self.resource_version)
+                        LOG.info("watch of %s%s: resourceVersion %s is too old; listing again", self.kind,
+                                 self._where(), self.resource_version)
                         self.resource_version = ""
                         continue
-                    LOG.warning("watch of %s failed (retrying in %gs): %s", self.kind, delay, str(exc)[:300])
+                    LOG.warning("watch of %s%s failed (retrying in %gs): %s", self.kind, self._where(), delay,
+                                str(exc)[:300])
                     await asyncio.sleep(delay)
                     delay = min(MAX_BACKOFF_S, delay * 2)
         finally:
             self._stop.set()  # the thread leaves at its next chunk, or when the server ends the stream
+
+    def _where(self) -> str:
+        return f" in member cluster {self.cluster}" if self.cluster else ""
 
     def _in_thread(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`fn(*args)` in a daemon thread of its own: a stream blocked in a read (up to
@@ -150,7 +161,7 @@ class Watcher:
 
     async def _resync(self, loop: asyncio.AbstractEventLoop) -> str:
         """LIST in pages, mirror every object, drop cached ones the LIST no longer has; the LIST's version."""
-        before = relist.cached_keys(self.cache, self.kind)
+        before = relist.cached_keys(self.cache, self.kind, self.cluster)
         listed: set[tuple[str, str]] = set()
         token, version = "", ""
         while True:
@@ -162,8 +173,8 @@ class Watcher:
             self._deliver([{"type": "MODIFIED", "object": raw} for raw in items])
             if not token:
                 break
-        gone = sorted((before & relist.cached_keys(self.cache, self.kind)) - listed)
-        self._deliver([relist.deleted_event(self.cache, self.kind, key) for key in gone])
+        gone = sorted((before & relist.cached_keys(self.cache, self.kind, self.cluster)) - listed)
+        self._deliver([relist.deleted_event(self.cache, self.kind, key, cluster=self.cluster) for key in gone])
         if gone:
             LOG.info("watch of %s: %d objects were deleted while the watch was down", self.kind, len(gone))
         return version

@@ -7,7 +7,10 @@ Decisions fixed here (see DESIGN.md "Running workloads"):
   ComputeJob's name alone: after a restart the operator finds (adopts) the Job it made instead of
   making a second one.
 - In the ComputeJob's own namespace, owned by it (controller, blockOwnerDeletion): deleting the
-  ComputeJob garbage-collects the Job and its pods.
+  ComputeJob garbage-collects the Job and its pods. In a member cluster (`member=True`) there is no
+  owner to reference (the ComputeJob is in the hub): the Job is in the namespace of the same name
+  there, labelled back to the ComputeJob (its namespace, name and uid) and to the hub that made it
+  (`LABEL_HUB`), and the operator deletes it itself (kube/members).
 - `completionMode: Indexed`, `parallelism = completions = replicas`: one pod per gang member.
 - `backoffLimit: 0`: a gang is all or nothing, and the placement (and energy estimate) was made
   for one run. A pod that fails on its own (its container exits non-zero) fails the ComputeJob
@@ -39,6 +42,8 @@ LABEL_CENTER = "suanli.io/center"
 LABEL_POOL = "suanli.io/pool"
 LABEL_UID = "suanli.io/job-uid"  # the ComputeJob's uid: a job recreated under the same name never sees these
 LABEL_ATTEMPT = "suanli.io/attempt"  # which bound attempt (status.attempts when it was bound) made them
+LABEL_NAMESPACE = "suanli.io/job-namespace"  # member Jobs: the hub namespace of their ComputeJob
+LABEL_HUB = "suanli.io/hub"  # member Jobs: the hub that made them (members.hub_name); only it ever deletes them
 GATE = "suanli.io/placement"  # the pods' scheduling gate, lifted once each is pinned to its node (kube/gates.py)
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # an Indexed Job pod's index (label and annotation)
 MAX_JOB_NAME = 52
@@ -94,9 +99,11 @@ def build_job(
     node_selector: dict[str, str],
     tolerations: list[dict[str, Any]],
     attempt: int = 0,
+    hub: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job manifest for ComputeJob `cj` (a dict as read from the API) bound to a pool, for
-    its bound attempt `attempt` (status.attempts when it was bound)."""
+    its bound attempt `attempt` (status.attempts when it was bound). `hub`: the hub's name when the Job
+    goes to a member cluster (labelled back, no owner reference); None in the operator's own cluster."""
     meta = cj["metadata"]
     spec = cj["spec"]
     name = meta["name"]
@@ -109,6 +116,9 @@ def build_job(
         LABEL_UID: str(meta.get("uid") or ""),
         LABEL_ATTEMPT: str(attempt),
     }
+    if hub is not None:
+        labels[LABEL_NAMESPACE] = meta.get("namespace") or "default"
+        labels[LABEL_HUB] = label_value(hub)
 
     template = copy.deepcopy(spec.get("template") or {})
     tmeta = template.setdefault("metadata", {}) or {}
@@ -147,18 +157,15 @@ def build_job(
             "rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
         }
 
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(name),
-            "namespace": meta.get("namespace") or "default",
-            "labels": labels,
-            "annotations": {"suanli.io/compute-job": f"{meta.get('namespace') or 'default'}/{name}"},
-            "ownerReferences": [owner_reference(cj)],
-        },
-        "spec": job_spec,
+    job_meta: dict[str, Any] = {
+        "name": job_name(name),
+        "namespace": meta.get("namespace") or "default",
+        "labels": labels,
+        "annotations": {"suanli.io/compute-job": f"{meta.get('namespace') or 'default'}/{name}"},
     }
+    if hub is None:
+        job_meta["ownerReferences"] = [owner_reference(cj)]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta, "spec": job_spec}
 
 
 def existing_job(existing: dict[str, Any], manifest: dict[str, Any], owner_uid: str) -> str:
@@ -172,13 +179,20 @@ def existing_job(existing: dict[str, Any], manifest: dict[str, Any], owner_uid: 
     meta = existing.get("metadata") or {}
     labels = meta.get("labels") or {}
     want = manifest["metadata"]["labels"]
-    refs = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
-    ours = [r for r in refs if r.get("kind") == KIND and str(r.get("apiVersion", "")).startswith("suanli.io/")]
-    owner_name = (manifest["metadata"].get("ownerReferences") or [{}])[0].get("name")
-    if not ours or ours[0].get("name") != owner_name:
-        return "foreign"
+    if LABEL_HUB in want:  # a member cluster's: labelled back to the hub, no owner reference
+        if labels.get(LABEL_HUB) != want[LABEL_HUB] or labels.get(LABEL_JOB) != want[LABEL_JOB] \
+                or labels.get(LABEL_NAMESPACE) != want[LABEL_NAMESPACE]:
+            return "foreign"
+        uid = labels.get(LABEL_UID)
+    else:
+        refs = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
+        ours = [r for r in refs if r.get("kind") == KIND and str(r.get("apiVersion", "")).startswith("suanli.io/")]
+        owner_name = (manifest["metadata"].get("ownerReferences") or [{}])[0].get("name")
+        if not ours or ours[0].get("name") != owner_name:
+            return "foreign"
+        uid = ours[0].get("uid")
     same = (
-        ours[0].get("uid") == owner_uid
+        uid == owner_uid
         and labels.get(LABEL_ATTEMPT, "0") == want.get(LABEL_ATTEMPT)
         and labels.get(LABEL_POOL) == want.get(LABEL_POOL)
         and labels.get(LABEL_CENTER) == want.get(LABEL_CENTER)

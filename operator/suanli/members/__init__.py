@@ -1,0 +1,1 @@
+"""Member clusters: credentials, connections and what the hub does in each member."""
