@@ -70,6 +70,16 @@ def long_job(name: str, ns: str, seconds: int, count: int = 8, center: dict[str,
     return doc
 
 
+def center_alone(fake_nodes: Any, centers: Any, name: str, nodes: int = 1) -> tuple[dict[str, Any], list[str]]:
+    """A one-pool center of `nodes` kwok nodes, in a region of its own (only its jobs go there): the
+    center and its node names."""
+    center = small_center(name, nodes_expected=nodes)
+    only_on(center)
+    names = fake_nodes(center, nodes_per_pool=nodes)
+    centers([center])
+    return center, names
+
+
 def batch_jobs(batch_v1: Any, ns: str, name: str) -> list[Any]:
     return batch_v1.list_namespaced_job(ns, label_selector=f"suanli.io/job={name}").items
 
@@ -77,10 +87,7 @@ def batch_jobs(batch_v1: Any, ns: str, name: str) -> list[Any]:
 def test_a_running_jobs_deleted_batch_job_sends_it_back_and_it_runs_again(
     kube, operator, fake_nodes, centers, namespace, custom_objects, batch_v1, wait_for
 ):
-    center = small_center("faults-jobdel", nodes_expected=1)
-    only_on(center)
-    fake_nodes(center, nodes_per_pool=1)
-    centers([center])
+    center, _ = center_alone(fake_nodes, centers, "faults-jobdel")
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("j", namespace, 15, center=center))
     wait_for_phase(custom_objects, namespace, "j", "Running", what="j to be Running")
     (first,) = batch_jobs(batch_v1, namespace, "j")
@@ -105,10 +112,7 @@ def test_a_running_jobs_deleted_batch_job_sends_it_back_and_it_runs_again(
 def test_a_node_lost_under_a_running_gang_reruns_it_on_another_node(
     kube, operator, fake_nodes, centers, namespace, custom_objects, core_v1, wait_for
 ):
-    center = small_center("faults-node", nodes_expected=2)
-    only_on(center)
-    names = fake_nodes(center, nodes_per_pool=2)
-    centers([center])
+    center, names = center_alone(fake_nodes, centers, "faults-node", nodes=2)
     # The pod GC deletes pods of a deleted node after 40-60 s (its quarantine for orphans), marking them
     # DisruptionTarget: the pods must still be running then.
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("g", namespace, 75, center=center))
@@ -130,10 +134,7 @@ def test_a_node_lost_under_a_running_gang_reruns_it_on_another_node(
 def test_a_gang_whose_pods_never_start_is_requeued_then_failed_with_the_reason(
     kube, operator, fake_nodes, centers, namespace, custom_objects, batch_v1, wait_for
 ):
-    center = small_center("faults-ready", nodes_expected=1)
-    only_on(center)
-    fake_nodes(center, nodes_per_pool=1)
-    centers([center])
+    center, _ = center_alone(fake_nodes, centers, "faults-ready")
     doc = long_job("stuck", namespace, 5, count=1, center=center)
     doc["spec"]["template"]["spec"]["nodeSelector"] = {"example.com/no-such-label": "x"}  # no node will do
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", doc)
@@ -153,10 +154,7 @@ def test_a_gang_whose_pods_never_start_is_requeued_then_failed_with_the_reason(
 def test_a_job_recreated_under_its_name_gets_its_own_batch_job(
     kube, operator, fake_nodes, centers, namespace, custom_objects, batch_v1, wait_for
 ):
-    center = small_center("faults-recreate", nodes_expected=1)
-    only_on(center)
-    fake_nodes(center, nodes_per_pool=1)
-    centers([center])
+    center, _ = center_alone(fake_nodes, centers, "faults-recreate")
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", long_job("r", namespace, 30, center=center))
     wait_for_phase(custom_objects, namespace, "r", "Running", what="r to be Running")
     old_uid = get_job(custom_objects, namespace, "r")["metadata"]["uid"]
