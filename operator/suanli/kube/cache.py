@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from suanli import settings as settings_mod
@@ -326,15 +326,18 @@ class Cache:
     def binding(self, record: records.JobRecord) -> records.Binding | None:
         return self.assumed.get(record.key) or record.recorded
 
+    def _placed_jobs(self) -> Iterator[tuple[Key, records.Binding]]:
+        """(job, binding) of every unfinished job with a binding (assumed, Bound or Running)."""
+        for key in sorted(self.active):
+            record = self.jobs.get(key)
+            binding = self.binding(record) if record is not None else None
+            if binding is not None:
+                yield key, binding
+
     def bound_to_node(self, node: str) -> list[Key]:
-        """Jobs bound (not yet Running) whose binding places a replica on `node`: what a change of that
-        node may strand (`gates.stranded`)."""
-        out = []
-        for key, record in self.jobs.items():
-            binding = self.binding(record)
-            if binding is not None and node in binding.nodes and record.phase not in records.DONE_PHASES:
-                out.append(key)
-        return out
+        """Unfinished jobs whose binding places a replica on `node`: what a change of that node may
+        strand (`gates.stranded`)."""
+        return [key for key, binding in self._placed_jobs() if node in binding.nodes]
 
     def finished(self, record: records.JobRecord) -> bool:
         if record.phase in records.DONE_PHASES:
@@ -450,14 +453,8 @@ class Cache:
         return before != (problem, lost)
 
     def jobs_in_cluster(self, cluster: str) -> list[Key]:
-        """Jobs bound (or running) in member cluster `cluster`."""
-        out = []
-        for key in self.active:
-            record = self.jobs.get(key)
-            binding = self.binding(record) if record is not None else None
-            if binding is not None and binding.cluster == cluster:
-                out.append(key)
-        return out
+        """Unfinished jobs bound (or running) in member cluster `cluster`."""
+        return [key for key, binding in self._placed_jobs() if binding.cluster == cluster]
 
     def drop_cluster(self, cluster: str) -> None:
         """Forget a member cluster's nodes, pods and Jobs (its center is gone, or no longer a member)."""

@@ -409,26 +409,21 @@ class Api:
         """Delete a batch Job and, before it goes, its pods (foreground), only if it still has this uid.
         False if it was already gone or replaced."""
         body = {"propagationPolicy": "Foreground", "preconditions": {"uid": uid} if uid else None}
-        try:
-            self.request(
-                "DELETE", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}", body, decode=False
-            )
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                return False
-            self._count("delete", "jobs", exc)
-            raise
-        return True
+        return self._delete(f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}", "jobs", body)
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
         """Delete a pod only if it still has this uid; False if it was already gone or replaced."""
         body = {"preconditions": {"uid": uid}} if uid else None
+        return self._delete(f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}", "pods", body)
+
+    def _delete(self, path: str, resource: str, body: dict[str, Any] | None) -> bool:
+        """One DELETE; False when the object is gone (404) or its uid precondition failed (409)."""
         try:
-            self.request("DELETE", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}", body, decode=False)
+            self.request("DELETE", path, body, decode=False)
         except ApiException as exc:
             if exc.status in (404, 409):
                 return False
-            self._count("delete", "pods", exc)
+            self._count("delete", resource, exc)
             raise
         return True
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from kubernetes.client.exceptions import ApiException
@@ -137,7 +137,7 @@ def decide(cache: cache_mod.Cache, pod: kobj.PodInfo) -> Verdict:
     if pod.index is None or not 0 <= pod.index < len(binding.nodes):
         return Verdict("release", reason=f"its completion index {pod.index} names no replica of the binding")
     node = binding.nodes[pod.index]
-    problem = _node_problem(cache, binding, node, _placed(cache, record))
+    problem = _node_problem(cache, binding, node, _placed(cache.job_pods(record)))
     if problem is not None:
         return Verdict("wait", node, problem.text)
     return Verdict("pin", node, f"replica {pod.index} was placed on node {node}")
@@ -154,15 +154,16 @@ class Problem:
     lasting: bool
 
 
-def stranded(cache: cache_mod.Cache, record: records.JobRecord) -> str | None:
+def stranded(cache: cache_mod.Cache, record: records.JobRecord,
+             pods: Sequence[kobj.PodInfo] | None = None) -> str | None:
     """Why replicas of a bound job that are not on a node yet can never go to the nodes their binding
     names (a node gone or out of the pool, the pool gone), or None. Such a gang goes back to the queue
     at once; a passing problem (not Ready, cordoned, no room yet) waits, as its pods stay gated, for
-    the pods-ready timeout."""
+    the pods-ready timeout. `pods`: the bound attempt's (`cache.job_pods`), when the caller has them."""
     binding = cache.binding(record)
     if binding is None or not binding.nodes:
         return None
-    placed = _placed(cache, record)
+    placed = _placed(cache.job_pods(record) if pods is None else pods)
     for node in dict.fromkeys(n for i, n in enumerate(binding.nodes) if i not in placed):
         problem = _node_problem(cache, binding, node, placed)
         if problem is not None and problem.lasting:
@@ -170,9 +171,9 @@ def stranded(cache: cache_mod.Cache, record: records.JobRecord) -> str | None:
     return None
 
 
-def _placed(cache: cache_mod.Cache, record: records.JobRecord) -> set[int | None]:
-    """Completion indexes of the job's replicas whose pods are on a node or finished."""
-    return {p.index for p in cache.job_pods(record) if p.node is not None or p.terminated}
+def _placed(pods: Sequence[kobj.PodInfo]) -> set[int | None]:
+    """Completion indexes of the replicas whose pods (of the bound attempt) are on a node or finished."""
+    return {p.index for p in pods if p.node is not None or p.terminated}
 
 
 def _node_problem(cache: cache_mod.Cache, binding: records.Binding, node: str, placed: set[int | None]) -> Problem | None:

@@ -79,7 +79,7 @@ class Lifecycle:
             assumed=key in ctx.cache.assumed,
             now=now,
             pods_ready_timeout=ctx.settings.operator.pods_ready_timeout_seconds,
-            stranded=gates.stranded(ctx.cache, record) if record.phase == "Bound" else None,
+            stranded=gates.stranded(ctx.cache, record, pods) if record.phase == "Bound" else None,
             member_lost=self._member_lost(binding),
         )
         if record.deleting and verdict.action in ("ensure", "requeue"):
