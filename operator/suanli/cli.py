@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lease-namespace", default=os.environ.get("SUANLI_NAMESPACE") or None, metavar="NS",
                      help="the Lease's namespace (default: $SUANLI_NAMESPACE, else --namespace)")
     run.add_argument("--relist-seconds", type=float, default=300, metavar="S",
-                     help="safety net: LIST everything this often and drop cached objects whose deletion "
-                     "no watch event delivered (first run a minute after startup); 0: off")
+                     help="safety net: LIST everything (the hub's cluster and each member's) this often and drop "
+                     "cached objects whose deletion no watch event delivered (ComputeCenters and Nodes first a "
+                     "minute after startup); 0: off")
     run.add_argument("--identity", default=None, metavar="ID",
                      help="this replica's name in the Lease (default: $SUANLI_POD_NAME, else host name and a random suffix)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -22,7 +22,9 @@ exists, and the report gives create→Job-created latency and Bound→Job delay.
 Phase "replay" is the same-run baseline: with the operator stopped, 2,000 more jobs are created and
 the test itself makes, for each, the writes the operator made for the matching backlog job (the
 same status patch, the same Event, the same batch Job built by the operator's own code, and the
-patch that pins each of its gated pods to its node and lifts the gate), through
+patch that pins each of its gated pods to its node and lifts the gate — for the earlier phases' pods
+too, which the Job controller is still making: the restarted operator releases them while it drains,
+and kube-scheduler, kwok and the Job controller then do the same work in both phases), through
 the operator's own write path (`suanli.kube.client.Api`, its thread pools and tickets), without
 watching, caching or planning anything: what these writes reach on this host, in this run, without
 an operator's other work. The report gives the backlog's rate as a share of it, a figure the host's
@@ -31,7 +33,8 @@ speed (which varies ~1.5x between runs here) mostly cancels out of.
 Knobs (environment): SUANLI_BENCH_OPERATOR_JOBS (2000 per phase), SUANLI_BENCH_OPERATOR_RATE (50/s),
 SUANLI_BENCH_OPERATOR_CONFIG (a `suanli run --config` settings file), SUANLI_BENCH_PYSPY (a py-spy
 binary: a flame graph of the operator during the burst in reports/bench/operator-burst-profile.svg;
-SUANLI_BENCH_PYSPY_FORMAT=raw writes collapsed stacks to operator-burst-profile.txt instead;
+SUANLI_BENCH_PYSPY_PHASE=backlog samples the restarted operator draining the backlog instead, into
+operator-backlog-profile.*; SUANLI_BENCH_PYSPY_FORMAT=raw writes collapsed stacks (.txt) instead;
 SUANLI_BENCH_PYSPY_ARGS adds py-spy options, e.g. --gil to sample only the thread holding the GIL).
 
 Targets: >= 100 jobs/s sustained, p99 < 2 s, peak RSS < 300 MB. Kueue's published baseline is
@@ -77,17 +80,20 @@ DONE = ("Bound", "Running", "Succeeded", "Failed")
 REPORT_DIR = Path(__file__).resolve().parents[2] / "reports" / "bench"
 
 
-def center(i: int) -> dict[str, Any]:
-    name = f"bench-c{i:02d}"
-    region = REGIONS[i % len(REGIONS)]
-    links = [{"region": r, "bandwidthGbps": 10 + 10 * k, "latencyMs": 20} for k, r in enumerate(REGIONS) if r != region]
+def center(i: int, prefix: str = "bench-c", regions: tuple[str, ...] = REGIONS,
+           nodes: int = NODES_PER_POOL) -> dict[str, Any]:
+    """Center `i` of a fleet: named `prefix` + i, in one of `regions` (linked to the others), two
+    pools (A100, Ascend910B) of `nodes` nodes of PER_NODE accelerators."""
+    name = f"{prefix}{i:02d}"
+    region = regions[i % len(regions)]
+    links = [{"region": r, "bandwidthGbps": 10 + 10 * k, "latencyMs": 20} for k, r in enumerate(regions) if r != region]
     pools = [
         {"name": "a100", "acceleratorType": "GPU", "model": "A100", "resourceName": "nvidia.com/gpu",
          "nodeSelector": {"suanli.io/pool": f"{name}-a100"},
-         "expected": {"nodes": NODES_PER_POOL, "acceleratorsPerNode": PER_NODE}},
+         "expected": {"nodes": nodes, "acceleratorsPerNode": PER_NODE}},
         {"name": "ascend", "acceleratorType": "NPU", "model": "Ascend910B", "resourceName": "huawei.com/Ascend910",
          "nodeSelector": {"suanli.io/pool": f"{name}-ascend"},
-         "expected": {"nodes": NODES_PER_POOL, "acceleratorsPerNode": PER_NODE}},
+         "expected": {"nodes": nodes, "acceleratorsPerNode": PER_NODE}},
     ]
     return {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComputeCenter", "metadata": {"name": name},
@@ -101,8 +107,10 @@ def center(i: int) -> dict[str, Any]:
     }
 
 
-def job(name: str, ns: str, i: int) -> dict[str, Any]:
-    return {
+def job(name: str, ns: str, i: int, regions: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Job `i` of a phase: 1 accelerator of either type, its data in one of REGIONS (or of `regions`,
+    then allowed nowhere else: the jobs of one fleet)."""
+    doc: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComputeJob", "metadata": {"name": name, "namespace": ns},
         "spec": {
             "accelerators": {"count": 1, "types": ["GPU", "NPU"], "precision": "bf16"},
@@ -113,10 +121,13 @@ def job(name: str, ns: str, i: int) -> dict[str, Any]:
                 "spec": {"containers": [{"name": "main", "command": ["bench"]}], "restartPolicy": "Never"},
             },
             "runtime": {"estimatedDuration": f"{10 + i % 50}m"},
-            "data": {"region": REGIONS[i % len(REGIONS)], "sizeGiB": 1 + i % 20},
+            "data": {"region": (regions or REGIONS)[i % len(regions or REGIONS)], "sizeGiB": 1 + i % 20},
             "priority": i % 3,
         },
     }
+    if regions:
+        doc["spec"]["data"]["allowedRegions"] = list(regions)
+    return doc
 
 
 class FirstSeen:
@@ -234,20 +245,21 @@ def parse_time(text: str) -> float:
 
 
 def run_phase(
-    custom: Any, ns: str, watcher: BoundWatcher, workloads: WorkloadWatcher, prefix: str, offset: int,
-    rate: float | None, before_wait: Any = None,
+    custom: Any, ns: str, watcher: BoundWatcher, workloads: Any, prefix: str, offset: int,
+    rate: float | None, before_wait: Any = None, jobs: int = JOBS, make: Any = job,
 ) -> dict[str, Any]:
-    """Create JOBS ComputeJobs (at `rate`/s, or as fast as 32 threads), then wait until all are seen
-    bound and their batch Jobs exist. `before_wait()` runs between the two (the backlog phase starts
+    """Create `jobs` ComputeJobs (`make(name, ns, i)`; at `rate`/s, or as fast as 32 threads), then wait
+    until all are seen bound and their batch Jobs exist (`workloads`: a WorkloadWatcher, or anything
+    with its `count` and `times`). `before_wait()` runs between the two (the backlog phase starts
     the operator there) and returns the instant the bind clock starts; otherwise it starts at the
     first create."""
-    names = [f"{prefix}-{i:05d}" for i in range(JOBS)]
+    names = [f"{prefix}-{i:05d}" for i in range(jobs)]
     created: dict[str, float] = {}
     errors: list[str] = []
 
     def create(i: int, name: str) -> None:
         try:
-            custom.create_namespaced_custom_object(GROUP, VERSION, ns, "computejobs", job(name, ns, offset + i))
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, "computejobs", make(name, ns, offset + i))
             created[name] = time.time()
         except Exception as exc:  # reported, not retried: the benchmark must stay bounded
             errors.append(f"{name}: {exc.__class__.__name__}: {str(exc)[:200]}")
@@ -256,7 +268,7 @@ def run_phase(
     start = time.time()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-create") as pool:
         futures = []
-        for i, name in enumerate(names):  # bounded: JOBS iterations
+        for i, name in enumerate(names):  # bounded: `jobs` iterations
             if rate:
                 delay = start + i / rate - time.time()
                 if delay > 0:
@@ -281,7 +293,7 @@ def run_phase(
     first = min(seen.values()) if seen else float("nan")
     span = last - clock_start
     return {
-        "jobs": JOBS,
+        "jobs": jobs,
         "created": len(created),
         "create_errors": errors[:5],
         "create_error_count": len(errors),
@@ -323,14 +335,18 @@ def bound_status(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]],
-                    pools: dict[tuple[str, str], tuple[str, dict[str, str]]], outcome: dict[str, Any]) -> None:
+                    pools: dict[tuple[str, str], tuple[str, dict[str, str]]], outcome: dict[str, Any],
+                    pins: dict[str, list[str]] | None = None) -> None:
     """The replay phase's writer: for each ComputeJob in `statuses` (name → the status patch to write),
     what the operator does once it has decided a binding (`binder.Binder.bind`): the uid-tested status
     patch and then the batch Job on the binding pool under one ticket, the Event on the main pool,
     and, as its pods appear (a pod watch, as the operator's), the patch that pins each gated pod to
     its binding's node and lifts the gate (`gates.Lifter`), through `suanli.kube.client.Api` with the
-    operator's default thread counts. `pools`: (center, pool) → (resourceName, nodeSelector). Records
-    how many it found and its errors in `outcome`."""
+    operator's default thread counts. `pins`: the binding nodes of the jobs bound earlier (name →
+    nodes): their gated pods are released the same way, as the operator releases them while it drains
+    (without it, the replay's cluster would be spared the scheduling and running of those pods, and the
+    baseline would be cheaper than the work it is compared with). `pools`: (center, pool) →
+    (resourceName, nodeSelector). Records how many it found and its errors in `outcome`."""
     import asyncio
     import threading
 
@@ -350,9 +366,14 @@ def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]
     def consider(pod: dict[str, Any]) -> None:
         meta = pod.get("metadata") or {}
         job = (meta.get("labels") or {}).get(workloads.LABEL_JOB)
-        if stop.is_set() or meta.get("namespace") != ns or job not in statuses or meta.get("name") in seen:
+        if stop.is_set() or meta.get("namespace") != ns or meta.get("name") in seen:
             return
-        nodes = statuses[job]["binding"].get("nodes") or []
+        if job in statuses:
+            nodes = statuses[job]["binding"].get("nodes") or []
+        elif pins and job in pins:
+            nodes = pins[job]
+        else:
+            return
         index = int((meta.get("labels") or {}).get(workloads.COMPLETION_INDEX, -1))
         ops = gates.operations(pod, nodes[index] if 0 <= index < len(nodes) else None)
         if ops is not None:
@@ -393,8 +414,8 @@ def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]
 
     try:
         cjs = [cj for cj in api.pages("jobs") if cj["metadata"]["namespace"] == ns and cj["metadata"]["name"] in statuses]
-        _, _, version = api.page("pods")
-        watcher = threading.Thread(target=lift_gates, args=(version,), name="replay-gates", daemon=True)
+        # From a LIST, as the restarted operator primes its cache: the pods made while nothing ran are released too.
+        watcher = threading.Thread(target=lift_gates, args=("",), name="replay-gates", daemon=True)
         watcher.start()
 
         async def bind(cj: dict[str, Any], events: list[asyncio.Future[None]]) -> None:
@@ -430,7 +451,8 @@ def replay_bindings(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]
 
 
 def replay_process(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]],
-                   pools: dict[tuple[str, str], tuple[str, dict[str, str]]], out: str) -> None:
+                   pools: dict[tuple[str, str], tuple[str, dict[str, str]]], out: str,
+                   pins: dict[str, list[str]] | None = None) -> None:
     """`replay_bindings` in a process of its own, as the operator is (the test's watches would
     otherwise share its interpreter lock); writes the outcome, with its CPU seconds, to `out`."""
     import suanli.kube.client
@@ -439,7 +461,7 @@ def replay_process(kubeconfig: str, ns: str, statuses: dict[str, dict[str, Any]]
 
     outcome: dict[str, Any] = {}
     before = os.times()
-    replay_bindings(kubeconfig, ns, statuses, pools, outcome)
+    replay_bindings(kubeconfig, ns, statuses, pools, outcome, pins)
     after = os.times()
     outcome["cpu_seconds"] = round(after.user + after.system - before.user - before.system, 1)
     Path(out).write_text(json.dumps(outcome))
@@ -489,15 +511,16 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {name: round(after[name] - before[name], 1) for name in before if name in after}
 
 
-def profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
-    """SUANLI_BENCH_PYSPY=/path/to/py-spy: sample the operator during the burst (a flame graph SVG, or
-    collapsed stacks with SUANLI_BENCH_PYSPY_FORMAT=raw)."""
+def profiler(pid: int, seconds: float, phase: str) -> subprocess.Popen[bytes] | None:
+    """SUANLI_BENCH_PYSPY=/path/to/py-spy: sample the operator during `phase` if it is the one
+    SUANLI_BENCH_PYSPY_PHASE names (burst by default): a flame graph SVG, or collapsed stacks with
+    SUANLI_BENCH_PYSPY_FORMAT=raw."""
     binary = os.environ.get("SUANLI_BENCH_PYSPY")
-    if not binary:
+    if not binary or os.environ.get("SUANLI_BENCH_PYSPY_PHASE", "burst") != phase:
         return None
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     fmt = os.environ.get("SUANLI_BENCH_PYSPY_FORMAT", "flamegraph")
-    out = REPORT_DIR / f"operator-burst-profile.{'svg' if fmt == 'flamegraph' else 'txt'}"
+    out = REPORT_DIR / f"operator-{phase}-profile.{'svg' if fmt == 'flamegraph' else 'txt'}"
     return subprocess.Popen([binary, "record", "-p", str(pid), "-o", str(out), "-d", str(int(seconds)), "-r", "50",
                              "--nonblocking", "--format", fmt, *os.environ.get("SUANLI_BENCH_PYSPY_ARGS", "").split()],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -520,7 +543,7 @@ def bench_namespace(core_v1: Any) -> Iterator[str]:  # noqa: F811
     # (their batch Jobs vanish while the ComputeJobs linger): start on a quiet cluster.
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and any(
-        n.metadata.name.startswith("bench-operator-") for n in core_v1.list_namespace().items
+        n.metadata.name.startswith("bench-") for n in core_v1.list_namespace().items
     ):
         time.sleep(2)
     name = f"bench-operator-{uuid.uuid4().hex[:5]}"
@@ -576,6 +599,7 @@ def test_operator_bind_throughput_latency_and_memory(
     pools = {(doc["metadata"]["name"], pool["name"]): (pool["resourceName"], pool["nodeSelector"])
              for doc in centers for pool in doc["spec"]["pools"]}
     statuses: dict[str, dict[str, Any]] = {}
+    pins: dict[str, list[str]] = {}  # every job bound before the replay: name -> its binding's nodes
     outcome: dict[str, Any] = {}
 
     def restart_operator() -> float:
@@ -584,6 +608,7 @@ def test_operator_bind_throughput_latency_and_memory(
         marks["cluster"], marks["writes"] = component_cpu(kube), api_requests(kube.api_client)
         started = time.time()
         op.start()
+        marks["spy"] = profiler(op.proc.pid, 60, "backlog") if op.proc is not None else None
         return started
 
     def start_replay() -> float:
@@ -592,7 +617,7 @@ def test_operator_bind_throughput_latency_and_memory(
         started = time.time()
         marks["writer"] = multiprocessing.get_context("spawn").Process(
             target=replay_process, name="bench-replay", daemon=True,
-            args=(kube.kubeconfig, namespace, statuses, pools, str(tmp_path / "replay.json")))
+            args=(kube.kubeconfig, namespace, statuses, pools, str(tmp_path / "replay.json"), pins))
         marks["writer"].start()
         return started
 
@@ -616,7 +641,7 @@ def test_operator_bind_throughput_latency_and_memory(
             paced = run_phase(custom_objects, namespace, watcher, made, "paced", 0, RATE)
             cpu1, cluster1, writes1 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             binds_mid = op.metric("suanli_binds_total")
-            spy = profiler(op.proc.pid, 60)
+            spy = profiler(op.proc.pid, 60, "burst")
             burst = run_phase(custom_objects, namespace, watcher, made, "burst", JOBS, None)
             cpu2, cluster2, writes2 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             if spy is not None:
@@ -630,6 +655,9 @@ def test_operator_bind_throughput_latency_and_memory(
             backlog = run_phase(custom_objects, namespace, watcher, made, "backlog", 2 * JOBS, None,
                                 before_wait=restart_operator)
             # the operator that bound the backlog is still the one running: its CPU and memory are its own
+            if marks.get("spy") is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    marks["spy"].wait(timeout=90)
             assert op.proc is not None and op.proc.poll() is None, op.log_tail()
             cpu3, cluster3, writes3 = cpu_seconds(op.proc.pid), component_cpu(kube), api_requests(kube.api_client)
             backlog["operator_cpu_seconds"] = round(cpu3, 1)  # since its start: priming included
@@ -641,8 +669,11 @@ def test_operator_bind_throughput_latency_and_memory(
             listing = custom_objects.list_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs")
             for cj in listing["items"]:
                 name = cj["metadata"]["name"]
-                if name.startswith("backlog-") and (cj.get("status") or {}).get("binding"):
+                binding = (cj.get("status") or {}).get("binding")
+                if name.startswith("backlog-") and binding:
                     statuses["replay-" + name.split("-", 1)[1]] = bound_status(cj["status"])
+                if binding:
+                    pins[name] = list(binding.get("nodes") or [])
             replay = run_phase(custom_objects, namespace, watcher, made, "replay", 2 * JOBS, None,
                                before_wait=start_replay)
             marks["writer"].join(timeout=PHASE_TIMEOUT_S)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,3 +79,36 @@ def test_hold_counts_as_reserved_beside_per_job_reservations_and_survives_copy()
     assert ledger.remaining("c1") == 75.0 and clone.remaining("c1") == 65.0
     with pytest.raises(energy_mod.EnergyError, match="finite, non-negative"):
         ledger.hold("c1", -1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    caps=st.lists(st.integers(0, 16), min_size=1, max_size=10),
+    nodes=st.lists(st.integers(0, 9), max_size=30),
+    count=st.integers(1, 4),
+)
+def test_reserve_on_release_and_take_agree_with_node_by_node_accounting(caps: list[int], nodes: list[int],
+                                                                        count: int) -> None:
+    """The vectorised replay of a known placement (reserve_on, release, and take's aggregated form)
+    books exactly what subtracting `count` per listed replica does, all or nothing."""
+    nodes = [n for n in nodes if n < len(caps)]
+    expected = list(caps)
+    for n in nodes:
+        expected[n] -= count
+    ledger, aggregated = capacity_mod.CapacityLedger([caps]), capacity_mod.CapacityLedger([caps])
+    per_node = [nodes.count(i) for i in range(len(caps))]
+    if min(expected, default=0) < 0:
+        with pytest.raises(capacity_mod.CapacityError):
+            ledger.reserve_on(capacity_mod.Allocation(0, tuple(nodes), count))
+        with pytest.raises(capacity_mod.CapacityError):
+            aggregated.take(0, np.array(per_node), count)
+        assert ledger.free_per_node(0) == aggregated.free_per_node(0) == tuple(caps)  # unchanged
+        return
+    ledger.reserve_on(capacity_mod.Allocation(0, tuple(nodes), count))
+    aggregated.take(0, np.array(per_node), count)
+    assert ledger.free_per_node(0) == aggregated.free_per_node(0) == tuple(expected)
+    assert (ledger.histogram() == aggregated.histogram()).all()
+    ledger.release(capacity_mod.Allocation(0, tuple(nodes), count))
+    assert ledger.free_per_node(0) == tuple(caps)
+    with pytest.raises(capacity_mod.CapacityError, match="out of range"):
+        ledger.reserve_on(capacity_mod.Allocation(0, (len(caps),), count))

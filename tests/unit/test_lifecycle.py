@@ -533,3 +533,21 @@ def test_a_compute_job_being_deleted_is_never_bound_again_nor_given_a_job() -> N
         assert sched.cache.snapshot(NOW).queue == ()  # never planned again
 
     asyncio.run(go())
+
+
+def test_a_busy_loop_sets_the_gauges_at_most_once_a_second_and_wakes_to_set_the_last_state() -> None:
+    """Cycles close together publish the queue and pool gauges once; a skipped publication sets the
+    timer so a cycle runs when it is due (nothing stays unpublished). (Fails on the loop that walked
+    every job to set them on every cycle.)"""
+    sched, _, clock, _ = make()
+    published: list[float] = []
+    sched.publish = lambda snap: published.append(clock.monotonic())  # type: ignore[method-assign]
+    asyncio.run(sched.cycle())
+    clock.advance(0.25)
+    asyncio.run(sched.cycle())
+    asyncio.run(sched.cycle())
+    assert published == [0.0]
+    assert sched.timer <= clock.now() + scheduler_mod.PUBLISH_SECONDS - 0.25 + 1e-9
+    clock.advance(0.75)
+    asyncio.run(sched.cycle())
+    assert published == [0.0, 1.0]

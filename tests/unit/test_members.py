@@ -14,6 +14,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 from tests.unit import test_cache as cache_tests
+from tests.unit import test_leader_relist as relist_tests
 from tests.unit import test_lifecycle as lc
 from tests.unit import test_member_credentials as creds_tests
 
@@ -289,3 +290,32 @@ def test_a_member_jobs_job_is_not_judged_missing_before_the_members_objects_are_
     asyncio.run(lc.step(sched))
     (patch,) = api.patches
     assert "batch Job was deleted while it ran" in patch["message"]
+
+
+def test_a_members_relist_drops_what_its_watch_missed_and_runs_once_per_period() -> None:
+    """The relist safety net covers members too: a member node whose deletion no watch delivered is
+    dropped (the hub's node of the same name stays), and only every `relist_seconds` of a synced
+    connection. (Fails on the code whose safety net covered the hub's own cluster only.)"""
+    members, _ = _members(secret=None)
+    members.relist_seconds = 300.0
+    cache = members.cache
+    for name in ("n1", "n2"):
+        cache.upsert_node(cache_tests.node(name))
+        cache.upsert_node(cache_tests.node(name), "guian")
+    listing = {kind: set() for kind in relist.MEMBER_KINDS}
+    listing["nodes"] = {("", "n1", "")}
+    api = relist_tests.FakeApi(listing, gone={"n2"})
+    dropped = asyncio.run(members.relist("guian", api))
+    assert dropped == [("nodes", ("", "n2"))]
+    assert "guian/n2" not in cache.nodes and {"n2", "n1", "guian/n1"} <= set(cache.nodes)
+    spawned: list[Any] = []
+    members.sched.spawn = lambda coro: spawned.append(coro.close())  # type: ignore[method-assign]
+    member = members.members["guian"]
+    member.last_relist = 1000.0
+    members._relist_if_due("guian", member, api, 1200.0)  # not synced yet
+    cache.synced_members.add("guian")
+    members._relist_if_due("guian", member, api, 1200.0)  # synced, not due
+    assert spawned == []
+    members._relist_if_due("guian", member, api, 1300.0)
+    members._relist_if_due("guian", member, api, 1301.0)
+    assert len(spawned) == 1 and member.last_relist == 1300.0

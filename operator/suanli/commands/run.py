@@ -231,7 +231,7 @@ async def _serve(
     # Pins gated pods to their nodes and lifts the gate (woken by on_pod), in whichever cluster they are.
     lifter = gates.Lifter(cache, api, clusters=sched.clusters)
     memo = kopf.Memo(cache=cache, scheduler=sched, clock=clock, gates=lifter)
-    members = manager.Members(sched, args.namespace, memo, identity)  # member clusters (spec.cluster)
+    members = manager.Members(sched, args.namespace, memo, identity, relist_seconds=args.relist_seconds)  # member clusters (spec.cluster)
     memo.members = members
     handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
                 "jobs": mirror.on_compute_job, "workloads": mirror.on_workload}

@@ -189,13 +189,13 @@ def _hold_pinned(
         if index is None:
             index = where[pool] = {n.name: i for i, n in enumerate(nodes[pool])}
         free = capacity.free_per_node(pool)
-        taken: list[int] = []
+        taken = np.zeros(len(free), dtype=np.int64)  # replicas per node
         for name, replicas in per_node.items():
             i = index.get(name)
             if i is not None:  # a node no longer in the pool holds nothing
-                taken.extend([i] * min(replicas, free[i] // count))
-        if taken:
-            capacity.reserve_on(capacity_mod.Allocation(pool, tuple(taken), count))
+                taken[i] += min(replicas, free[i] // count)
+        if taken.any():
+            capacity.take(pool, taken, count)
 
 
 def usage_by_center(snapshot: Snapshot) -> dict[str, list[PoolUsage]]:

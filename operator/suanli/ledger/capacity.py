@@ -136,11 +136,26 @@ class CapacityLedger:
             self._rebuild(pool)
         return placed
 
+    def _per_node(self, pool: int, nodes: Sequence[int]) -> IntArray:
+        """Replicas per node of pool `pool` for a list of node indexes (one entry per replica)."""
+        size = self._free[pool].size
+        index = np.asarray(nodes, dtype=np.int64)
+        if index.size and (int(index.min()) < 0 or int(index.max()) >= size):
+            raise CapacityError(f"pool {pool}: node index out of range 0..{size - 1} in {tuple(nodes)}")
+        return np.bincount(index, minlength=size)
+
+    def take(self, pool: int, replicas_per_node: IntArray, count: int) -> None:
+        """Take `replicas_per_node[i]` replicas of `count` accelerators from node i (a known placement,
+        aggregated); all or nothing."""
+        free = self._free[pool] - np.asarray(replicas_per_node, dtype=np.int64) * count
+        if np.any(free < 0):
+            raise CapacityError(f"pool {pool}: taking {count} per replica on {replicas_per_node.tolist()} oversubscribes a node")
+        self._free[pool] = free
+        self._rebuild(pool)
+
     def reserve_on(self, allocation: Allocation) -> None:
         """Take exactly the given nodes (replaying a known placement); all or nothing."""
-        free = self._free[allocation.pool].copy()
-        for node in allocation.nodes:
-            free[node] -= allocation.count
+        free = self._free[allocation.pool] - self._per_node(allocation.pool, allocation.nodes) * allocation.count
         if np.any(free < 0):
             raise CapacityError(
                 f"pool {allocation.pool}: allocation {allocation.nodes} oversubscribes a node"
@@ -150,9 +165,7 @@ class CapacityLedger:
 
     def release(self, allocation: Allocation) -> None:
         """Give a gang's accelerators back."""
-        free = self._free[allocation.pool].copy()
-        for node in allocation.nodes:
-            free[node] += allocation.count
+        free = self._free[allocation.pool] + self._per_node(allocation.pool, allocation.nodes) * allocation.count
         if np.any(free > self._capacity[allocation.pool]):
             raise CapacityError(
                 f"pool {allocation.pool}: releasing {allocation.nodes} frees more than the nodes hold"

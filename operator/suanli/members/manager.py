@@ -36,7 +36,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from suanli.handlers import mirror
-from suanli.kube import errors, records, watch, workloads
+from suanli.kube import errors, records, relist, watch, workloads
 from suanli.kube import scheduler as scheduler_mod
 from suanli.members import connection as connection_mod
 from suanli.members import credentials as credentials_mod
@@ -57,17 +57,19 @@ class _Member:
         self.swept = False  # superseded Jobs deleted since it was connected (or last lost)
         self.listed: set[str] = set()  # kinds whose first LIST of this connection is in the cache
         self.last_sweep = 0.0  # monotonic
+        self.last_relist = 0.0  # monotonic: the relist safety net's last look at it (or the connection)
 
 
 class Members:
     def __init__(self, sched: scheduler_mod.Scheduler, namespace: str, memo: Any, instance: str = "",
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, relist_seconds: float = 300.0):
         """`namespace`: the operator's own (the only one whose Secrets it reads); `memo`: what the mirror
-        handlers are given (cache, scheduler, gates)."""
+        handlers are given (cache, scheduler, gates); `relist_seconds`: how often the relist safety net
+        (kube/relist.py) compares what is cached of each member with a LIST of it (0: never)."""
         self.sched, self.cache, self.hub = sched, sched.cache, sched.api
         self.settings = sched.settings.members
         self.namespace, self.memo, self.instance = namespace, memo, instance
-        self.monotonic = monotonic
+        self.monotonic, self.relist_seconds = monotonic, relist_seconds
         self.members: dict[str, _Member] = {}
         self.wake = asyncio.Event()
 
@@ -144,7 +146,7 @@ class Members:
             member.connection = connection_mod.Connection(
                 name, creds, self.sched.settings.operator.write_workers, self.settings.request_timeout_seconds,
                 self.instance)
-            member.since = self.monotonic()
+            member.since = member.last_relist = self.monotonic()
             member.swept = False
             self._watch(name, member)
             LOG.info("member %s: connecting to %s", name, creds.server)
@@ -200,6 +202,25 @@ class Members:
         self.sched.clusters.connected(name, api)
         if self._set(name, None):
             LOG.info("member %s: connected (%s)", name, member.connection.server)
+        self._relist_if_due(name, member, api, now)
+
+    def _relist_if_due(self, name: str, member: _Member, api: Any, now: float) -> None:
+        """Every `relist_seconds` of a synced connection, the relist safety net over the member's nodes, pods
+        and Jobs, in the background: what a watch missed (deleted, or recreated under the same name) is
+        dropped or replaced, as in the hub's own cluster."""
+        if self.relist_seconds <= 0 or name not in self.cache.synced_members or now - member.last_relist < self.relist_seconds:
+            return
+        member.last_relist = now
+        self.sched.spawn(self.relist(name, api))
+
+    async def relist(self, name: str, api: Any) -> list[tuple[str, tuple[str, str]]]:
+        handlers = {kind: functools.partial(handler, cluster=name) for kind, handler in WATCHED.items()}
+        try:
+            return await relist.sweep(self.cache, api, handlers, self.memo, cluster=name)
+        except Exception as exc:
+            LOG.warning("member %s: the relist safety net could not list it (again in %gs): %s", name,
+                        self.relist_seconds, errors.short(exc))
+            return []
 
     def _unreachable(self, name: str, member: _Member, exc: BaseException) -> None:
         assert member.connection is not None
