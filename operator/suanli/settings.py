@@ -174,6 +174,16 @@ class MembersSettings(_Section):
     )
 
 
+class TenancySettings(_Section):
+    """Tenants: ComputeQueues and the jobs they admit."""
+
+    require_queue: bool = Field(
+        default=False,
+        description="A job that names no spec.queue and whose namespace no ComputeQueue selects waits with a reason; "
+        "false: it runs unrestricted by any quota.",
+    )
+
+
 class Settings(_Section):
     """Everything tunable, with defaults that work out of the box."""
 
@@ -184,3 +194,4 @@ class Settings(_Section):
         default_factory=MeasuredEnergySettings, description="Measured energy from exporters via Prometheus (optional)."
     )
     members: MembersSettings = Field(default_factory=MembersSettings, description="Member clusters (hub and members).")
+    tenancy: TenancySettings = Field(default_factory=TenancySettings, description="Tenants (ComputeQueues).")

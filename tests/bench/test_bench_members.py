@@ -13,19 +13,23 @@ measures one; data locality and energy spread a member phase's jobs over the thr
 report says how many went where). A job counts once it is Bound and its batch Job exists, in the
 cluster its binding names.
 
-Phases, each fleet in turn:
-- "paced": JOBS created at RATE/s (a rate this 2-core host sustains with three control planes on
-  it): create→bound latency (the test's clock when its create returned → the first watch event
-  showing Bound) and the bind rate;
-- "backlog": the operator stopped, JOBS created, the operator started again: its drain rate, first
-  bind to last (the restart reconnects to the members: their LIST and sync are in the clock).
+Phases:
+- "paced": 2 x JOBS created at RATE/s, the two fleets' jobs alternating in one stream (both see the
+  same host at the same moment): create→bound latency per fleet (the test's clock when its create
+  returned → the first watch event showing Bound);
+- "backlog", each fleet in turn: the operator stopped, JOBS created, the operator started again: its
+  drain rate, first bind to last (the restart reconnects to the members: their LIST and sync are in
+  the clock).
+Jobs carry DATA_GIB of data in one of their fleet's regions, so data locality spreads them evenly
+over the fleet's centers (members included).
 The report gives each member figure as a ratio to the local fleet's in the same run.
 
 Per member connection: the operator's resident memory and CPU while idle, after the fleets' own-cluster
 centers are synced, then again once the two member centers are joined and Ready; the difference / 2.
 
-Knobs: SUANLI_BENCH_MEMBERS_JOBS (1000 per phase), SUANLI_BENCH_MEMBERS_RATE (20/s). Results:
-reports/bench/members.{json,md}.
+Knobs: SUANLI_BENCH_MEMBERS_JOBS (1000 per fleet and phase), SUANLI_BENCH_MEMBERS_RATE (10/s, both fleets together);
+SUANLI_BENCH_PYSPY with SUANLI_BENCH_PYSPY_PHASE=members-backlog-members (or -local) profiles that
+restart (tests/bench/test_bench_operator.py). Results: reports/bench/members.{json,md}.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from tests.bench.test_bench_operator import (
     center,
     cpu_seconds,
     job,
+    percentile,
+    profiler,
     run_phase,
     vm,
 )
@@ -65,13 +71,14 @@ from suanli.members import access
 pytestmark = [pytest.mark.bench, pytest.mark.cluster]
 
 JOBS = int(os.environ.get("SUANLI_BENCH_MEMBERS_JOBS", "1000"))
-RATE = float(os.environ.get("SUANLI_BENCH_MEMBERS_RATE", "20"))
+RATE = float(os.environ.get("SUANLI_BENCH_MEMBERS_RATE", "10"))
 CENTERS, NODES = 4, 6
 MEMBERS = ("bench-west", "bench-east")  # member clusters: `make cluster-up CLUSTER=...` names
 HUB_NAMESPACE = "suanli-bench-hub"  # the operator's namespace: the members' kubeconfig Secrets
 FLEETS = {"local": ("bl-", ("bl-beijing", "bl-shanghai", "bl-guizhou", "bl-gansu")),
           "members": ("bm-", ("bm-beijing", "bm-shanghai", "bm-guizhou", "bm-gansu"))}
 IDLE_S = 20.0  # the window over which idle CPU is measured
+DATA_GIB = 4000.0
 
 
 class MemberJobs(FirstSeen):
@@ -100,6 +107,45 @@ class AnyCluster:
 
     def count(self, names: list[str]) -> int:
         return len(self.times(names))
+
+
+def fleet_job(kind: str) -> Callable[[str, str, int], dict[str, Any]]:
+    """Jobs of one fleet: data in one of its regions (in turn), allowed nowhere else, and big enough
+    (DATA_GIB) that data locality decides: each center of the fleet takes a quarter of them."""
+    regions = FLEETS[kind][1]
+
+    def make(name: str, ns: str, i: int) -> dict[str, Any]:
+        doc = job(name, ns, i, regions)
+        doc["spec"]["data"]["sizeGiB"] = DATA_GIB
+        return doc
+
+    return make
+
+
+def paced_job(name: str, ns: str, i: int) -> dict[str, Any]:
+    """The paced stream: even jobs the local fleet's, odd ones the members fleet's."""
+    return fleet_job(list(FLEETS)[i % 2])(name, ns, i // 2)
+
+
+def fleet_share(paced: dict[str, Any], times: dict[str, tuple[float, float]], k: int, custom: Any,
+                ns: str) -> dict[str, Any]:
+    """The paced phase's figures for fleet `k` (its jobs: every other one, from the k-th)."""
+    mine = {name: t for name, t in times.items() if int(name.rsplit("-", 1)[1]) % 2 == k}
+    latencies = [seen - created for created, seen in mine.values()]
+    firsts, lasts = [c for c, _ in mine.values()], [s for _, s in mine.values()]
+    span = max(lasts) - min(lasts) if len(lasts) > 1 else 0.0
+    return {
+        "created": paced["created"] // 2, "bound": len(mine), "workloads": paced["workloads"] // 2,
+        "submit_rate_target_per_s": RATE / 2,
+        "submit_rate_observed_per_s": round(len(firsts) / max(1e-9, max(firsts) - min(firsts)), 1) if firsts else 0.0,
+        "sustained_jobs_per_s": round(len(mine) / span, 1) if span else 0.0,
+        "latency_p50_seconds": round(percentile(latencies, 50), 3),
+        "latency_p99_seconds": round(percentile(latencies, 99), 3),
+        "latency_max_seconds": round(max(latencies), 3) if latencies else None,
+        "workload_latency_p99_seconds": paced["workload_latency_p99_seconds"],
+        "operator_cpu_seconds": paced["operator_cpu_seconds"], "jobs_for_cpu": paced["bound"],  # both fleets'
+        "clusters": placed(custom, ns, "paced", parity=k),
+    }
 
 
 def idle(pid: int, seconds: float = IDLE_S) -> dict[str, float]:
@@ -136,12 +182,16 @@ def join(kubeconfig: str, name: str, member: Any) -> None:
     assert done.returncode == 0, f"suanli join {name} failed:\n{done.stdout}\n{done.stderr}"
 
 
-def placed(custom: Any, ns: str, prefix: str) -> dict[str, int]:
-    """How many of a phase's jobs were bound to each cluster ("hub": the operator's own)."""
+def placed(custom: Any, ns: str, prefix: str, parity: int | None = None) -> dict[str, int]:
+    """How many of a phase's jobs (with `parity`: of its even or odd ones) were bound to each cluster
+    ("hub": the operator's own)."""
     out: dict[str, int] = {}
     for cj in custom.list_namespaced_custom_object(GROUP, VERSION, ns, "computejobs")["items"]:
         binding = (cj.get("status") or {}).get("binding") or {}
-        if cj["metadata"]["name"].startswith(prefix + "-") and binding:
+        name = cj["metadata"]["name"]
+        if parity is not None and name.startswith(prefix + "-") and int(name.rsplit("-", 1)[1]) % 2 != parity:
+            continue
+        if name.startswith(prefix + "-") and binding:
             cluster = binding.get("cluster") or "hub"
             out[cluster] = out.get(cluster, 0) + 1
     return dict(sorted(out.items()))
@@ -186,36 +236,37 @@ def test_operator_binds_over_member_clusters_against_a_local_fleet(
         member_custom = {cluster: k8s.CustomObjectsApi(m.api_client) for cluster, m in members.items()}
         phases: dict[str, dict[str, Any]] = {}
         rss: list[float] = []
+        spies: list[Any] = []
         with BoundWatcher(custom, ns) as bound, WorkloadWatcher(custom, ns) as hub_jobs, \
                 MemberJobs(member_custom[MEMBERS[0]], ns, MEMBERS[0]) as west, \
                 MemberJobs(member_custom[MEMBERS[1]], ns, MEMBERS[1]) as east:
             made = AnyCluster(hub_jobs, west, east)
-            for step, (kind, (_, regions)) in enumerate(FLEETS.items()):
-                def make(name: str, namespace: str, i: int, regions: tuple[str, ...] = regions) -> dict[str, Any]:
-                    return job(name, namespace, i, regions)
-
-                cpu0 = cpu_seconds(op.proc.pid)
-                phase = run_phase(custom, ns, bound, made, f"paced-{kind}", step * JOBS, RATE, jobs=JOBS, make=make)
-                phase["operator_cpu_seconds"] = round(cpu_seconds(op.proc.pid) - cpu0, 1)
-                phase["clusters"] = placed(custom, ns, f"paced-{kind}")
-                phases[f"paced-{kind}"] = phase
-            for step, (kind, (_, regions)) in enumerate(FLEETS.items()):
-                def make(name: str, namespace: str, i: int, regions: tuple[str, ...] = regions) -> dict[str, Any]:
-                    return job(name, namespace, i, regions)
-
-                def restart() -> float:
+            # Paced: both fleets' jobs alternate in one stream, so both see the same host at the same time.
+            times: dict[str, tuple[float, float]] = {}
+            cpu0 = cpu_seconds(op.proc.pid)
+            paced = run_phase(custom, ns, bound, made, "paced", 0, RATE, jobs=2 * JOBS, make=paced_job, times=times)
+            paced["operator_cpu_seconds"] = round(cpu_seconds(op.proc.pid) - cpu0, 1)
+            for k, kind in enumerate(FLEETS):
+                phases[f"paced-{kind}"] = fleet_share(paced, times, k, custom, ns)
+            for step, kind in enumerate(FLEETS):
+                def restart(kind: str = kind) -> float:
                     started = time.time()
                     op.start()
+                    spies.append(profiler(op.proc.pid, 60, f"members-backlog-{kind}") if op.proc else None)
                     return started
 
                 rss.append(vm(op.proc.pid, "VmHWM"))
                 op.stop()
                 phase = run_phase(custom, ns, bound, made, f"backlog-{kind}", (2 + step) * JOBS, None,
-                                  before_wait=restart, jobs=JOBS, make=make)
+                                  before_wait=restart, jobs=JOBS, make=fleet_job(kind))
                 phase["operator_cpu_seconds"] = round(cpu_seconds(op.proc.pid), 1)  # since its start
                 phase["clusters"] = placed(custom, ns, f"backlog-{kind}")
                 phases[f"backlog-{kind}"] = phase
             rss.append(vm(op.proc.pid, "VmHWM"))
+            for spy in spies:
+                if spy is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        spy.wait(timeout=90)
         data = summary(phases, before, after, rss)
     finally:
         stop_and_clean_up(op, custom, None, names)
@@ -242,7 +293,8 @@ def summary(phases: dict[str, dict[str, Any]], before: dict[str, float], after: 
         return round(member / base, 2) if base else None
 
     for phase in phases.values():
-        phase["operator_cpu_ms_per_job"] = round(1000 * phase["operator_cpu_seconds"] / max(1, phase["bound"]), 1)
+        jobs = phase.get("jobs_for_cpu", phase["bound"])
+        phase["operator_cpu_ms_per_job"] = round(1000 * phase["operator_cpu_seconds"] / max(1, jobs), 1)
     return {
         "fleet": {"centers_per_fleet": CENTERS, "nodes_per_pool": NODES, "accelerators_per_node": PER_NODE,
                   "member_clusters": list(MEMBERS)},
@@ -252,7 +304,7 @@ def summary(phases: dict[str, dict[str, Any]], before: dict[str, float], after: 
             "backlog_sustained_jobs_per_s": ratio("sustained_jobs_per_s", "backlog"),
             "paced_latency_p50_seconds": ratio("latency_p50_seconds", "paced"),
             "paced_latency_p99_seconds": ratio("latency_p99_seconds", "paced"),
-            "paced_operator_cpu_ms_per_job": ratio("operator_cpu_ms_per_job", "paced"),
+            "backlog_operator_cpu_ms_per_job": ratio("operator_cpu_ms_per_job", "backlog"),
         },
         "per_member_connection": {
             "idle_cpu_percent": round((after["cpu_percent"] - before["cpu_percent"]) / len(MEMBERS), 2),
@@ -283,20 +335,22 @@ def markdown(d: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
         row("jobs created / bound / Jobs made", lambda x: f"{x['created']} / {x['bound']} / {x['workloads']}"),
         row("bound to (cluster: jobs)", lambda x: ", ".join(f"{k}: {v}" for k, v in x["clusters"].items())),
-        row("submission", lambda x: f"{x['submit_rate_observed_per_s']}/s"),
+        row("submission", lambda x: f"{x['submit_rate_observed_per_s']}/s" if x["submit_rate_target_per_s"]
+            else "all while the operator is stopped"),
         row("sustained bind rate (first → last bound)", lambda x: f"{x['sustained_jobs_per_s']} jobs/s"),
         row("create→bound p50 / p99", lambda x: f"{x['latency_p50_seconds']} / {x['latency_p99_seconds']} s"
             if x["submit_rate_target_per_s"] else "— (queued while stopped)"),
         row("create→Job created p99", lambda x: f"{x['workload_latency_p99_seconds']} s"
             if x["submit_rate_target_per_s"] else "—"),
-        row("operator CPU per bound job (backlog: priming included)", lambda x: f"{x['operator_cpu_ms_per_job']} ms"),
+        row("operator CPU per bound job (paced: both fleets' together; backlog: priming included)",
+            lambda x: f"{x['operator_cpu_ms_per_job']} ms"),
         "",
         "| members ÷ local, same run | |",
         "|---|---|",
         f"| backlog drain rate | {r['backlog_sustained_jobs_per_s']} |",
         f"| paced create→bound p50 | {r['paced_latency_p50_seconds']} |",
         f"| paced create→bound p99 | {r['paced_latency_p99_seconds']} |",
-        f"| paced operator CPU per job | {r['paced_operator_cpu_ms_per_job']} |",
+        f"| backlog operator CPU per job (priming included) | {r['backlog_operator_cpu_ms_per_job']} |",
         "",
         f"Per member connection (idle, over {IDLE_S:g} s, before and after joining the two members): "
         f"{c['idle_cpu_percent']} % of a core, {c['rss_mb']} MB resident "

@@ -100,7 +100,7 @@ def center(i: int, prefix: str = "bench-c", regions: tuple[str, ...] = REGIONS,
         "spec": {
             "region": region,
             "network": {"defaultBandwidthGbps": 10, "links": links},
-            "energy": {"timeZone": "Asia/Shanghai", "pue": 1.1 + 0.02 * i,
+            "energy": {"timeZone": "Asia/Shanghai", "pue": round(1.1 + 0.02 * i, 2),
                        "carbonIntensity": {"gramsPerKWh": 200 + 50 * (i % 6)}, "pricePerKWh": {"value": 0.4}},
             "pools": pools,
         },
@@ -246,13 +246,13 @@ def parse_time(text: str) -> float:
 
 def run_phase(
     custom: Any, ns: str, watcher: BoundWatcher, workloads: Any, prefix: str, offset: int,
-    rate: float | None, before_wait: Any = None, jobs: int = JOBS, make: Any = job,
+    rate: float | None, before_wait: Any = None, jobs: int = JOBS, make: Any = job, times: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create `jobs` ComputeJobs (`make(name, ns, i)`; at `rate`/s, or as fast as 32 threads), then wait
     until all are seen bound and their batch Jobs exist (`workloads`: a WorkloadWatcher, or anything
     with its `count` and `times`). `before_wait()` runs between the two (the backlog phase starts
     the operator there) and returns the instant the bind clock starts; otherwise it starts at the
-    first create."""
+    first create. `times`, if given, receives each job's (created, first seen bound) instants by name."""
     names = [f"{prefix}-{i:05d}" for i in range(jobs)]
     created: dict[str, float] = {}
     errors: list[str] = []
@@ -286,6 +286,8 @@ def run_phase(
     with watcher.lock:
         bound_time = {n: watcher.bound_time[n] for n in names if n in watcher.bound_time}
     latencies = [seen[n] - created[n] for n in seen if n in created]
+    if times is not None:
+        times.update({n: (created[n], seen[n]) for n in seen if n in created})
     to_workload = [made[n] - created[n] for n in made if n in created]
     bound_to_workload = [made[n] - seen[n] for n in made if n in seen]
     coarse = [parse_time(bound_time[n]) - created[n] for n in bound_time if n in created]

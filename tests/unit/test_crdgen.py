@@ -19,7 +19,8 @@ from suanli.catalog import accelerators
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
-FILES = {"ComputeCenter": "computecenters.suanli.io.yaml", "ComputeJob": "computejobs.suanli.io.yaml"}
+FILES = {"ComputeCenter": "computecenters.suanli.io.yaml", "ComputeJob": "computejobs.suanli.io.yaml",
+         "ComputeQueue": "computequeues.suanli.io.yaml"}
 
 
 def _crd(kind: str) -> dict[str, Any]:

@@ -201,4 +201,27 @@ def test_example_objects_are_models() -> None:
             if isinstance(doc, dict):
                 kinds.add(doc["kind"])
     assert kinds <= {"Namespace", *manifests.KINDS}, kinds
-    assert {objects.ComputeCenter, objects.ComputeJob} == set(manifests.KINDS.values())
+    assert {objects.ComputeCenter, objects.ComputeJob, objects.ComputeQueue} == set(manifests.KINDS.values())
+
+
+def test_the_tenants_example_admits_up_to_quota_borrows_and_follows_its_carbon_budget() -> None:
+    """crds/examples/tenants.yaml: the reasons name the queue, the dimension, the need and what is left;
+    the queue report says who borrowed from whom."""
+    proc = _suanli("plan", "-f", str(EXAMPLES), "-o", "json", "--now", NOW)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    jobs = {(j["namespace"], j["name"]): j for j in doc["jobs"]}
+    assert {jobs[("vision", n)]["queue"] for n in ("detector-a", "detector-b", "detector-c")} == {"vision"}
+    waiting = jobs[("vision", "detector-c")]["message"]
+    assert waiting.startswith("waiting for its ComputeQueue: queue vision accelerators/GPU: job needs 8, 0 left "
+                              "(nominal 16, borrowing up to 8 from cohort research)"), waiting
+    carbon = re.fullmatch(r"waiting for its ComputeQueue: queue climate carbon budget: job needs ([0-9.]+) kg, "
+                          r"([0-9.]+) kg left in Month 2026-06; all pools: .*", jobs[("climate", "reanalysis")]["message"])
+    assert carbon and float(carbon[1]) > float(carbon[2]), jobs[("climate", "reanalysis")]["message"]
+    # regrid's data is in Gui'an, where its carbon would overrun the budget: it went to Ya'an's hydro power.
+    near = next(r for r in jobs[("climate", "regrid")]["rejected"] if r["center"] == "guian-ai")
+    assert near["reason"].startswith("queue climate carbon budget: job needs "), near
+    queues = {q["name"]: {d["name"]: d for d in q["dimensions"]} for q in doc["queues"]}
+    assert queues["vision"]["accelerators/GPU"]["used"] == 24 and queues["vision"]["accelerators/GPU"]["borrowed"] == 8
+    assert queues["speech"]["accelerators/GPU"]["lent"] == 8 and queues["speech"]["accelerators/GPU"]["used"] == 0
+    assert queues["climate"]["carbonKg"]["used"] <= 60

@@ -517,7 +517,7 @@ def test_chart_crds_are_the_generated_crds(rendered: dict[str, list[dict[str, An
     rendered_crds = {
         c["metadata"]["name"] for c in helmkit.by_kind(rendered["defaults"], "CustomResourceDefinition")
     }
-    assert rendered_crds == {"computecenters.suanli.io", "computejobs.suanli.io"}
+    assert rendered_crds == {"computecenters.suanli.io", "computejobs.suanli.io", "computequeues.suanli.io"}
 
 
 def test_generated_chart_files_are_current() -> None:

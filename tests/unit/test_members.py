@@ -17,6 +17,7 @@ from tests.unit import test_cache as cache_tests
 from tests.unit import test_leader_relist as relist_tests
 from tests.unit import test_lifecycle as lc
 from tests.unit import test_member_credentials as creds_tests
+from tests.unit import test_write_priority as wp
 
 from suanli.kube import attempts, clusters, records, relist, workloads
 from suanli.kube import cache as cache_mod
@@ -319,3 +320,34 @@ def test_a_members_relist_drops_what_its_watch_missed_and_runs_once_per_period()
     members._relist_if_due("guian", member, api, 1300.0)
     members._relist_if_due("guian", member, api, 1301.0)
     assert len(spawned) == 1 and member.last_relist == 1300.0
+
+
+def test_a_restarted_hub_plans_only_once_its_members_are_in_or_known_to_be_out() -> None:
+    """Until a member center's nodes and pods are listed (or its problem is known), the queue waits, at
+    most 2 x members.request_timeout_seconds: planning on a fleet without its members would bind every
+    job to the next-best centers. (Fails on the loop that planned at once: the job went to c1.)"""
+    async def go() -> None:
+        sched, api, clock, _ = lc.make()
+        sched.cache.upsert_center(MEMBER)
+        sched.cache.upsert_job(wp.cjob("a", count=8), lc.NOW)
+        await sched.cycle()
+        assert api.patches == [] and sched.cache.jobs[lc.KEY].phase != "Bound"
+        assert sched.timer <= clock.now() + 2 * sched.settings.members.request_timeout_seconds
+        sched.cache.set_member("guian", ("MemberUnreachable", "it does not answer"))  # known to be out
+        await sched.cycle()
+        await wp.settle(sched)
+        assert sched.cache.binding(sched.cache.jobs[lc.KEY]) is not None  # planned: bound on c1
+
+    asyncio.run(go())
+    # Neither in nor known out: planned anyway once the grace is over.
+    async def later() -> None:
+        sched, _, clock, _ = lc.make()
+        sched.cache.upsert_center(MEMBER)
+        sched.cache.upsert_job(wp.cjob("a", count=8), lc.NOW)
+        await sched.cycle()
+        assert sched.cache.binding(sched.cache.jobs[lc.KEY]) is None
+        clock.advance(2 * sched.settings.members.request_timeout_seconds)
+        await sched.cycle()
+        assert sched.cache.binding(sched.cache.jobs[lc.KEY]) is not None
+
+    asyncio.run(later())

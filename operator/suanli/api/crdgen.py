@@ -200,8 +200,42 @@ RULES: dict[str, dict[str, list[dict[str, str]]]] = {
     },
 }
 
+RULES["ComputeQueue"] = {
+    "spec.quota.accelerators": [
+        _rule(
+            "self.all(a, self.exists_one(b, b.type == a.type && (has(b.model) ? b.model : '') == "
+            "(has(a.model) ? a.model : '')))",
+            "spec.quota.accelerators repeats a type and model; keep one entry per type and model",
+        )
+    ],
+    "spec.quota.accelerators[]": [
+        _rule(
+            "!has(self.lendingLimit) || self.lendingLimit <= self.count",
+            "spec.quota.accelerators[].lendingLimit is more than count: a queue lends at most its own quota",
+            fieldPath=".lendingLimit",
+        )
+    ],
+    "spec.quota": [
+        _rule(
+            "has(self.computeUnits) || (!has(self.computeUnitsBorrowingLimit) && !has(self.computeUnitsLendingLimit))",
+            "spec.quota.computeUnitsBorrowingLimit and computeUnitsLendingLimit need computeUnits; set it or drop them",
+            fieldPath=".computeUnits",
+            reason="FieldValueRequired",
+        ),
+        _rule(
+            "!has(self.computeUnitsLendingLimit) || !has(self.computeUnits) || "
+            "self.computeUnitsLendingLimit <= self.computeUnits",
+            "spec.quota.computeUnitsLendingLimit is more than computeUnits: a queue lends at most its own quota",
+            fieldPath=".computeUnitsLendingLimit",
+        ),
+    ],
+}
+
 # Schema keywords the models cannot express in JSON Schema terms the API server checks.
 EXTRA: dict[str, dict[str, dict[str, Any]]] = {
+    "ComputeQueue": {
+        "status.conditions": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    },
     "ComputeCenter": {
         "status.conditions": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     },
@@ -358,6 +392,25 @@ KINDS: dict[str, dict[str, Any]] = {
             _column("Model", ".status.binding.model", priority=1, description="Accelerator model."),
             _column("Profile", ".spec.policy.profile", priority=1, description="Ranking profile."),
             _column("Message", ".status.message", priority=1, description="The latest decision."),
+        ],
+    },
+    "ComputeQueue": {
+        "model": objects.ComputeQueue,
+        "plural": "computequeues",
+        "scope": "Cluster",
+        "shortNames": ["cq"],
+        "columns": [
+            _column("Cohort", ".spec.cohort", description="Queues of one cohort lend and borrow."),
+            _column("Accelerators", ".status.accelerators", description="Held / nominal quota."),
+            _column("ComputeUnits", ".status.computeUnits", description="Held / nominal, A100-equivalents."),
+            _column("Energy", ".status.energy", description="kWh this period / budget."),
+            _column("Carbon", ".status.carbon", description="kg CO2e this period / budget."),
+            _column("Admitted", ".status.admittedJobs", "integer", description="Jobs bound or running."),
+            _column("Waiting", ".status.waitingJobs", "integer", description="Jobs waiting to be placed."),
+            _AGE,
+            _column("Weight", ".spec.weight", "number", priority=1, description="Fair-share weight."),
+            _column("Share", ".status.share", "number", priority=1, description="Weighted dominant share."),
+            _column("Period", ".status.period", priority=1, description="Budget period."),
         ],
     },
 }

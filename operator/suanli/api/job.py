@@ -124,6 +124,10 @@ class ComputeJobSpec(common.Model):
     energy: EnergyCaps = Field(default_factory=EnergyCaps, description="Energy and carbon caps.")
     schedule: Schedule = Field(default_factory=Schedule, description="Deadline.")
     priority: int = Field(default=0, ge=-1000000, le=1000000, description="Higher is planned first.")
+    queue: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="ComputeQueue that admits the job (omitted: the queue whose namespaceSelector matches its namespace).",
+    )
     policy: Policy = Field(default_factory=Policy, description="Ranking profile and weights.")
 
     @field_validator("images")

@@ -15,7 +15,10 @@ import yaml
 from suanli import api
 from suanli.api import objects
 
-KINDS: dict[str, type[objects.ComputeCenter] | type[objects.ComputeJob]] = {"ComputeCenter": objects.ComputeCenter, "ComputeJob": objects.ComputeJob}
+Object = objects.ComputeCenter | objects.ComputeJob | objects.ComputeQueue
+KINDS: dict[str, type[Object]] = {
+    "ComputeCenter": objects.ComputeCenter, "ComputeJob": objects.ComputeJob, "ComputeQueue": objects.ComputeQueue,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +47,14 @@ class InvalidManifests(ValueError):
 class Manifests:
     centers: list[objects.ComputeCenter] = dataclasses.field(default_factory=list)
     jobs: list[objects.ComputeJob] = dataclasses.field(default_factory=list)
+    queues: list[objects.ComputeQueue] = dataclasses.field(default_factory=list)
+    namespaces: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # v1 Namespaces: their labels
 
     def extend(self, other: Manifests) -> None:
         self.centers.extend(other.centers)
         self.jobs.extend(other.jobs)
+        self.queues.extend(other.queues)
+        self.namespaces.update(other.namespaces)
 
 
 def field_path(loc: Iterable[int | str]) -> str:
@@ -87,7 +94,7 @@ def _object_name(doc: dict[str, Any]) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
-def parse_object(doc: Any, source: str) -> objects.ComputeCenter | objects.ComputeJob | None:
+def parse_object(doc: Any, source: str) -> Object | None:
     """One document to an object. None for kinds Suanli does not read (kept for kubectl)."""
     if not isinstance(doc, dict):
         raise InvalidManifests([ManifestError(source, "", "", "document is not a mapping (a Kubernetes object)")])
@@ -102,7 +109,7 @@ def parse_object(doc: Any, source: str) -> objects.ComputeCenter | objects.Compu
     meta = doc.get("metadata") or {}
     if not isinstance(meta, dict) or not meta.get("name"):
         raise InvalidManifests([ManifestError(source, name, "metadata.name", "every object needs a name")])
-    model: type[objects.ComputeCenter] | type[objects.ComputeJob] = KINDS[kind]
+    model: type[Object] = KINDS[kind]
     try:
         return model.model_validate(doc)
     except pydantic.ValidationError as exc:
@@ -112,7 +119,7 @@ def parse_object(doc: Any, source: str) -> objects.ComputeCenter | objects.Compu
 
 
 def parse_text(text: str, source: str) -> Manifests:
-    """All ComputeCenter and ComputeJob documents of a (multi-document) YAML text."""
+    """All ComputeCenter, ComputeJob and ComputeQueue documents of a (multi-document) YAML text."""
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -127,6 +134,11 @@ def parse_text(text: str, source: str) -> Manifests:
         else:
             items = [doc]
         for item in items:
+            if isinstance(item, dict) and item.get("kind") == "Namespace" and item.get("apiVersion") == "v1":
+                meta = item.get("metadata") or {}
+                if isinstance(meta, dict) and meta.get("name"):
+                    out.namespaces[str(meta["name"])] = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+                continue
             try:
                 obj = parse_object(item, source)
             except InvalidManifests as exc:
@@ -136,6 +148,8 @@ def parse_text(text: str, source: str) -> Manifests:
                 out.centers.append(obj)
             elif isinstance(obj, objects.ComputeJob):
                 out.jobs.append(obj)
+            elif isinstance(obj, objects.ComputeQueue):
+                out.queues.append(obj)
     if errors:
         raise InvalidManifests(errors)
     return out

@@ -1,4 +1,4 @@
-"""Whole objects (apiVersion, kind, metadata, spec, status) of both kinds."""
+"""Whole objects (apiVersion, kind, metadata, spec, status) of every kind."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import Field
 from suanli.api import center as center_api
 from suanli.api import common
 from suanli.api import job as job_api
+from suanli.api import queue as queue_api
 from suanli.api import status as status_api
 
 
@@ -47,3 +48,17 @@ class ComputeJob(common.Model):
     def key(self) -> tuple[str, str]:
         """(namespace, name): the one way jobs are keyed everywhere."""
         return (self.namespace, self.name)
+
+
+class ComputeQueue(common.Model):
+    """A tenant: quota, cohort, fair-share weight, preemption (cluster-scoped, short name cq)."""
+
+    api_version: Literal["suanli.io/v1alpha1"] = "suanli.io/v1alpha1"
+    kind: Literal["ComputeQueue"] = "ComputeQueue"
+    metadata: common.ObjectMeta = Field(default_factory=common.ObjectMeta)
+    spec: queue_api.ComputeQueueSpec = Field(default_factory=queue_api.ComputeQueueSpec)
+    status: status_api.ComputeQueueStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

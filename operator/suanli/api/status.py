@@ -162,3 +162,34 @@ class ComputeCenterStatus(common.Model):
     energy: EnergyStatus | None = None
     conditions: list[common.Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+
+
+class QueueDimension(common.Model):
+    """One quota dimension of a queue, now."""
+
+    name: str = Field(
+        description="accelerators/TYPE[/MODEL], computeUnits, energyKWh or carbonKg (energy and carbon: this period)."
+    )
+    quota: float = Field(description="Nominal quota (budgets: per period).")
+    used: float = Field(default=0, description="Held by admitted jobs now (budgets: used and reserved this period).")
+    borrowed: float = Field(default=0, description="Above the nominal quota, lent by the cohort.")
+    lent: float = Field(default=0, description="Of the nominal quota, in use by other queues of the cohort.")
+    left: float | None = Field(default=None, description="What one more job could take now, borrowing included.")
+
+
+class ComputeQueueStatus(common.Model):
+    """What the operator accounts for the queue."""
+
+    dimensions: list[QueueDimension] = Field(default_factory=list, description="Usage against quota, per dimension.")
+    accelerators: str = Field(default="", description="Accelerators held / nominal, all types (kubectl get cq).")
+    compute_units: str = Field(default="", description="Compute units held / nominal (kubectl get cq).")
+    energy: str = Field(default="", description="kWh used and reserved / budget this period (kubectl get cq).")
+    carbon: str = Field(default="", description="kg CO2e used and reserved / budget this period (kubectl get cq).")
+    period: str = Field(default="", description="The budget period, e.g. Month 2026-12.")
+    admitted_jobs: int = Field(default=0, description="Jobs bound or running under the queue.")
+    waiting_jobs: int = Field(default=0, description="Jobs of the queue waiting to be placed.")
+    share: float = Field(default=0, description="Weighted dominant share: usage over nominal, divided by the weight.")
+    accelerator_hours: float = Field(default=0, description="Accelerator-hours of the queue's jobs finished this period.")
+    cost: float = Field(default=0, description="Electricity cost of the queue's jobs finished this period.")
+    conditions: list[common.Condition] = Field(default_factory=list)
+    observed_generation: int | None = None

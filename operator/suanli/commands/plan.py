@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
@@ -11,7 +12,7 @@ from typing import Any, TextIO
 from suanli import manifest_files
 from suanli import settings as settings_mod
 from suanli.api import manifests, objects
-from suanli.placement import planner, report, validation
+from suanli.placement import planner, report, tenancy, validation
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import fleet as fleet_mod
 
@@ -29,7 +30,8 @@ def _arrival(job: objects.ComputeJob, default: float) -> float:
 def plan_manifests(
     loaded: manifests.Manifests, now: float, config: settings_mod.Settings | None = None
 ) -> dict[str, Any]:
-    """The `-o json` document for a set of centers and jobs at `now` (pure apart from the clock passed in)."""
+    """The `-o json` document for a set of centers, jobs, queues (and the Namespaces whose labels select
+    queues) at `now` (pure apart from the clock passed in)."""
     config = config or settings_mod.Settings()
     extra_regions = [j.spec.data.region for j in loaded.jobs if j.spec.data.region]
     extra_regions += [r for j in loaded.jobs for r in j.spec.data.allowed_regions]
@@ -37,21 +39,29 @@ def plan_manifests(
     pool_models = {p.model for p in fleet.pools}
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     demands = []
+    queues = {q.name: q.spec for q in loaded.queues}
     for job in loaded.jobs:
         problem = validation.invalid_field(job, pool_models)
         if problem is not None:
             entries[job.key] = report.invalid(job.namespace, job.name, *problem)
             continue
-        demands.append(demand_mod.from_job(job, config.scoring.default_runtime_seconds, _arrival(job, now)))
+        demand = demand_mod.from_job(job, config.scoring.default_runtime_seconds, _arrival(job, now))
+        admitted = tenancy.resolve(job.spec.queue, job.namespace, loaded.namespaces.get(job.namespace), queues)
+        waits = admitted.problem or tenancy.required(admitted.queue, job.namespace, config.tenancy.require_queue)
+        demands.append(dataclasses.replace(demand, queue=admitted.queue, queue_problem=waits))
     capacity, energy = planner.ledgers_for(fleet)
     reply = planner.plan(
         planner.PlanRequest(
-            fleet=fleet, capacity=capacity, energy=energy, jobs=demands, now=now, settings=config
+            fleet=fleet, capacity=capacity, energy=energy, jobs=demands, now=now, settings=config,
+            quotas=tenancy.ledger_for(queues) if queues else None,
         )
     )
     ordered = [report.decision(d) for d in reply.decisions]
     invalid = [entries[k] for k in sorted(entries)]
-    return {"jobs": ordered + invalid}
+    doc: dict[str, Any] = {"jobs": ordered + invalid}
+    if reply.quotas is not None:
+        doc["queues"] = tenancy.usage_report(reply.quotas)
+    return doc
 
 
 def _table(doc: dict[str, Any], out: TextIO) -> None:
@@ -92,6 +102,16 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
         )
     console = Console(file=out, width=200 if not out.isatty() else None)
     console.print(table)
+    if doc.get("queues"):
+        queues = Table(title="queues after the plan", show_lines=False)
+        for column in ("QUEUE", "COHORT", "DIMENSION", "USED / QUOTA", "BORROWED", "LENT", "LEFT"):
+            queues.add_column(column, overflow="fold")
+        for q in doc["queues"]:
+            for k, dim in enumerate(q["dimensions"]):
+                queues.add_row(q["name"] if k == 0 else "", (q["cohort"] or "-") if k == 0 else "", dim["name"],
+                               f"{dim['used']:.4g} / {dim['quota']:.4g}", f"{dim['borrowed']:.4g}", f"{dim['lent']:.4g}",
+                               "-" if dim["left"] is None else f"{dim['left']:.4g}")
+        console.print(queues)
     waiting = [e for e in doc["jobs"] if e["phase"] == "Queued"]
     for entry in waiting:
         console.print(f"\n[bold]{entry['namespace']}/{entry['name']}[/bold] waits; closest pools:")

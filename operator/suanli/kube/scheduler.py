@@ -64,6 +64,7 @@ class Scheduler:
         self.abandoned: dict[Key, str] = {}  # job -> uid: its namespace is going away, no workload is created
         self._next_sweep = 0.0  # monotonic: when `_forget_gone` next looks at every job with something kept
         self._next_publish = 0.0  # monotonic: when the loop may set the gauges again
+        self._started: float | None = None  # monotonic: the first cycle (the members' start-up grace runs from it)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.cycles = 0
         self.binder = binder_mod.Binder(self)
@@ -186,6 +187,8 @@ class Scheduler:
         self._forget_gone()
         held = self.writes.held
         queue = [j for j in snap.queue if j.key not in held] if held else snap.queue
+        if queue and snap.fleet.size and not self._members_settled(started, now):
+            queue = []  # plan once every member's nodes and pods are in (its Ready or its problem is known)
         if queue and snap.fleet.size:
             request = planner.PlanRequest(
                 fleet=snap.fleet,
@@ -208,6 +211,24 @@ class Scheduler:
                 self.poke()
         self.cycles += 1
         metrics.CYCLE.observe(self.clock.monotonic() - started)
+
+    def _members_settled(self, started: float, now: float) -> bool:
+        """After a start, whether every member center's state is known: its objects listed into the cache,
+        or a problem recorded (unreachable, refused credentials, ...). Until then the queue waits (at most
+        2 x members.request_timeout_seconds): planning on a fleet whose members are not in yet would bind
+        jobs to the next-best centers, as if the members were not there (a restarted hub did exactly that)."""
+        if self._started is None:
+            self._started = started
+        grace = 2 * self.settings.members.request_timeout_seconds
+        if started - self._started >= grace:
+            return True
+        cache = self.cache
+        pending = [c for c in cache.centers if cache.cluster_of(c) and c not in cache.synced_members
+                   and c not in cache.member_problems]
+        if pending:
+            self.timer = min(self.timer, now + grace - (started - self._started))  # plan by the end of the grace
+            LOG.debug("waiting for member clusters %s before planning", ", ".join(sorted(pending)))
+        return not pending
 
     def _apply(self, d: decision_mod.Decision, now: float, snap: snapshot_mod.Snapshot) -> None:
         key = d.job.key

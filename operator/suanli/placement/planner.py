@@ -18,9 +18,9 @@ import numpy.typing as npt
 from suanli import settings as settings_mod
 from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import energy as energy_mod
+from suanli.ledger import quota as quota_mod
 from suanli.placement import decision as decision_mod
-from suanli.placement import deferral, policies
-from suanli.placement import queue as queue_mod
+from suanli.placement import deferral, policies, tenancy
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import engine
 from suanli.scoring import explain as explain_mod
@@ -41,6 +41,7 @@ REASON_WORDS = {
     "MAX_KWH": "over the job's energy cap",
     "MAX_CARBON": "over the job's carbon cap",
     "DEADLINE": "cannot meet the deadline",
+    "QUOTA": "queue quota",
 }
 
 
@@ -58,15 +59,17 @@ class PlanRequest:
     not_ready_reason: tuple[str, ...] | None = None
     policy: str = policies.SCORE
     seed: int = 0
+    quotas: quota_mod.QuotaLedger | None = None  # ComputeQueues; None: no tenants
 
 
 @dataclasses.dataclass(frozen=True)
 class PlanReply:
-    """Every output: one decision per job in queue order, and the ledgers after them."""
+    """Every output: one decision per job in planning order, and the ledgers after them."""
 
     decisions: tuple[decision_mod.Decision, ...]
     capacity: capacity_mod.CapacityLedger
     energy: energy_mod.EnergyLedger
+    quotas: quota_mod.QuotaLedger | None = None
 
 
 def _fmt_time(epoch: float) -> str:
@@ -107,11 +110,15 @@ class WorkingState:
         now: float,
         ready: BoolArray | None = None,
         not_ready_reason: tuple[str, ...] | None = None,
+        quotas: quota_mod.QuotaLedger | None = None,
     ):
         """Take ownership of the ledgers (the caller copies them if it must keep its own)."""
         self.capacity = capacity
         self.energy = energy
         self.energy.roll(now)
+        self.quotas = quotas
+        if quotas is not None:
+            quotas.roll(now)
         counts = np.arange(fleet_mod.MAX_PER_NODE + 1)
         counts[0] = 1
         self.divisors = np.arange(fleet_mod.MAX_PER_NODE + 1)[:, None] // counts[None, :]
@@ -135,6 +142,7 @@ class WorkingState:
             request.now,
             request.ready,
             request.not_ready_reason,
+            request.quotas.copy() if request.quotas is not None else None,
         )
 
     def _refresh_budgets(self) -> None:
@@ -146,6 +154,8 @@ class WorkingState:
         rolled = self.energy.roll(now)
         if rolled:
             self._refresh_budgets()
+        if self.quotas is not None:
+            rolled += self.quotas.roll(now)
         return rolled
 
     def release(
@@ -157,9 +167,11 @@ class WorkingState:
         carbon_kg: float,
         cost: float,
     ) -> None:
-        """A bound job finished: give its gang back and settle its energy at its center."""
+        """A bound job finished: give its gang back and settle its energy at its center and in its queue."""
         self.capacity.release(allocation)
         self.energy.settle(job, used_kwh, carbon_kg, cost)
+        if self.quotas is not None and self.quotas.holds(job):
+            self.quotas.settle(job, {"energyKWh": used_kwh, "carbonKg": carbon_kg})
         pool = allocation.pool
         self.slots[pool] = self.capacity.histogram_row(pool) @ self.divisors
         ci = int(fleet.pool_center[pool])
@@ -176,9 +188,12 @@ class WorkingState:
         )
 
     def bind(
-        self, fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, pool: int, kwh: float
+        self, fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, pool: int, kwh: float,
+        quota_demand: dict[str, float] | None = None,
     ) -> capacity_mod.Allocation:
         allocation = self.capacity.reserve(pool, job.replicas, job.count)
+        if quota_demand is not None and job.queue and self.quotas is not None and self.quotas.has(job.queue):
+            self.quotas.admit(job.queue, job.key, quota_demand)
         center = fleet.pools[pool].center
         self.energy.reserve(center, job.key, kwh)
         self.slots[pool] = self.capacity.histogram_row(pool) @ self.divisors
@@ -187,18 +202,33 @@ class WorkingState:
         return allocation
 
 
-def _queued_message(summary: dict[str, int], total: int) -> str:
+def _queued_message(summary: dict[str, int], total: int, quota_first: str = "") -> str:
+    """Why a job waits: the filters that rejected pools, most pools first; led by its queue's sentence
+    when its quota alone keeps it off some pool (`_quota_first`)."""
     if not summary:
         return "no pools in the fleet"
     parts = [
         f"{REASON_WORDS.get(name, name)} ({hits} of {total} pools)"
         for name, hits in sorted(summary.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
+    if quota_first:
+        return f"waiting for its ComputeQueue: {quota_first}; all pools: " + "; ".join(parts[:4])
     return "waiting: no pool can take the job now: " + "; ".join(parts[:4])
 
 
+def _quota_first(quota: dict[int, str], ev: engine.Evaluation) -> str:
+    """The queue's sentence, first, when its quota is all that keeps the job off some pool (the best
+    scoring such pool's): the part of the wait its tenant can act on."""
+    only = [p for p in quota if int(ev.reasons[0, p]) == int(engine.Reject.QUOTA)]
+    if not only:
+        return ""
+    best = max(only, key=lambda p: float(ev.score[0, p]))
+    return quota[best]
+
+
 def _explained(
-    request: PlanRequest, state: fleet_mod.FleetState, job: demand_mod.JobDemand, ev: engine.Evaluation
+    request: PlanRequest, state: fleet_mod.FleetState, job: demand_mod.JobDemand, ev: engine.Evaluation,
+    quota: dict[int, str] | None = None,
 ) -> tuple[tuple[decision_mod.Candidate, ...], tuple[decision_mod.Rejection, ...]]:
     """Feasible pools best first, and rejected pools closest misses first, with reasons in words."""
     fleet, config = request.fleet, request.settings
@@ -211,7 +241,7 @@ def _explained(
     order = sorted(range(len(infeasible)), key=lambda i: (closeness[i], int(infeasible[i])))
     rejected = tuple(
         decision_mod.Rejection(
-            fleet.pools[int(infeasible[i])], explain_mod.reason(fleet, state, job, ev, 0, int(infeasible[i]))
+            fleet.pools[int(infeasible[i])], explain_mod.reason(fleet, state, job, ev, 0, int(infeasible[i]), quota)
         )
         for i in order[: config.scoring.rejections_shown]
     )
@@ -230,18 +260,24 @@ def plan_one(
     state = work.fleet_state()
     batch = demand_mod.batch([job], fleet, config.scoring.reference_pue)
     ev = engine.evaluate(fleet, state, batch, request.now, config.scoring)
+    ev, quota = tenancy.filter_pools(fleet, job, ev, work.quotas, job.queue_problem)
     chosen = policies.choose(request.policy, fleet, ev, 0, work.capacity, job, request.seed)
 
     candidates: tuple[decision_mod.Candidate, ...] = ()
     rejected: tuple[decision_mod.Rejection, ...] = ()
     if explain:
-        candidates, rejected = _explained(request, state, job, ev)
+        candidates, rejected = _explained(request, state, job, ev, quota)
     summary = explain_mod.summary(ev, 0)
     summary_items = tuple(sorted(summary.items()))
 
     later = None
     if request.policy == policies.SCORE:
         later = deferral.consider(fleet, state, job, ev, chosen, request.now, config)
+    if later is not None and (job.queue_problem or (
+        job.queue and work.quotas is not None and work.quotas.has(job.queue)
+        and work.quotas.check(job.queue, tenancy.demand(fleet, job, later.evaluation, later.row, later.pool)) is not None
+    )):
+        later = None  # its queue cannot cover the job at that start either
     if later is not None:
         target = _candidate(fleet, later.evaluation, later.row, later.pool)
         if chosen >= 0:
@@ -274,11 +310,11 @@ def plan_one(
             binding=None,
             candidates=(),
             rejected=rejected,
-            message=_queued_message(summary, fleet.size),
+            message=_queued_message(summary, fleet.size, _quota_first(quota, ev)),
             reject_summary=summary_items,
         )
     binding = _candidate(fleet, ev, 0, chosen)
-    allocation = work.bind(fleet, job, chosen, binding.estimates.energy_kwh)
+    allocation = work.bind(fleet, job, chosen, binding.estimates.energy_kwh, tenancy.demand(fleet, job, ev, 0, chosen))
     runner_up = next((c for c in candidates if c.pool.index != chosen), None)
     b = binding.breakdown
     message = (
@@ -304,10 +340,10 @@ def plan_one(
 
 
 def plan(request: PlanRequest) -> PlanReply:
-    """Decide every job of the request, in queue order."""
+    """Decide every job of the request: queues by fair share, then priority and arrival (tenancy.fair_order)."""
     work = WorkingState.for_request(request)
-    decisions = tuple(plan_one(request, work, job) for job in queue_mod.ordered(request.jobs))
-    return PlanReply(decisions=decisions, capacity=work.capacity, energy=work.energy)
+    decisions = tuple(plan_one(request, work, job) for job in tenancy.fair_order(request.jobs, work.quotas))
+    return PlanReply(decisions=decisions, capacity=work.capacity, energy=work.energy, quotas=work.quotas)
 
 
 def ledgers_for(fleet: fleet_mod.Fleet) -> tuple[capacity_mod.CapacityLedger, energy_mod.EnergyLedger]:

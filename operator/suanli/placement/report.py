@@ -56,6 +56,7 @@ def decision(d: decision_mod.Decision) -> dict[str, Any]:
         "namespace": d.job.namespace,
         "name": d.job.name,
         "phase": d.phase,
+        "queue": d.job.queue,
         "binding": binding(d.binding) if d.binding is not None else None,
         "estimates": estimates(d.binding.estimates) if d.binding is not None else None,
         "plannedStart": rfc3339(d.planned_start) if d.planned_start is not None else None,

@@ -20,9 +20,9 @@ import numpy.typing as npt
 from suanli import settings as settings_mod
 from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import energy as energy_mod
+from suanli.ledger import quota as quota_mod
 from suanli.placement import decision as decision_mod
-from suanli.placement import planner, policies
-from suanli.placement import queue as queue_mod
+from suanli.placement import planner, policies, tenancy
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import fleet as fleet_mod
 
@@ -42,6 +42,7 @@ class Session:
         policy: str = policies.SCORE,
         seed: int = 0,
         explain: bool = True,
+        quotas: quota_mod.QuotaLedger | None = None,
     ):
         """The session takes ownership of the ledgers (pass copies to keep your own)."""
         self._request = planner.PlanRequest(
@@ -53,8 +54,9 @@ class Session:
             settings=settings or settings_mod.Settings(),
             policy=policy,
             seed=seed,
+            quotas=quotas,
         )
-        self._work = planner.WorkingState(fleet, capacity, energy, now)
+        self._work = planner.WorkingState(fleet, capacity, energy, now, quotas=quotas)
         self._explain = explain
         self.now = now
 
@@ -69,6 +71,10 @@ class Session:
     @property
     def energy(self) -> energy_mod.EnergyLedger:
         return self._work.energy
+
+    @property
+    def quotas(self) -> quota_mod.QuotaLedger | None:
+        return self._work.quotas
 
     @property
     def slots(self) -> IntArray:
@@ -87,10 +93,11 @@ class Session:
         return self._work.roll(now)
 
     def place(self, jobs: Iterable[demand_mod.JobDemand]) -> list[decision_mod.Decision]:
-        """Decide jobs at the session's clock, in queue order; Bound ones hold capacity and energy."""
+        """Decide jobs at the session's clock, queues by fair share then priority and arrival; Bound ones
+        hold capacity, energy and quota."""
         return [
             planner.plan_one(self._request, self._work, job, explain=self._explain)
-            for job in queue_mod.ordered(jobs)
+            for job in tenancy.fair_order(jobs, self._work.quotas)
         ]
 
     def place_one(self, job: demand_mod.JobDemand) -> decision_mod.Decision:

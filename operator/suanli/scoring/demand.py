@@ -44,6 +44,8 @@ class JobDemand:
     weights: tuple[float, float, float]
     profile: str
     arrival_epoch: float = 0.0  # creation time, for FIFO among equal priorities
+    queue: str | None = None  # the ComputeQueue that admits it (placement/tenancy.resolve); None: no queue
+    queue_problem: str = ""  # why no queue can admit it (a missing or ambiguous queue): it waits
 
     @property
     def key(self) -> tuple[str, str]:

@@ -54,6 +54,7 @@ class Reject(enum.IntFlag):
     MAX_KWH = 1 << 9  # over the job's energy cap
     MAX_CARBON = 1 << 10  # over the job's carbon cap
     DEADLINE = 1 << 11  # cannot finish by the deadline from this start
+    QUOTA = 1 << 12  # the job's ComputeQueue cannot cover it here now (set by placement/tenancy.py)
 
 
 # Filters that no amount of waiting changes (the job's own constraints against the pool's nature).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -31,8 +32,10 @@ def reason(
     evaluation: engine.Evaluation,
     row: int,
     pool_index: int,
+    quota: Mapping[int, str] | None = None,
 ) -> str:
-    """Every failed filter of one (job, pool), most fundamental first, joined by '; '."""
+    """Every failed filter of one (job, pool), most fundamental first, joined by '; '. `quota`: the
+    queue's sentence per pool it cannot cover (placement/tenancy.py)."""
     bits = engine.Reject(int(evaluation.reasons[row, pool_index]))
     info = fleet.pools[pool_index]
     parts: list[str] = []
@@ -86,6 +89,8 @@ def reason(
             f"cannot meet the deadline: transfer {_hours(transfer)} + runtime {_hours(runtime)} "
             f"ends {_when(finish)}, after {deadline}"
         )
+    if engine.Reject.QUOTA in bits:
+        parts.append((quota or {}).get(pool_index, "the job's ComputeQueue cannot cover it"))
     return "; ".join(parts) if parts else "feasible"
 
 

@@ -1,0 +1,203 @@
+"""Tenants in the planner: which ComputeQueue admits a job, what it would hold in each pool, the quota
+filter, and fair-share order between queues (pure; the quota ledger is `ledger/quota.py`).
+
+A job's demand on its queue depends on the pool: accelerators of that pool's type and model,
+compute units (accelerators x the model's peak at the job's precision / the A100's, so an H100 counts
+for more than one A100 and an Ascend 910B for what it computes), and the energy and carbon the
+scoring engine estimated there. A pool whose demand the queue cannot cover (nominal quota plus what
+the cohort lends, or the budget left this period) is rejected with the ledger's sentence, so a carbon
+budget pushes a job to a cleaner center instead of only blocking it.
+
+Order between queues: the queue with the lowest weighted dominant share (`QuotaLedger.share`) plans
+its next job first, re-evaluated after every job; within a queue, priority then arrival.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from suanli.api import queue as queue_api
+from suanli.catalog import accelerators
+from suanli.ledger import quota as quota_mod
+from suanli.ledger import quota_terms
+from suanli.placement import queue as queue_mod
+from suanli.scoring import demand as demand_mod
+from suanli.scoring import engine
+from suanli.scoring import fleet as fleet_mod
+
+QUOTA = engine.Reject.QUOTA
+
+
+def quota_of(name: str, spec: queue_api.ComputeQueueSpec) -> quota_terms.QueueQuota:
+    """The ledger's terms of one ComputeQueue."""
+    q = spec.quota
+    limits: dict[str, quota_terms.Limit] = {
+        a.dimension: quota_terms.Limit(float(a.count), _opt(a.borrowing_limit), _opt(a.lending_limit))
+        for a in q.accelerators
+    }
+    if q.compute_units is not None:
+        limits[quota_terms.COMPUTE_UNITS] = quota_terms.Limit(
+            q.compute_units, q.compute_units_borrowing_limit, q.compute_units_lending_limit
+        )
+    budgets: dict[str, quota_terms.Budget] = {}
+    if q.energy is not None:
+        budgets["energyKWh"] = quota_terms.Budget(q.energy.k_wh, q.energy.period)
+    if q.carbon is not None:
+        budgets["carbonKg"] = quota_terms.Budget(q.carbon.kg, q.carbon.period)
+    return quota_terms.QueueQuota(name=name, cohort=spec.cohort, weight=spec.weight, limits=limits,
+                                  budgets=budgets, zone=spec.time_zone)
+
+
+def _opt(value: int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def ledger_for(queues: Mapping[str, queue_api.ComputeQueueSpec]) -> quota_mod.QuotaLedger:
+    return quota_mod.QuotaLedger(quota_of(name, spec) for name, spec in sorted(queues.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """The queue that admits a job (None: no queue), or why none can."""
+
+    queue: str | None
+    problem: str = ""
+
+
+def resolve(
+    job_queue: str | None,
+    namespace: str,
+    namespace_labels: Mapping[str, str] | None,
+    queues: Mapping[str, queue_api.ComputeQueueSpec],
+) -> Resolution:
+    """spec.queue if set (it must exist); else the one queue whose namespaceSelector matches the job's
+    namespace (two matching is a problem naming both). `namespace_labels` None: the namespace is not
+    known (then only spec.queue resolves)."""
+    if job_queue:
+        if job_queue not in queues:
+            return Resolution(job_queue, f"ComputeQueue {job_queue} (spec.queue) does not exist; create it or fix spec.queue")
+        return Resolution(job_queue)
+    if namespace_labels is None:
+        return Resolution(None)
+    labels = dict(namespace_labels)
+    matching = sorted(name for name, spec in queues.items()
+                      if spec.namespace_selector is not None and spec.namespace_selector.matches(labels))
+    if len(matching) > 1:
+        return Resolution(None, f"namespace {namespace} matches the namespaceSelector of ComputeQueues "
+                                f"{' and '.join(matching)}; set spec.queue, or change the selectors so one matches")
+    return Resolution(matching[0] if matching else None)
+
+
+def required(queue: str | None, namespace: str, require_queue: bool) -> str:
+    """Why a job without a queue waits when `tenancy.require_queue` is true ("" otherwise)."""
+    if queue is not None or not require_queue:
+        return ""
+    return (f"no ComputeQueue admits it and tenancy.require_queue is true: set spec.queue, or label namespace "
+            f"{namespace} for a queue's namespaceSelector")
+
+
+def usage_report(ledger: quota_mod.QuotaLedger) -> list[dict[str, object]]:
+    """Per queue: each dimension's quota, use, borrowed, lent and what is left (status and `suanli plan`)."""
+    out: list[dict[str, object]] = []
+    for name in ledger.queues():
+        terms = ledger.quota(name)
+        used, borrowed, lent = ledger.usage(name), ledger.borrowed(name), ledger.lent(name)
+        dims = [
+            {"name": dim, "quota": nominal, "used": round(used.get(dim, 0.0), 6),
+             "borrowed": round(borrowed.get(dim, 0.0), 6), "lent": round(lent.get(dim, 0.0), 6),
+             "left": _number(ledger.left(name, dim))}
+            for dim, nominal in [*((d, lim.nominal) for d, lim in terms.limits.items()),
+                                 *((d, b.amount) for d, b in terms.budgets.items())]
+        ]
+        out.append({"name": name, "cohort": terms.cohort, "weight": terms.weight,
+                    "share": _number(ledger.share(name)), "period": ledger.period_label(name), "dimensions": dims})
+    return out
+
+
+def _number(x: float) -> float | None:
+    """Rounded for a document; None for an infinity (JSON has none)."""
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def compute_units_per_accelerator(peak_tflops: Mapping[str, float], precision: str) -> float:
+    """A100-equivalents of one accelerator of a model at a precision (0 if the model lacks it)."""
+    peak = float(peak_tflops.get(precision, 0.0))
+    reference = float(accelerators.CATALOG["A100"].peak_tflops.get(precision, 0.0)) or demand_mod.reference_tflops(
+        "A100", precision
+    )
+    return peak / reference if reference > 0 else 0.0
+
+
+def demand(fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, ev: engine.Evaluation, row: int,
+           pool: int) -> dict[str, float]:
+    """What the job would hold and use in its queue if bound to `pool` (see the module docstring)."""
+    info = fleet.pools[pool]
+    n = float(job.accelerators_total)
+    return {
+        f"{quota_terms.ACCELERATORS}{info.accelerator_type}": n,
+        f"{quota_terms.ACCELERATORS}{info.accelerator_type}/{info.model}": n,
+        quota_terms.COMPUTE_UNITS: n * compute_units_per_accelerator(info.peak_tflops, job.precision),
+        "energyKWh": float(ev.energy_kwh[row, pool]),
+        "carbonKg": float(ev.carbon_kg[row, pool]),
+    }
+
+
+def filter_pools(
+    fleet: fleet_mod.Fleet,
+    job: demand_mod.JobDemand,
+    ev: engine.Evaluation,
+    ledger: quota_mod.QuotaLedger | None,
+    unknown: str = "",
+) -> tuple[engine.Evaluation, dict[int, str]]:
+    """The evaluation with the QUOTA flag on every pool the job's queue cannot cover now (pools already
+    out for a reason waiting cannot change are not asked), and the sentence per flagged pool. `unknown`:
+    why the job's queue cannot admit anything (a missing queue, two matching): every pool is flagged."""
+    if not job.queue and not unknown:
+        return ev, {}
+    messages: dict[int, str] = {}
+    for pool in range(fleet.size):
+        if int(ev.reasons[0, pool]) & int(engine.PERMANENT):
+            continue
+        if unknown:
+            messages[pool] = unknown
+            continue
+        if ledger is None or not job.queue or not ledger.has(job.queue):
+            messages[pool] = f"ComputeQueue {job.queue} does not exist; create it or fix spec.queue"
+            continue
+        short = ledger.check(job.queue, demand(fleet, job, ev, 0, pool))
+        if short is not None:
+            messages[pool] = short.message()
+    if not messages:
+        return ev, {}
+    reasons = ev.reasons.copy()
+    for pool in messages:
+        reasons[0, pool] |= np.uint16(int(QUOTA))
+    return dataclasses.replace(ev, reasons=reasons, feasible=reasons == 0), messages
+
+
+def fair_order(jobs: Iterable[demand_mod.JobDemand], ledger: quota_mod.QuotaLedger | None) -> Iterator[demand_mod.JobDemand]:
+    """Jobs in the order they are planned: the queue with the lowest weighted dominant share first,
+    asked again before every job (each bound job raises its queue's share); ties and jobs without a
+    queue by priority then arrival. Without a ledger, plain queue order."""
+    ordered = queue_mod.ordered(jobs)
+    if ledger is None or not any(j.queue for j in ordered):
+        yield from ordered
+        return
+    heads: dict[str, collections.deque[demand_mod.JobDemand]] = {}
+    for job in ordered:
+        heads.setdefault(job.queue or "", collections.deque()).append(job)
+
+    def share(queue: str) -> float:
+        return ledger.share(queue) if queue and ledger.has(queue) else 0.0
+
+    while heads:
+        queue = min(heads, key=lambda q: (share(q), queue_mod.order_key(heads[q][0])))
+        line = heads[queue]
+        yield line.popleft()
+        if not line:
+            del heads[queue]
