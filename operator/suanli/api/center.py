@@ -3,7 +3,6 @@ its accelerator pools, network reach and power (PUE, grid carbon, price, energy 
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -114,7 +113,7 @@ class Budget(common.Model):
 class Energy(common.Model):
     """Power characteristics of the site."""
 
-    time_zone: str = Field(default="Asia/Shanghai", description="IANA zone for schedules and budget periods.")
+    time_zone: common.TimeZone = Field(default="Asia/Shanghai", description="IANA zone for schedules and budget periods.")
     pue: float = Field(default=1.4, ge=1.0, le=3.0, description="Power usage effectiveness (facility/IT).")
     carbon_intensity: CarbonIntensity = Field(
         default_factory=lambda: CarbonIntensity(grams_per_k_wh=536.6),
@@ -126,15 +125,6 @@ class Energy(common.Model):
         description="Electricity price per kWh (default 0.6).",
     )
     budget: Budget | None = Field(default=None, description="Optional energy quota.")
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{name!r} is not an IANA time zone; use a name like Asia/Shanghai or UTC") from None
-        return name
 
 
 class Expected(common.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Annotated, Any
 
 import pydantic
@@ -46,9 +47,18 @@ def _check_clock(text: str) -> str:
     return text
 
 
+def _check_time_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone; use a name like Asia/Shanghai or UTC") from None
+    return name
+
+
 # The pattern goes to the JSON schema only (json_schema_extra): the validator gives the friendlier error.
 Duration = Annotated[str, AfterValidator(_check_duration), Field(json_schema_extra={"pattern": DURATION_PATTERN})]
 ClockTime = Annotated[str, AfterValidator(_check_clock), Field(json_schema_extra={"pattern": CLOCK_PATTERN})]
+TimeZone = Annotated[str, AfterValidator(_check_time_zone)]  # an IANA zone name
 
 
 class Model(pydantic.BaseModel):

@@ -4,7 +4,6 @@ period), the cohort it lends to and borrows from, its fair-share weight and its 
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -167,15 +166,6 @@ class ComputeQueueSpec(common.Model):
         description="Queues of one cohort lend and borrow unused quota.",
     )
     weight: float = Field(default=1.0, gt=0, le=1000, description="Fair-share weight within the cohort.")
-    time_zone: str = Field(default="UTC", description="IANA zone of the budget periods.")
+    time_zone: common.TimeZone = Field(default="UTC", description="IANA zone of the budget periods.")
     quota: Quota = Field(default_factory=Quota, description="Accelerators, compute units, energy and carbon.")
     preemption: Preemption = Field(default_factory=Preemption, description="Within the queue, and reclaiming lent quota.")
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{name!r} is not an IANA time zone; use a name like Asia/Shanghai or UTC") from None
-        return name
