@@ -49,6 +49,21 @@ CENTER_ENERGY = Gauge(
     ["center", "kind"],
     registry=REGISTRY,
 )
+QUEUE_USAGE = Gauge(
+    "suanli_queue_usage",
+    "A ComputeQueue's usage per quota dimension (accelerators/TYPE[/MODEL], computeUnits; energyKWh and carbonKg: "
+    "used and reserved this period).",
+    ["queue", "dimension"],
+    registry=REGISTRY,
+)
+QUEUE_QUOTA = Gauge(
+    "suanli_queue_quota", "A ComputeQueue's nominal quota per dimension (budgets: per period).", ["queue", "dimension"],
+    registry=REGISTRY,
+)
+QUEUE_JOBS = Gauge(
+    "suanli_queue_jobs", "ComputeJobs of a ComputeQueue, by state (admitted: bound or running; waiting).",
+    ["queue", "state"], registry=REGISTRY,
+)
 BINDS = Counter("suanli_binds_total", "ComputeJobs bound (status written).", registry=REGISTRY)
 REQUEUES = Counter(
     "suanli_job_attempts_ended_total",
@@ -78,6 +93,9 @@ ALL = (
     JOB_QUEUED_SECONDS,
     API_WRITE_ERRORS,
     CENTER_ENERGY,
+    QUEUE_USAGE,
+    QUEUE_QUOTA,
+    QUEUE_JOBS,
     BINDS,
     REQUEUES,
     TASK_ERRORS,

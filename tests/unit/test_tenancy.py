@@ -5,6 +5,7 @@ cleaner center."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 import pytest
 from tests.unit import builders as b
@@ -124,3 +125,23 @@ def test_a_queues_carbon_budget_sends_the_job_to_a_cleaner_center() -> None:
     assert d.phase == "Bound" and d.binding is not None and d.binding.pool.center == "clean", d.message
     assert any(r.pool.center == "dirty" and r.reason.startswith("queue climate carbon budget: job needs ")
                for r in d.rejected)
+
+
+def test_a_queues_carbon_budget_defers_a_job_with_a_deadline_to_a_cleaner_window() -> None:
+    """Nothing fits the queue's carbon budget now (700 g/kWh), but the solar window (80 g/kWh) does,
+    before the deadline: the job is Deferred there instead of waiting for next month. With no deadline
+    it waits, naming the budget. (On the code whose deferral looked only at the job's own carbon cap,
+    it waited.)"""
+    solar = [{"start": "10:00", "end": "16:00", "gramsPerKWh": 80}]
+    center = b.center(grams=700, carbon_windows=solar)
+    deadline = datetime.datetime.fromtimestamp(b.NOW + 2 * 86400, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = named(b.job("j", count=8, duration="4h", deadline=deadline), "climate")
+    no_deadline = named(b.job("k", count=8, duration="4h"), "climate")
+    now_kg = plan([center], [no_deadline], queue("climate", quota={"carbon": {"kg": 1e6}})).decisions[0]
+    assert now_kg.phase == "Bound" and now_kg.binding is not None
+    budget = now_kg.binding.estimates.carbon_kg * 0.5  # the window emits ~80/700 of it
+    d = plan([center], [job], queue("climate", quota={"carbon": {"kg": budget}})).decisions[0]
+    assert d.phase == "Deferred", d.message
+    assert d.binding is not None and d.binding.estimates.carbon_kg <= budget
+    waits = plan([center], [no_deadline], queue("climate", quota={"carbon": {"kg": budget}})).decisions[0]
+    assert waits.phase == "Queued" and "queue climate carbon budget" in waits.message

@@ -110,6 +110,9 @@ class ComputeJobStatus(common.Model):
     start_time: str | None = Field(default=None, description="When the workload started running.")
     completion_time: str | None = Field(default=None, description="When the workload finished.")
     energy: EnergyReport | None = Field(default=None, description="Settled energy after completion.")
+    queue: str | None = Field(
+        default=None, description="ComputeQueue that admitted the job (Bound and later), or that considers it (waiting)."
+    )
     attempts: int = Field(
         default=0,
         description="Bound attempts that ended back in the queue (pods not ready in time, a replica lost to a "
@@ -189,7 +192,5 @@ class ComputeQueueStatus(common.Model):
     admitted_jobs: int = Field(default=0, description="Jobs bound or running under the queue.")
     waiting_jobs: int = Field(default=0, description="Jobs of the queue waiting to be placed.")
     share: float = Field(default=0, description="Weighted dominant share: usage over nominal, divided by the weight.")
-    accelerator_hours: float = Field(default=0, description="Accelerator-hours of the queue's jobs finished this period.")
-    cost: float = Field(default=0, description="Electricity cost of the queue's jobs finished this period.")
     conditions: list[common.Condition] = Field(default_factory=list)
     observed_generation: int | None = None

@@ -47,7 +47,7 @@ def load_settings(path: str | None) -> settings_mod.Settings:
     return settings_mod.Settings.model_validate(doc)
 
 
-PRIME_ORDER = ("centers", "nodes", "pods", "workloads", "jobs")
+PRIME_ORDER = ("centers", "queues", "namespaces", "nodes", "pods", "workloads", "jobs")
 
 
 async def prime(cache: Any, api: Any, now: float) -> tuple[dict[str, int], dict[str, str]]:
@@ -56,6 +56,8 @@ async def prime(cache: Any, api: Any, now: float) -> tuple[dict[str, int], dict[
     resourceVersion (where the pod and Job watches start)."""
     upsert = {
         "centers": cache.upsert_center,
+        "queues": cache.tenants.upsert_queue,
+        "namespaces": cache.tenants.upsert_namespace,
         "nodes": cache.upsert_node,
         "pods": cache.upsert_pod,
         "workloads": cache.upsert_workload,
@@ -199,7 +201,7 @@ async def _serve(
     except Exception as exc:
         api.close()
         raise OperatorStartError(
-            f"cannot list ComputeCenters, ComputeJobs, Nodes, Pods and Jobs from the API server: {exc.__class__.__name__}: "
+            f"cannot list ComputeCenters, ComputeQueues, ComputeJobs, Namespaces, Nodes, Pods and Jobs from the API server: {exc.__class__.__name__}: "
             f"{str(exc)[:300]}. Check --kubeconfig, that the API server is up, that the CRDs are installed "
             f"(kubectl apply -f crds/) and that the operator's RBAC allows list and watch on them."
         ) from None
@@ -234,11 +236,12 @@ async def _serve(
     members = manager.Members(sched, args.namespace, memo, identity, relist_seconds=args.relist_seconds)  # member clusters (spec.cluster)
     memo.members = members
     handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
-                "jobs": mirror.on_compute_job, "workloads": mirror.on_workload}
+                "jobs": mirror.on_compute_job, "workloads": mirror.on_workload, "queues": mirror.on_queue}
     tasks = [
         asyncio.create_task(sched.run(), name="scheduler"),
         asyncio.create_task(sched.run_jobs(), name="job-status"),
         asyncio.create_task(sched.run_centers(), name="center-status"),
+        asyncio.create_task(sched.run_queues(), name="queue-status"),
         asyncio.create_task(lifter.run(), name="gates"),
         asyncio.create_task(members.run(), name="members"),
         # ComputeJobs, pods and batch Jobs: plain watches from the priming LISTs' versions

@@ -44,6 +44,28 @@ def on_center(event: dict[str, Any], memo: Any, **_: Any) -> None:
         members.wake.set()  # a member added, changed or gone: connect, reconnect or disconnect now
 
 
+def on_queue(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    """A ComputeQueue added, changed or deleted: quotas and admission change; plan again."""
+    cache, sched = _parts(memo)
+    body = event["object"]
+    if event.get("type") == "DELETED":
+        cache.tenants.delete_queue(body["metadata"]["name"])
+    else:
+        cache.tenants.upsert_queue(_plain(body))
+    sched.queues_changed()
+    sched.poke()
+
+
+def on_namespace(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    """A namespace's labels decide which ComputeQueue admits its jobs (namespaceSelector)."""
+    cache, sched = _parts(memo)
+    body = event["object"]
+    if event.get("type") == "DELETED":
+        cache.tenants.delete_namespace(body["metadata"]["name"])
+    elif cache.tenants.upsert_namespace(_plain(body)) and cache.tenants.queues:
+        sched.poke()
+
+
 def on_node(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
     cache, sched = _parts(memo)
     body = event["object"]
@@ -149,6 +171,8 @@ def registry() -> kopf.OperatorRegistry:
     reg = kopf.OperatorRegistry()
     kopf.on.event(GROUP, VERSION, "computecenters", registry=reg)(_raw(on_center))
     kopf.on.event("", "v1", "nodes", registry=reg)(_raw(on_node))
+    kopf.on.event(GROUP, VERSION, "computequeues", registry=reg)(_raw(on_queue))
+    kopf.on.event("", "v1", "namespaces", registry=reg)(_raw(on_namespace))
     return reg
 
 

@@ -22,6 +22,7 @@ from suanli.kube import objects as kobj
 from suanli.kube import pool_overlap, records
 from suanli.kube import settled as settled_mod
 from suanli.kube import snapshot as snapshot_mod
+from suanli.kube import tenants as tenants_mod
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import fleet as fleet_mod
 
@@ -53,6 +54,7 @@ class Cache:
         # jobs something happened to (`_dirty`: their status, pods or workload changed).
         self.holds = holds_mod.Holds()
         self.settled = settled_mod.SettledEnergy()
+        self.tenants = tenants_mod.Tenants(self.settings)  # ComputeQueues, namespace labels, settled use by queue
         self.workloads: dict[Key, kobj.WorkloadInfo] = {}  # by (namespace, job label)
         # (namespace, job label) -> (ComputeJob uid, attempt, why) of the last pod deleted before it finished
         self.lost: dict[Key, tuple[str | None, int, str]] = {}
@@ -259,11 +261,14 @@ class Cache:
             )
         else:
             self.settled.drop(key)
+        self.tenants.file(record)
 
     def delete_job(self, key: Key) -> records.JobRecord | None:
         self.assumed.pop(key, None)
         self.active.discard(key)
         self.settled.drop(key)
+        self.tenants.settled.drop(key)
+        self.tenants.forget(key)
         self.holds.touch(key)
         record = self.jobs.pop(key, None)
         if record is not None:
@@ -333,6 +338,11 @@ class Cache:
             binding = self.binding(record) if record is not None else None
             if binding is not None:
                 yield key, binding
+
+    def placed_records(self) -> Iterator[tuple[records.JobRecord, records.Binding]]:
+        """(record, binding) of every unfinished job with a binding."""
+        for key, binding in self._placed_jobs():
+            yield self.jobs[key], binding
 
     def bound_to_node(self, node: str) -> list[Key]:
         """Unfinished jobs whose binding places a replica on `node`: what a change of that node may

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from suanli import settings as settings_mod
 from suanli.kube import errors
 from suanli.kube import snapshot as snapshot_mod
 from suanli.kube import status as status_mod
@@ -18,22 +20,27 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("suanli.scheduler.centers")
 
 
+async def batched(event: asyncio.Event, op: settings_mod.OperatorSettings, write: Callable[[], Awaitable[None]],
+                  kind: str) -> None:
+    """Run `write` when `event` is set (or every operator.resync_seconds), after
+    operator.status_coalesce_seconds, so a burst of changes makes one pass; a failed pass is logged."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=op.resync_seconds)
+        await asyncio.sleep(op.status_coalesce_seconds)
+        event.clear()
+        try:
+            await write()
+        except Exception:
+            LOG.exception("could not update %s status", kind)
+
+
 class CenterStatus:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx
 
     async def run(self) -> None:
-        ctx = self.ctx
-        op = ctx.settings.operator
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ctx.centers_event.wait(), timeout=op.resync_seconds)
-            await asyncio.sleep(op.status_coalesce_seconds)
-            ctx.centers_event.clear()
-            try:
-                await self.write()
-            except Exception:
-                LOG.exception("could not update ComputeCenter status")
+        await batched(self.ctx.centers_event, self.ctx.settings.operator, self.write, "ComputeCenter")
 
     async def write(self) -> None:
         ctx = self.ctx

@@ -53,6 +53,8 @@ COLLECTIONS = {
     "nodes": ("/api/v1/nodes", None),
     "pods": ("/api/v1/pods", None),
     "workloads": ("/apis/batch/v1/jobs", "suanli.io/job"),
+    "queues": (f"/apis/{GROUP}/{VERSION}/computequeues", None),
+    "namespaces": ("/api/v1/namespaces", None),
 }
 LOG = logging.getLogger("suanli.kube")
 # The generated client is loosely typed; we pass and read plain dictionaries.
@@ -311,11 +313,17 @@ class Api:
         return bool((current.get("metadata") or {}).get("uid") != uid)
 
     def patch_center_status(self, name: str, status: dict[str, Any]) -> None:
-        path = f"/apis/{GROUP}/{VERSION}/computecenters/{quote(name)}/status"
+        self._patch_cluster_status("computecenters", name, status)
+
+    def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
+        self._patch_cluster_status("computequeues", name, status)
+
+    def _patch_cluster_status(self, plural: str, name: str, status: dict[str, Any]) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/{plural}/{quote(name)}/status"
         try:
             self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH, decode=False)
         except ApiException as exc:
-            self._count("patch", "computecenters/status", exc)
+            self._count("patch", f"{plural}/status", exc)
             raise
 
     def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:

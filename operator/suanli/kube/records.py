@@ -41,13 +41,14 @@ class Binding:
     # The member center whose cluster runs it (status.binding.cluster); "": the operator's own. `nodes`
     # are qualified with it (`objects.qualify`), as the cache names a member's nodes.
     cluster: str = ""
+    queue: str = ""  # the ComputeQueue that admitted it (status.queue): its quota holds the job
 
 
 # What the cache keeps of a ComputeJob's status: what accounting, progress and "did it change" need.
 # Candidates, rejections and conditions (most of a status's bytes) are written, never read back.
 STATUS_KEPT = (
     "phase", "message", "plannedStart", "observedGeneration", "binding", "estimates", "boundTime",
-    "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt",
+    "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt", "queue",
 )
 META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "deletionTimestamp",
              "labels", "annotations")
@@ -138,6 +139,7 @@ def binding_from_status(record: JobRecord) -> Binding | None:
         attempt=record.attempts,
         nodes=tuple(kobj.qualify(cluster, n) for n in _node_names(b.get("nodes"), record.demand.replicas)),
         cluster=cluster,
+        queue=str(status.get("queue") or ""),
     )
 
 

@@ -33,9 +33,9 @@ from suanli.kube import objects as kobj
 from suanli.kube import workloads
 
 LOG = logging.getLogger("suanli.relist")
-KINDS = ("centers", "nodes", "pods", "jobs", "workloads")
+KINDS = ("centers", "queues", "nodes", "pods", "jobs", "workloads")
 MEMBER_KINDS = ("nodes", "pods", "workloads")  # what the hub mirrors of a member cluster
-KOPF_KINDS = ("centers", "nodes")  # listed by kopf after the priming LIST: the first sweep's kinds
+KOPF_KINDS = ("centers", "queues", "nodes")  # listed by kopf after the priming LIST: the first sweep's kinds
 UidKey = tuple[str, str, str]  # (namespace or "", name, uid or "")
 
 
@@ -51,6 +51,8 @@ def cached_uids(cache: cache_mod.Cache, kind: str, cluster: str = "") -> set[Uid
     server names them (the cache's qualified names made local again: `objects.local_name`)."""
     if kind == "centers":
         return {("", name, str((raw.get("metadata") or {}).get("uid") or "")) for name, raw in cache.center_raw.items()}
+    if kind == "queues":
+        return {("", name, str((raw.get("metadata") or {}).get("uid") or "")) for name, raw in cache.tenants.queue_raw.items()}
     if kind == "nodes":
         return {("", kobj.local_name(name), info.uid) for name, info in cache.nodes.items() if info.cluster == cluster}
     if kind == "workloads":

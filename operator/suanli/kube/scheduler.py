@@ -29,6 +29,7 @@ from suanli.kube import client as client_mod
 from suanli.kube import clusters as clusters_mod
 from suanli.kube import errors, records, workqueue
 from suanli.kube import lifecycle as lifecycle_mod
+from suanli.kube import queue_status as queue_status_mod
 from suanli.kube import snapshot as snapshot_mod
 from suanli.kube import status as status_mod
 from suanli.placement import decision as decision_mod
@@ -70,6 +71,7 @@ class Scheduler:
         self.binder = binder_mod.Binder(self)
         self.lifecycle = lifecycle_mod.Lifecycle(self)
         self.center_status = center_status_mod.CenterStatus(self)
+        self.queue_status = queue_status_mod.QueueStatus(self)
 
     # --- wake-ups (called by handlers) ----------------------------------------------------
 
@@ -105,6 +107,10 @@ class Scheduler:
 
     def center_changed(self) -> None:
         self.centers_event.set()
+
+    def queues_changed(self) -> None:
+        """A ComputeQueue changed (or jobs it holds moved): its status is due."""
+        self.queue_status.event.set()
 
     def spawn(self, coro: Any) -> None:
         """Run `coro` in the background; an exception it raises is logged, never lost."""
@@ -199,6 +205,7 @@ class Scheduler:
                 settings=self.settings,
                 ready=snap.ready,
                 not_ready_reason=snap.not_ready_reason,
+                quotas=snap.quotas,
             )
             reply = await asyncio.to_thread(planner.plan, request)
             for d in reply.decisions:
@@ -206,6 +213,8 @@ class Scheduler:
                     # Wake at the planned start (even when this job's status write is still in flight).
                     self.timer = min(self.timer, d.planned_start)
                 self._apply(d, now, snap)
+            if snap.quotas is not None:
+                self.queues_changed()
             if snap.truncated and any(d.phase == "Bound" for d in reply.decisions):
                 # max_jobs_per_cycle cut the queue: plan the rest now (bound jobs left the head).
                 self.poke()
@@ -235,7 +244,7 @@ class Scheduler:
         record = self.cache.jobs.get(key)
         if record is None or self.writes.busy(key) or not self.cache.schedulable(record):
             return  # deleted, or bound meanwhile
-        if record.demand is not d.job:
+        if record.demand is not self.cache.tenants.spec_demand(d.job):
             return  # its spec changed, or it was deleted and recreated, while it was planned: plan it again
         # The node of each replica, by completion index: its pod is pinned there (kube/gates.py).
         nodes = snapshot_mod.nodes_of(snap, d.allocation) if d.phase == "Bound" and d.allocation is not None else ()
@@ -258,6 +267,7 @@ class Scheduler:
                     nodes=nodes,
                     attempt=record.attempts,
                     cluster=cluster,
+                    queue=d.job.queue or "",
                 ),
             )
             self.writes.start(key)
@@ -295,4 +305,7 @@ class Scheduler:
 
     async def run_centers(self) -> None:
         await self.center_status.run()
+
+    async def run_queues(self) -> None:
+        await self.queue_status.run()
 

@@ -22,6 +22,7 @@ import numpy as np
 from suanli.kube import objects as kobj
 from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import energy as energy_mod
+from suanli.ledger import quota as quota_mod
 from suanli.placement import queue as queue_mod
 from suanli.placement import validation
 from suanli.scoring import demand as demand_mod
@@ -62,6 +63,7 @@ class Snapshot:
     truncated: int = 0  # queued jobs left out of `queue` by operator.max_jobs_per_cycle
     next_requeue: float = math.inf  # when the first requeued job's backoff ends (epoch)
     node_names: tuple[tuple[str, ...], ...] = ()  # per pool: its nodes' names in the capacity ledger's order
+    quotas: quota_mod.QuotaLedger | None = None  # ComputeQueues' usage (kube/tenants.py); None without queues
 
 
 def nodes_of(snapshot: Snapshot, allocation: capacity_mod.Allocation) -> tuple[str, ...]:
@@ -91,6 +93,7 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         if kwh > 0:
             energy.add_used(account.name, kwh, carbon)
     waiting = cache.waiting()
+    tenants = cache.tenants
     for account in energy.accounts():
         held = cache.holds.held_kwh.get(account.name)
         if held:
@@ -115,7 +118,8 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         if requeue_at is not None and requeue_at > now:
             next_requeue = min(next_requeue, requeue_at)  # a requeued job sits out its backoff
             continue
-        queue.append(record.demand)
+        queue.append(tenants.resolve(record.demand, (record.raw.get("spec") or {}).get("queue")) if tenants.active
+                     else record.demand)
     # Replicas bound but not on a node yet. Those whose binding names their node hold that node (none
     # if it left the pool, only what is still free on it if others' pods took the rest). Then those of
     # bindings without nodes (older statuses), best-fit, bigger ones first (the ones fragmentation would
@@ -170,6 +174,7 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         truncated=max(0, len(ordered) - limit),
         next_requeue=next_requeue,
         node_names=tuple(tuple(n.name for n in members) for members in nodes),
+        quotas=tenants.ledger(fleet, cache.placed_records(), now) if tenants.active else None,
     )
 
 

@@ -59,6 +59,7 @@ def decided(
         "rejected": wire["rejected"][:10],
         "observedGeneration": generation,
         "conditions": [],
+        "queue": d.job.queue,
     }
     if d.phase == "Bound":
         status["boundTime"] = rfc3339(now)
@@ -76,7 +77,7 @@ def decided(
 
 def waiting_changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
     """A Queued/Deferred status is rewritten only when what a person reads changed."""
-    return any(current.get(k) != new.get(k) for k in ("phase", "message", "plannedStart", "observedGeneration"))
+    return any(current.get(k) != new.get(k) for k in ("phase", "message", "plannedStart", "observedGeneration", "queue"))
 
 
 def invalid(field: str, message: str, generation: int | None, now: float) -> dict[str, Any]:

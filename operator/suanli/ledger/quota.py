@@ -267,6 +267,11 @@ class QuotaLedger:
                 return Shortfall(queue, dimension, need, account.left, account.label)
         return None
 
+    def period_start(self, queue: str, dimension: str) -> float:
+        """When the current period of a budget began (-inf before the first `roll`, or without that budget)."""
+        account = self._budgets[self._quota(queue).name].get(dimension)
+        return account.period_start if account is not None else -math.inf
+
     def check(self, queue: str, demand: Mapping[str, float]) -> Shortfall | None:
         """None if the demand fits the queue in every dimension now; else the first shortfall."""
         self._quota(queue)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,8 +59,10 @@ def consider(
     now_pool: int,
     now: float,
     config: settings_mod.Settings,
+    admissible: Callable[[engine.Evaluation, int, int], bool] | None = None,
 ) -> Later | None:
-    """The later start to defer to, or None to decide now."""
+    """The later start to defer to, or None to decide now. `admissible(evaluation, row, pool)`: whether
+    the job's queue could take it there at that start (placement/tenancy.py); None: no queue."""
     if not config.deferral.enabled or not math.isfinite(job.deadline_epoch):
         return None
     # The latest sensible start: the deadline minus the fastest conceivable runtime.
@@ -69,10 +72,15 @@ def consider(
         return None
     batch = demand_mod.batch([job] * len(starts), fleet, config.scoring.reference_pue)
     later = engine.evaluate(fleet, state, batch, np.array(starts), config.scoring)
-    best_pool = np.argmax(later.score, axis=1)
+    feasible = later.feasible
+    if admissible is not None:
+        feasible = feasible.copy()
+        for r, p in zip(*np.nonzero(feasible), strict=True):
+            feasible[r, p] = admissible(later, int(r), int(p))
+    best_pool = np.argmax(np.where(feasible, later.score, -np.inf), axis=1)
     rows = np.arange(len(starts))
     best_score = later.score[rows, best_pool]
-    ok = later.feasible[rows, best_pool]
+    ok = feasible[rows, best_pool]
     if not np.any(ok):
         return None
     candidates = np.flatnonzero(ok)
@@ -87,9 +95,10 @@ def consider(
         if not (float(best_score[row]) > now_score + 1e-12 and saving_ok):
             return None
     else:
-        # Nothing fits now. Waiting for a time only helps when a time-dependent filter (carbon cap,
-        # deadline-with-transfer) is what blocks; capacity waits are the queue's business.
+        # Nothing fits now. Waiting for a time only helps when a time-dependent filter (the job's carbon
+        # cap, its queue's carbon budget) is what blocks; capacity waits are the queue's business (a
+        # queue's accelerator quota does not change with the hour: `admissible` refuses those starts).
         blocking = int(np.bitwise_or.reduce(now_eval.reasons[0]))
-        if not blocking & int(engine.Reject.MAX_CARBON):
+        if not blocking & int(engine.Reject.MAX_CARBON | engine.Reject.QUOTA):
             return None
     return Later(start_epoch=float(starts[row]), evaluation=later, row=row, pool=pool)

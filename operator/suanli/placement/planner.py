@@ -272,12 +272,8 @@ def plan_one(
 
     later = None
     if request.policy == policies.SCORE:
-        later = deferral.consider(fleet, state, job, ev, chosen, request.now, config)
-    if later is not None and (job.queue_problem or (
-        job.queue and work.quotas is not None and work.quotas.has(job.queue)
-        and work.quotas.check(job.queue, tenancy.demand(fleet, job, later.evaluation, later.row, later.pool)) is not None
-    )):
-        later = None  # its queue cannot cover the job at that start either
+        admissible = tenancy.admissible(fleet, job, work.quotas)
+        later = deferral.consider(fleet, state, job, ev, chosen, request.now, config, admissible)
     if later is not None:
         target = _candidate(fleet, later.evaluation, later.row, later.pool)
         if chosen >= 0:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -101,9 +102,9 @@ def required(queue: str | None, namespace: str, require_queue: bool) -> str:
             f"{namespace} for a queue's namespaceSelector")
 
 
-def usage_report(ledger: quota_mod.QuotaLedger) -> list[dict[str, object]]:
+def usage_report(ledger: quota_mod.QuotaLedger) -> list[dict[str, Any]]:
     """Per queue: each dimension's quota, use, borrowed, lent and what is left (status and `suanli plan`)."""
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     for name in ledger.queues():
         terms = ledger.quota(name)
         used, borrowed, lent = ledger.usage(name), ledger.borrowed(name), ledger.lent(name)
@@ -133,18 +134,38 @@ def compute_units_per_accelerator(peak_tflops: Mapping[str, float], precision: s
     return peak / reference if reference > 0 else 0.0
 
 
-def demand(fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, ev: engine.Evaluation, row: int,
-           pool: int) -> dict[str, float]:
-    """What the job would hold and use in its queue if bound to `pool` (see the module docstring)."""
-    info = fleet.pools[pool]
-    n = float(job.accelerators_total)
+def pool_demand(info: fleet_mod.PoolInfo, accelerators: int, precision: str, kwh: float, carbon_kg: float) -> dict[str, float]:
+    """What a job of `accelerators` at `precision` holds and uses in its queue on pool `info`."""
+    n = float(accelerators)
     return {
         f"{quota_terms.ACCELERATORS}{info.accelerator_type}": n,
         f"{quota_terms.ACCELERATORS}{info.accelerator_type}/{info.model}": n,
-        quota_terms.COMPUTE_UNITS: n * compute_units_per_accelerator(info.peak_tflops, job.precision),
-        "energyKWh": float(ev.energy_kwh[row, pool]),
-        "carbonKg": float(ev.carbon_kg[row, pool]),
+        quota_terms.COMPUTE_UNITS: n * compute_units_per_accelerator(info.peak_tflops, precision),
+        "energyKWh": kwh,
+        "carbonKg": carbon_kg,
     }
+
+
+def demand(fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, ev: engine.Evaluation, row: int,
+           pool: int) -> dict[str, float]:
+    """What the job would hold and use in its queue if bound to `pool` (see the module docstring)."""
+    return pool_demand(fleet.pools[pool], job.accelerators_total, job.precision, float(ev.energy_kwh[row, pool]),
+                       float(ev.carbon_kg[row, pool]))
+
+
+def admissible(fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, ledger: quota_mod.QuotaLedger | None
+               ) -> Callable[[engine.Evaluation, int, int], bool] | None:
+    """Whether the job's queue could take it on a pool at a start (the deferral's test), or None when
+    the job has no queue. A job whose queue cannot admit anything (missing, ambiguous) is never deferred."""
+    if not job.queue and not job.queue_problem:
+        return None
+
+    def test(ev: engine.Evaluation, row: int, pool: int) -> bool:
+        if job.queue_problem or ledger is None or not job.queue or not ledger.has(job.queue):
+            return False
+        return ledger.check(job.queue, demand(fleet, job, ev, row, pool)) is None
+
+    return test
 
 
 def filter_pools(

@@ -1,0 +1,143 @@
+"""Tenants as the operator sees them: ComputeQueues and the labels of Namespaces (which queue admits a
+job), and, per scheduling cycle, the quota ledger rebuilt from the jobs' statuses. Pure: no I/O, no
+clock; the mirror handlers feed it and the snapshot reads it.
+
+The queue that admitted a placed job is in its status (`status.queue`, written with the binding), so
+the ledger is the same after a restart whatever has happened to namespace labels since. A waiting
+job's queue is resolved again each cycle (`placement/tenancy.resolve`): a relabelled namespace or a
+new queue takes effect at the next cycle. Energy and carbon settled by finished jobs are summed per
+queue and budget period as they finish (`settled.SettledEnergy`, keyed by queue); the ledger's
+concurrent usage and reservations come from the placed jobs: O(placed jobs) per cycle, and only when
+ComputeQueues exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pydantic
+
+from suanli import settings as settings_mod
+from suanli.api import manifests, objects
+from suanli.api import queue as queue_api
+from suanli.kube import objects as kobj
+from suanli.kube import records
+from suanli.kube import settled as settled_mod
+from suanli.ledger import quota as quota_mod
+from suanli.placement import tenancy
+from suanli.scoring import demand as demand_mod
+from suanli.scoring import fleet as fleet_mod
+
+Key = kobj.Key
+
+
+class Tenants:
+    def __init__(self, settings: settings_mod.Settings | None = None):
+        self.settings = settings or settings_mod.Settings()
+        self.queues: dict[str, queue_api.ComputeQueueSpec] = {}
+        self.queue_raw: dict[str, dict[str, Any]] = {}
+        self.queue_errors: dict[str, str] = {}  # queue -> why its spec is refused (it admits nothing)
+        self.namespaces: dict[str, dict[str, str]] = {}  # name -> labels
+        self.settled = settled_mod.SettledEnergy()  # energy and carbon of finished jobs, by queue
+        self._resolved: dict[Key, tuple[demand_mod.JobDemand, demand_mod.JobDemand]] = {}  # job -> (spec's, resolved)
+
+    # --- the mirror handlers' side -------------------------------------------------------
+
+    def upsert_queue(self, raw: Mapping[str, Any]) -> None:
+        name = str((raw.get("metadata") or {}).get("name") or "")
+        self.queue_raw[name] = dict(raw)
+        try:
+            parsed = objects.ComputeQueue.model_validate({k: v for k, v in raw.items() if k != "status"})
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            self.queue_errors[name] = f"{manifests.field_path(first['loc'])}: {first.get('msg', 'invalid')}"
+            self.queues.pop(name, None)
+            return
+        self.queue_errors.pop(name, None)
+        self.queues[name] = parsed.spec
+
+    def delete_queue(self, name: str) -> None:
+        self.queues.pop(name, None)
+        self.queue_raw.pop(name, None)
+        self.queue_errors.pop(name, None)
+
+    def upsert_namespace(self, raw: Mapping[str, Any]) -> bool:
+        """True if the labels changed (queue selection may have)."""
+        meta = raw.get("metadata") or {}
+        name, labels = str(meta.get("name") or ""), {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        changed = self.namespaces.get(name) != labels
+        self.namespaces[name] = labels
+        return changed
+
+    def delete_namespace(self, name: str) -> None:
+        self.namespaces.pop(name, None)
+
+    def file(self, record: records.JobRecord) -> None:
+        """Keep a finished job's settled energy and carbon in its queue's sums (or drop them)."""
+        binding = record.recorded
+        if record.phase in records.DONE_PHASES and binding is not None and binding.queue:
+            report = record.status.get("energy") or {}
+            finished_at = kobj.parse_time(record.status.get("completionTime"))
+            self.settled.put(record.key, binding.queue, finished_at if finished_at is not None else float("inf"),
+                             float(report.get("kWh") or 0.0), float(report.get("carbonKg") or 0.0))
+        else:
+            self.settled.drop(record.key)
+
+    # --- the snapshot's side -------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """Whether tenancy applies at all (some ComputeQueue exists, or every job needs one)."""
+        return bool(self.queues) or self.settings.tenancy.require_queue
+
+    def resolve(self, demand: demand_mod.JobDemand, spec_queue: str | None) -> demand_mod.JobDemand:
+        """The demand with the queue that admits it, or why none can."""
+        found = tenancy.resolve(spec_queue, demand.namespace, self.namespaces.get(demand.namespace), self.queues)
+        if found.problem and spec_queue and spec_queue in self.queue_errors:
+            found = dataclasses.replace(found, problem=f"ComputeQueue {spec_queue} is invalid ({self.queue_errors[spec_queue]}); "
+                                                       "fix it to admit jobs")
+        problem = found.problem or tenancy.required(found.queue, demand.namespace, self.settings.tenancy.require_queue)
+        if found.queue == demand.queue and problem == demand.queue_problem:
+            return demand
+        cached = self._resolved.get(demand.key)
+        if cached is not None and cached[0] is demand and (cached[1].queue, cached[1].queue_problem) == (found.queue, problem):
+            return cached[1]
+        resolved = dataclasses.replace(demand, queue=found.queue, queue_problem=problem)
+        self._resolved[demand.key] = (demand, resolved)
+        return resolved
+
+    def spec_demand(self, demand: demand_mod.JobDemand) -> demand_mod.JobDemand:
+        """The demand parsed from the spec that `resolve` made `demand` from (itself if it made none):
+        the scheduler's test that a decision is still about the job's current spec."""
+        cached = self._resolved.get(demand.key)
+        return cached[0] if cached is not None and cached[1] is demand else demand
+
+    def forget(self, key: Key) -> None:
+        self._resolved.pop(key, None)
+
+    def ledger(self, fleet: fleet_mod.Fleet, placed: Iterable[tuple[records.JobRecord, records.Binding]],
+               now: float) -> quota_mod.QuotaLedger | None:
+        """The quota ledger now: every placed job's hold on its queue, and this period's settled energy and carbon."""
+        if not self.queues:
+            return None
+        ledger = tenancy.ledger_for(self.queues)
+        ledger.roll(now)
+        for name in ledger.queues():
+            for dimension, column in (("energyKWh", 0), ("carbonKg", 1)):
+                start = ledger.period_start(name, dimension)
+                if start > float("-inf"):
+                    amount = self.settled.total(name, start)[column]
+                    if amount > 0:
+                        ledger.add_used(name, dimension, amount)
+        for record, binding in placed:
+            if not binding.queue or not ledger.has(binding.queue) or record.demand is None:
+                continue
+            pool = fleet.pool_index(binding.center, binding.pool)
+            if pool is None:
+                continue
+            ledger.occupy(binding.queue, record.key, tenancy.pool_demand(
+                fleet.pools[pool], binding.replicas * binding.count, record.demand.precision, binding.energy_kwh,
+                binding.carbon_kg))
+        return ledger

@@ -1,0 +1,152 @@
+"""Tenants end to end (issue #15, first part): ComputeQueues on the local control plane, with the
+operator as a subprocess.
+
+- A queue admits its namespace's jobs up to its accelerator quota; the next job waits, its message
+  naming the queue, the dimension, what it needs and what is left; a SIGKILLed and restarted operator
+  rebuilds the same usage from the jobs' statuses (the waiting job still waits); when the first job
+  finishes, the second runs. The queue's status reads usage against quota.
+- A queue's energy budget runs out and its next job waits, then runs once the budget period rolls
+  over in the queue's time zone (the injected clock of tests/e2e/test_operator_energy.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from tests.e2e.helpers import (
+    BOUND_OR_LATER,
+    EXPECT_TIMEOUT_S,
+    GROUP,
+    VERSION,
+    Operator,
+    centers_fixture,  # noqa: F401  (the `centers` fixture)
+    compute_job,
+    job_status,
+    only_on,
+    small_center,
+    wait_for_phase,
+)
+from tests.e2e.test_operator_energy import KIRITIMATI, OffsetFile, clocked_operator, test_clock  # noqa: F401
+
+from suanli.ledger import energy as energy_mod
+
+pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
+
+
+@pytest.fixture
+def queues(custom_objects: Any) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """``queues(doc)`` creates a ComputeQueue; every one made is deleted after the test."""
+    made: list[str] = []
+
+    def make(doc: dict[str, Any]) -> None:
+        custom_objects.create_cluster_custom_object(GROUP, VERSION, "computequeues", doc)
+        made.append(doc["metadata"]["name"])
+
+    yield make
+    for name in made:
+        with contextlib.suppress(ApiException):
+            custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computequeues", name)
+
+
+def queue_doc(name: str, label: str, quota: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComputeQueue", "metadata": {"name": name},
+            "spec": {"namespaceSelector": {"matchLabels": {"suanli.io/queue": label}}, "quota": quota, **spec}}
+
+
+def queue_status(custom_objects: Any, name: str) -> dict[str, Any]:
+    return custom_objects.get_cluster_custom_object(GROUP, VERSION, "computequeues", name).get("status") or {}
+
+
+def job(name: str, ns: str, center: dict[str, Any], run: str, duration: str = "1h") -> dict[str, Any]:
+    # The delay alone: kwok's jitter, when shorter than the delay, would replace it (kwok-stages.yaml).
+    doc = compute_job(name, ns, count=8, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": run})
+    only_on(center, doc)
+    doc["spec"]["runtime"] = {"estimatedDuration": duration}
+    return doc
+
+
+def test_a_queue_admits_up_to_its_quota_survives_a_restart_and_admits_the_next_job_when_one_ends(
+    kube: Any, tmp_path: Any, fake_nodes: Any, centers: Any, queues: Any, namespace: str, core_v1: Any,
+    custom_objects: Any, wait_for: Any,
+) -> None:
+    tag = uuid.uuid4().hex[:5]
+    center = small_center(f"e2e-q-{tag}", nodes_expected=2)  # 16 GPUs: room for both jobs but for the quota
+    only_on(center)
+    fake_nodes(center, nodes_per_pool=2)
+    centers([center])
+    name = f"e2e-q-{tag}"
+    queues(queue_doc(name, name, {"accelerators": [{"type": "GPU", "count": 8}]}))
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {"suanli.io/queue": name}}})
+    op = Operator(kube.kubeconfig, tmp_path)
+    op.start()
+    try:
+        custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                       job("first", namespace, center, run="40s"))
+        wait_for_phase(custom_objects, namespace, "first", *BOUND_OR_LATER, what="the first job bound")
+        custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                       job("second", namespace, center, run="3s"))
+        want = (f"waiting for its ComputeQueue: queue {name} accelerators/GPU: job needs 8, 0 left "
+                "(nominal 8, no cohort to borrow from)")
+        second = wait_for(lambda: (st := job_status(custom_objects, namespace, "second")).get("message", "").startswith(want)
+                          and st, EXPECT_TIMEOUT_S, lambda: job_status(custom_objects, namespace, "second"),
+                          what="the second job waiting for its queue")
+        assert second["phase"] == "Queued" and second["queue"] == name
+        assert job_status(custom_objects, namespace, "first")["queue"] == name
+        status = wait_for(lambda: (st := queue_status(custom_objects, name)).get("waitingJobs") == 1 and st,
+                          EXPECT_TIMEOUT_S, lambda: queue_status(custom_objects, name), what="the queue's status")
+        assert status["accelerators"] == "8/8 GPU" and status["admittedJobs"] == 1, status
+        # Restarted while the first job runs: the usage comes back from its status, the second still waits.
+        op.kill()
+        op.start()
+        wait_for(lambda: "suanli_queue_usage{" in op.metrics() or None, EXPECT_TIMEOUT_S, "the queue metrics after the restart")
+        first = job_status(custom_objects, namespace, "first")
+        assert first["phase"] in BOUND_OR_LATER[:2], first  # Bound or Running
+        assert job_status(custom_objects, namespace, "second")["phase"] == "Queued"
+        assert f'suanli_queue_usage{{dimension="accelerators/GPU",queue="{name}"}} 8.0' in op.metrics()
+        wait_for_phase(custom_objects, namespace, "first", "Succeeded", what="the first job to succeed")
+        wait_for_phase(custom_objects, namespace, "second", "Succeeded", what="the second job to run once the first ended")
+        assert " 403 " not in op.log_text()
+    finally:
+        op.stop()
+
+
+def test_a_queues_energy_budget_holds_its_next_job_until_the_period_rolls(
+    clocked_operator: Any, test_clock: OffsetFile, fake_nodes: Any, centers: Any, queues: Any, namespace: str,  # noqa: F811
+    core_v1: Any, custom_objects: Any, wait_for: Any,
+) -> None:
+    started = time.monotonic()
+    tag = uuid.uuid4().hex[:5]
+    center = small_center(f"e2e-qe-{tag}", nodes_expected=1)
+    only_on(center)
+    fake_nodes(center, nodes_per_pool=1)
+    centers([center])
+    name = f"e2e-qe-{tag}"
+    # A100 x 8 x 400 W x PUE 1.2 = 3.84 kW: 30 s = 0.032 kWh, 45 s = 0.048 kWh; 0.05 kWh a day, in Kiritimati.
+    queues(queue_doc(name, name, {"energy": {"kWh": 0.05, "period": "Day"}}, timeZone=KIRITIMATI))
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {"suanli.io/queue": name}}})
+    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                   job("first", namespace, center, run="3s", duration="30s"))
+    wait_for_phase(custom_objects, namespace, "first", "Succeeded", what="the first job to succeed")
+    used = job_status(custom_objects, namespace, "first")["energy"]["kWh"]
+    custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                   job("second", namespace, center, run="3s", duration="45s"))
+    want = f"waiting for its ComputeQueue: queue {name} energy budget: job needs 0.048 kWh, "
+    second = wait_for(lambda: (st := job_status(custom_objects, namespace, "second")).get("message", "").startswith(want)
+                      and st, EXPECT_TIMEOUT_S, lambda: job_status(custom_objects, namespace, "second"),
+                      what="the second job waiting for its queue's energy budget")
+    _, period_end, label = energy_mod.period_bounds(test_clock.now(), KIRITIMATI, "Day")
+    assert f"left in {label}" in second["message"], second["message"]
+    status = wait_for(lambda: (st := queue_status(custom_objects, name)).get("energy") and st, EXPECT_TIMEOUT_S,
+                      lambda: queue_status(custom_objects, name), what="the queue's energy in its status")
+    assert status["energy"].endswith("/0.05 kWh") and status["period"] == label, status
+    assert used > 0
+    test_clock.advance_to(period_end + 30)
+    wait_for_phase(custom_objects, namespace, "second", *BOUND_OR_LATER, timeout=30, what="the second job in the new day")
+    wait_for_phase(custom_objects, namespace, "second", "Succeeded", what="the second job to succeed")
+    print(f"queue budget test in {time.monotonic() - started:.1f}s")

@@ -1,0 +1,128 @@
+"""ComputeQueues in the operator (kube/tenants.py, kube/queue_status.py): the cache resolves each
+waiting job's queue from spec.queue or its namespace's labels, the scheduler admits up to the queue's
+quota and writes the queue into the job's status, a restart rebuilds the same usage from those
+statuses, and the queue's status says usage against quota. The API is faked (tests/unit/
+test_write_priority.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.unit import test_write_priority as wp
+
+from suanli.kube import queue_status
+
+
+def queue(name: str, gpus: int, labels: dict[str, str] | None = None, **quota: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"quota": {"accelerators": [{"type": "GPU", "count": gpus}], **quota}}
+    if labels is not None:
+        body["namespaceSelector"] = {"matchLabels": labels}
+    return {"apiVersion": "suanli.io/v1alpha1", "kind": "ComputeQueue",
+            "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1}, "spec": body}
+
+
+def namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+def recording(api: wp.FakeApi) -> dict[str, dict[str, Any]]:
+    """The last status written for each job, by name."""
+    written: dict[str, dict[str, Any]] = {}
+    real = api.patch_job_status
+
+    def patch_job_status(ns: str, name: str, status: dict[str, Any], **kwargs: Any) -> Any:
+        written[name] = status
+        return real(ns, name, status, **kwargs)
+
+    api.patch_job_status = patch_job_status  # type: ignore[method-assign]
+    return written
+
+
+def run_cycle(sched: Any) -> None:
+    async def go() -> None:
+        await sched.cycle()
+        await wp.settle(sched)
+
+    asyncio.run(go())
+
+
+def test_a_queue_admits_up_to_its_quota_and_the_next_job_waits_naming_it() -> None:
+    sched, api = wp.make(gpus=8)
+    cache = sched.cache
+    cache.tenants.upsert_queue(queue("vision", 4, labels={"team": "vision"}))
+    cache.tenants.upsert_namespace(namespace("team-a", team="vision"))
+    for name in ("a", "b", "c"):
+        cache.upsert_job(wp.cjob(name, count=2, created=f"2026-12-01T00:00:0{ord(name) - 96}Z"), wp.NOW)
+    run_cycle(sched)
+    bound = {k[1] for k, b in cache.assumed.items()}
+    assert bound == {"a", "b"}
+    assert all(b.queue == "vision" for b in cache.assumed.values())
+    assert {c[2][1] for c in api.calls("patch_job_status")} == {"a", "b", "c"}
+    snap = cache.snapshot(wp.NOW)
+    (waiting,) = snap.queue
+    assert waiting.name == "c" and waiting.queue == "vision"
+    assert snap.quotas is not None and snap.quotas.usage("vision")["accelerators/GPU"] == 4
+
+
+def test_the_queue_in_a_bound_status_rebuilds_the_same_usage_after_a_restart() -> None:
+    sched, _ = wp.make(gpus=8)
+    cache = sched.cache
+    cache.tenants.upsert_queue(queue("vision", 4))
+    doc = wp.cjob("a", count=2)
+    doc["spec"]["queue"] = "vision"
+    doc["status"] = {"phase": "Running", "queue": "vision",
+                     "binding": {"center": "c1", "pool": "a100", "acceleratorType": "GPU", "model": "A100", "nodes": ["n1"]},
+                     "estimates": {"energyKWh": 1.0, "carbonKg": 0.5}}
+    record = cache.upsert_job(doc, wp.NOW)
+    assert record.recorded is not None and record.recorded.queue == "vision"
+    ledger = cache.snapshot(wp.NOW).quotas
+    assert ledger is not None and ledger.usage("vision")["accelerators/GPU"] == 2
+
+
+def test_a_missing_queue_holds_the_job_and_says_so() -> None:
+    sched, api = wp.make(gpus=8)
+    cache = sched.cache
+    cache.tenants.upsert_queue(queue("vision", 4))
+    doc = wp.cjob("a", count=2)
+    doc["spec"]["queue"] = "nlp"
+    cache.upsert_job(doc, wp.NOW)
+    written = recording(api)
+    run_cycle(sched)
+    assert not cache.assumed
+    assert written["a"]["phase"] == "Queued" and written["a"]["queue"] == "nlp"
+    assert written["a"]["rejected"][0]["reason"] == "ComputeQueue nlp (spec.queue) does not exist; create it or fix spec.queue"
+
+
+def test_queue_status_reads_usage_against_quota() -> None:
+    sched, _ = wp.make(gpus=8)
+    cache = sched.cache
+    cache.tenants.upsert_queue(queue("vision", 4, labels={"team": "vision"}, carbon={"kg": 10}))
+    cache.tenants.upsert_namespace(namespace("team-a", team="vision"))
+    cache.upsert_job(wp.cjob("a", count=2), wp.NOW)
+    run_cycle(sched)
+    snap = cache.snapshot(wp.NOW)
+    st = queue_status.build("vision", 1, snap.quotas, admitted=1, waiting=0, problem=None, current={}, now=wp.NOW)
+    assert st["accelerators"] == "2/4 GPU" and st["admittedJobs"] == 1
+    assert st["carbon"].endswith("/10 kg") and st["period"].startswith("Month ")
+    assert st["conditions"][0]["status"] == "True"
+    assert not queue_status.changed(st, queue_status.build("vision", 1, snap.quotas, 1, 0, None, st, wp.NOW + 60))
+    bad = queue_status.build("vision", 2, None, 0, 0, "spec.weight: must be > 0", st, wp.NOW)
+    assert bad["conditions"][0]["reason"] == "InvalidSpec" and bad["conditions"][0]["status"] == "False"
+
+
+def test_an_invalid_queue_admits_nothing_and_its_jobs_wait_with_the_reason() -> None:
+    sched, api = wp.make(gpus=8)
+    cache = sched.cache
+    broken = queue("vision", 4)
+    broken["spec"]["weight"] = 0
+    cache.tenants.upsert_queue(broken)
+    assert "weight" in cache.tenants.queue_errors["vision"]
+    cache.tenants.upsert_queue(queue("other", 4))
+    doc = wp.cjob("a", count=2)
+    doc["spec"]["queue"] = "vision"
+    cache.upsert_job(doc, wp.NOW)
+    written = recording(api)
+    run_cycle(sched)
+    assert not cache.assumed
+    assert "ComputeQueue vision is invalid (spec.weight: " in written["a"]["rejected"][0]["reason"]
