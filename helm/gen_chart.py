@@ -243,6 +243,7 @@ def values_schema() -> Schema:
                     "operatorDownForMinutes": {"type": "integer", "minimum": 1},
                     "queuedTooLongSeconds": {"type": "number", "exclusiveMinimum": 0},
                     "energyBudgetFraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                    "queueBudgetFraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "apiWriteErrorsPer10m": {"type": "number", "exclusiveMinimum": 0},
                     "runbookBaseURL": {"type": "string", "pattern": "^https?://"},
                 }

@@ -45,7 +45,7 @@ def test_rules_pass_promtool_check(tmp_path: Path) -> None:
     rules = _rules(tmp_path)
     proc = _promtool("check", "rules", str(rules))
     assert proc.returncode == 0, f"promtool check rules failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "SUCCESS: 4 rules found" in proc.stdout, proc.stdout
+    assert "SUCCESS: 5 rules found" in proc.stdout, proc.stdout
 
 
 def test_rules_with_custom_values_pass_promtool_check(tmp_path: Path) -> None:
