@@ -179,6 +179,7 @@ def test_the_chart_grants_only_what_the_operator_uses(kube, release) -> None:
         "computecenters.suanli.io", "computejobs.suanli.io", "computecenters.suanli.io/status",
         "computejobs.suanli.io/status", "nodes", "pods", "jobs.batch", "events", "events.events.k8s.io",
         "customresourcedefinitions.apiextensions.k8s.io",
+        "computequeues.suanli.io", "computequeues.suanli.io/status", "namespaces",  # tenants (ComputeQueues)
     }
     for ns, own in (("default", set()), (release["namespace"], {"secrets", "leases.coordination.k8s.io"})):
         rows = helpers.can_i_list(kube.kubeconfig, ns, user)

@@ -150,3 +150,57 @@ def test_a_queues_energy_budget_holds_its_next_job_until_the_period_rolls(
     wait_for_phase(custom_objects, namespace, "second", *BOUND_OR_LATER, timeout=30, what="the second job in the new day")
     wait_for_phase(custom_objects, namespace, "second", "Succeeded", what="the second job to succeed")
     print(f"queue budget test in {time.monotonic() - started:.1f}s")
+
+
+def test_a_lender_reclaims_its_quota_by_preempting_the_borrower_across_a_restart(
+    kube: Any, tmp_path: Any, fake_nodes: Any, centers: Any, queues: Any, namespace: str, core_v1: Any,
+    custom_objects: Any, batch_v1: Any, wait_for: Any,
+) -> None:
+    """Queues lend and borrow within cohort r: a (8 GPUs) borrows b's idle 8 for its second job; b's job
+    arrives and b (reclaimBorrowed) takes its quota back: a's later job is preempted (its Job deleted, a
+    Preempted condition naming b's job), b's job runs; the operator is SIGKILLed and restarted in the
+    middle and nothing more is preempted; a's job runs again once capacity frees."""
+    tag = uuid.uuid4().hex[:5]
+    center = small_center(f"e2e-qr-{tag}", nodes_expected=2)  # 16 GPUs
+    only_on(center)
+    fake_nodes(center, nodes_per_pool=2)
+    centers([center])
+    qa, qb = f"e2e-qa-{tag}", f"e2e-qb-{tag}"
+    queues(queue_doc(qa, qa, {"accelerators": [{"type": "GPU", "count": 8}]}, cohort=f"r-{tag}"))
+    queues(queue_doc(qb, qb, {"accelerators": [{"type": "GPU", "count": 8}]}, cohort=f"r-{tag}",
+                     preemption={"reclaimBorrowed": True}))
+    ns_a, ns_b = namespace, f"{namespace}-b"
+    core_v1.patch_namespace(ns_a, {"metadata": {"labels": {"suanli.io/queue": qa}}})
+    core_v1.create_namespace({"metadata": {"name": ns_b, "labels": {"suanli.io/queue": qb, "suanli.io/test": "true"}}})
+    op = Operator(kube.kubeconfig, tmp_path)
+    op.start()
+    try:
+        wait_for(lambda: core_v1.read_namespaced_service_account("default", ns_b), EXPECT_TIMEOUT_S, "ns-b's ServiceAccount")
+        create = custom_objects.create_namespaced_custom_object
+        create(GROUP, VERSION, ns_a, "computejobs", job("a1", ns_a, center, run="45s"))
+        wait_for_phase(custom_objects, ns_a, "a1", "Running", what="a1 running")
+        create(GROUP, VERSION, ns_a, "computejobs", job("a2", ns_a, center, run="120s"))  # borrows b's 8
+        wait_for_phase(custom_objects, ns_a, "a2", "Running", what="a2 running on borrowed quota")
+        create(GROUP, VERSION, ns_b, "computejobs", job("b1", ns_b, center, run="10s"))
+        def preempted() -> dict[str, Any] | None:
+            st = job_status(custom_objects, ns_a, "a2")
+            cond = next((c for c in st.get("conditions") or [] if c["type"] == "Preempted"), None)
+            return st if cond is not None and st.get("phase") == "Queued" else None
+        a2 = wait_for(preempted, EXPECT_TIMEOUT_S, lambda: job_status(custom_objects, ns_a, "a2"), what="a2 preempted")
+        assert f"preempted by {ns_b}/b1 (queue {qb} taking back the quota it lent)" in a2["message"], a2["message"]
+        assert a2["attempts"] == 1
+        wait_for(lambda: batch_v1.list_namespaced_job(ns_a, label_selector="suanli.io/job=a2").items == [] or None,
+                 EXPECT_TIMEOUT_S, "a2's Job deleted")
+        wait_for_phase(custom_objects, ns_b, "b1", *BOUND_OR_LATER, what="b1 bound once a2 stopped")
+        op.kill()
+        op.start()
+        assert job_status(custom_objects, ns_a, "a1")["phase"] in ("Running", "Succeeded")
+        wait_for_phase(custom_objects, ns_b, "b1", "Succeeded", what="b1 to succeed")
+        wait_for_phase(custom_objects, ns_a, "a2", "Succeeded", timeout=240, what="a2 to run again and succeed")
+        a2 = job_status(custom_objects, ns_a, "a2")
+        assert a2["attempts"] == 1 and job_status(custom_objects, ns_a, "a1")["attempts"] in (0, None)
+        assert " 403 " not in op.log_text()
+    finally:
+        op.stop()
+        with contextlib.suppress(ApiException):
+            core_v1.delete_namespace(ns_b, propagation_policy="Background")

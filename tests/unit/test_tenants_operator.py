@@ -126,3 +126,42 @@ def test_an_invalid_queue_admits_nothing_and_its_jobs_wait_with_the_reason() -> 
     run_cycle(sched)
     assert not cache.assumed
     assert "ComputeQueue vision is invalid (spec.weight: " in written["a"]["rejected"][0]["reason"]
+
+
+def test_a_higher_priority_job_of_the_queue_preempts_a_lower_one_whose_attempt_ends_preempted() -> None:
+    """Queue team allows LowerPriority preemption; its priority-0 job runs on the only 8-GPU node. Its
+    priority-5 job arrives: the running one's Job is deleted and it goes back to the queue with a
+    Preempted condition naming the preemptor, its attempt counted; nothing more is proposed while it
+    stops. With withinQueue Never nothing is preempted."""
+    from tests.unit import test_lifecycle as lc
+
+    async def go(policy: str) -> tuple[Any, Any]:
+        sched, api, _, _ = lc.make()
+        cache = sched.cache
+        cache.tenants.upsert_queue({**queue("team", 16), "spec": {
+            "quota": {"accelerators": [{"type": "GPU", "count": 16}]}, "preemption": {"withinQueue": policy}}})
+        running = lc.bound_job("Running")
+        running["spec"]["queue"] = "team"
+        running["status"]["queue"] = "team"
+        cache.upsert_job(running, lc.NOW)
+        cache.upsert_workload(lc.job_object())
+        urgent = wp.cjob("b", count=8, priority=5)
+        urgent["spec"]["queue"] = "team"
+        cache.upsert_job(urgent, lc.NOW)
+        await sched.cycle()
+        await wp.settle(sched)
+        for _ in range(3):  # the lifecycle's turn: it ends the preempted attempt
+            for key in sorted(sched.jobs_dirty):
+                sched.lifecycle.progress(key)
+            sched.jobs_dirty.clear()
+            await wp.settle(sched)
+        return sched, api
+
+    sched, api = asyncio.run(go("LowerPriority"))
+    assert api.deleted and api.deleted[0][1] == "cj-a"  # the victim's Job
+    (patch,) = [p for p in api.patches if p.get("phase") == "Queued" and "preempted" in p.get("message", "")]
+    assert patch["attempts"] == 1 and patch["conditions"][0]["type"] == "Preempted"
+    assert "preempted by team-a/b (a job of higher priority in its queue) to run on c1/a100" in patch["message"]
+    assert ("team-a", "b") in sched.preempting.waiting_for
+    sched, api = asyncio.run(go("Never"))
+    assert api.deleted == [] and not sched.preempting.waiting_for

@@ -31,9 +31,20 @@ Key = records.Key
 class Lifecycle:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx
-        # job -> (uid, attempt, reason): why its attempt is ending, kept until the requeue is written
-        self.ending: dict[Key, tuple[str, int, str]] = {}
+        # job -> (uid, attempt, reason, code): why its attempt is ending, kept until the requeue is written
+        self.ending: dict[Key, tuple[str, int, str, str]] = {}
         self.waiting_noted: dict[Key, str] = {}  # job -> the pods its requeue waits for, as last logged
+
+    def preempt(self, record: records.JobRecord, reason: str) -> bool:
+        """End the job's bound attempt because a job of higher standing needs its accelerators or quota
+        (kube/preempting.py): as any ended attempt (its Job and pods deleted, back in the queue, counted),
+        with a Preempted condition and Event. False if it is not running an attempt now."""
+        binding = self.ctx.cache.binding(record)
+        if binding is None or record.phase not in records.BOUND_PHASES or record.key in self.ending:
+            return False
+        self.ending[record.key] = (record.uid, binding.attempt, reason, "Preempted")
+        self.ctx.job_changed(record.key)
+        return True
 
     def forget(self, key: Key) -> None:
         """The job is gone (or another of its name): nothing of its ending attempt is kept."""
@@ -70,7 +81,7 @@ class Lifecycle:
         ending = self.ending.get(key)
         if ending is not None and ending[:2] != (record.uid, binding.attempt):
             ending = None  # another ComputeJob of the name, or a later attempt
-        verdict = attempts.Verdict("requeue", ending[2]) if ending is not None else attempts.assess(
+        verdict = attempts.Verdict("requeue", ending[2], ending[3]) if ending is not None else attempts.assess(
             phase=record.phase,
             binding=binding,
             workload=workload,
@@ -92,7 +103,7 @@ class Lifecycle:
         if verdict.action == "requeue":
             # Ending this attempt takes until its pods have stopped; its first reason stands till then
             # (the Job's deletion would bring others, or an "ensure" that made it again).
-            self.ending[key] = (record.uid, binding.attempt, verdict.reason)
+            self.ending[key] = (record.uid, binding.attempt, verdict.reason, verdict.code)
             ctx.writes.start(key)
             ctx.spawn(self._requeue(record, verdict.reason, verdict.code))
             return
@@ -171,7 +182,7 @@ class Lifecycle:
             else:
                 backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, n)
                 patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now, code)
-                event = "MemberLost" if code == "MemberLost" else "Requeued"
+                event = code if code in ("MemberLost", "Preempted") else "Requeued"
             result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
         except client_mod.Replaced:
             ctx.writes.done(key)

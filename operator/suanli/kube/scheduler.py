@@ -29,6 +29,7 @@ from suanli.kube import client as client_mod
 from suanli.kube import clusters as clusters_mod
 from suanli.kube import errors, records, workqueue
 from suanli.kube import lifecycle as lifecycle_mod
+from suanli.kube import preempting as preempting_mod
 from suanli.kube import queue_status as queue_status_mod
 from suanli.kube import snapshot as snapshot_mod
 from suanli.kube import status as status_mod
@@ -72,6 +73,7 @@ class Scheduler:
         self.lifecycle = lifecycle_mod.Lifecycle(self)
         self.center_status = center_status_mod.CenterStatus(self)
         self.queue_status = queue_status_mod.QueueStatus(self)
+        self.preempting = preempting_mod.Preempting(self)
 
     # --- wake-ups (called by handlers) ----------------------------------------------------
 
@@ -214,6 +216,7 @@ class Scheduler:
                     self.timer = min(self.timer, d.planned_start)
                 self._apply(d, now, snap)
             if snap.quotas is not None:
+                self.preempting.consider(reply, snap)
                 self.queues_changed()
             if snap.truncated and any(d.phase == "Bound" for d in reply.decisions):
                 # max_jobs_per_cycle cut the queue: plan the rest now (bound jobs left the head).

@@ -110,7 +110,8 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
 def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generation: int | None, now: float,
              code: str = "AttemptEnded") -> dict[str, Any]:
     """Back to the queue after a bound attempt ended without finishing (attempt `attempts` of `limit`);
-    `code`: the Requeued condition's reason (MemberLost: the member cluster it ran in is lost)."""
+    `code`: the Requeued condition's reason (MemberLost: the member cluster it ran in is lost); a
+    preempted attempt's condition is `Preempted` (its message names the preemptor)."""
     message = (
         f"{reason}; back in the queue (attempt {attempts} of {limit} ended), not planned before {rfc3339(requeue_at)}"
     )
@@ -120,7 +121,7 @@ def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generati
         "plannedStart": None,
         "attempts": attempts,
         "requeueAt": rfc3339(requeue_at),
-        "conditions": [condition("Requeued", True, code, message, now, generation)],
+        "conditions": [condition("Preempted" if code == "Preempted" else "Requeued", True, code, message, now, generation)],
     }
 
 

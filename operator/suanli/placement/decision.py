@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Literal
 
 from suanli.ledger import capacity
@@ -63,3 +64,6 @@ class Decision:
     planned_start: float | None = None
     allocation: capacity.Allocation | None = None
     reject_summary: tuple[tuple[str, int], ...] = ()
+    # Queued jobs of a queue: the pools that only free accelerators or the queue's quota keep it from,
+    # with what it would hold in its queue there (placement/preemption.py may make room on them).
+    reclaimable: tuple[tuple[int, Mapping[str, float]], ...] = ()

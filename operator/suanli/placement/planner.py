@@ -308,6 +308,7 @@ def plan_one(
             rejected=rejected,
             message=_queued_message(summary, fleet.size, _quota_first(quota, ev)),
             reject_summary=summary_items,
+            reclaimable=tenancy.reclaimable(fleet, job, ev),
         )
     binding = _candidate(fleet, ev, 0, chosen)
     allocation = work.bind(fleet, job, chosen, binding.estimates.energy_kwh, tenancy.demand(fleet, job, ev, 0, chosen))

@@ -168,6 +168,18 @@ def admissible(fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, ledger: quota_
     return test
 
 
+def reclaimable(fleet: fleet_mod.Fleet, job: demand_mod.JobDemand, ev: engine.Evaluation
+                ) -> tuple[tuple[int, Mapping[str, float]], ...]:
+    """For a job of a queue that fits nowhere now: the pools that only free accelerators or its queue's
+    quota keep it from, each with the job's demand on its queue there (what preemption could make room for)."""
+    if not job.queue or job.queue_problem:
+        return ()
+    reasons = ev.reasons[0]
+    only = int(engine.Reject.CAPACITY | QUOTA)
+    pools = np.flatnonzero((reasons != 0) & ((reasons & ~np.uint16(only)) == 0))
+    return tuple((int(p), demand(fleet, job, ev, 0, int(p))) for p in pools)
+
+
 def filter_pools(
     fleet: fleet_mod.Fleet,
     job: demand_mod.JobDemand,
