@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import logging
 import threading
 from typing import Any
 
@@ -369,3 +370,25 @@ def test_api_event_never_raises(api: Any) -> None:
 
     api.events.send = broken
     assert api.event(JOB, "Bound", "bound to c1/a100") is None
+
+
+def test_an_event_in_a_namespace_being_deleted_is_dropped_quietly(caplog: Any) -> None:
+    """The API server refuses new content in a terminating namespace (403); the object goes with it, and
+    nobody can read the Event: no warning (it read as an RBAC refusal in the chart-identity e2e test)
+    and no write error counted."""
+    from tests.unit import test_write_priority as wp
+
+    transport, clock = FakeTransport(), ManualClock(1_800_000_000.0)
+    real = transport.__call__
+
+    def refusing(method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        if method == "POST":
+            raise wp.terminating("team-a")
+        return real(method, path, body, **kwargs)
+
+    rec = events.EventRecorder(refusing, now=clock.now)
+    before = sample("suanli_api_write_errors_total", {"verb": "create", "resource": "events"})
+    with caplog.at_level(logging.WARNING, logger="suanli.kube.events"):
+        assert rec.record(("ComputeJob", "team-a", "j", "uid-1"), "Requeued", "back in the queue") == "failed"
+    assert caplog.records == []
+    assert sample("suanli_api_write_errors_total", {"verb": "create", "resource": "events"}) == before

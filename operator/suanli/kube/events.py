@@ -40,6 +40,7 @@ from urllib.parse import quote
 from kubernetes.client.exceptions import ApiException
 
 from suanli import api, metrics
+from suanli.kube import errors
 
 LOG = logging.getLogger("suanli.kube.events")
 COMPONENT = "suanli"
@@ -230,6 +231,11 @@ class EventRecorder:
         except Exception as exc:
             with self._lock:
                 series.busy = False
+            if errors.namespace_gone(exc):
+                # The namespace is being deleted, with the object: nobody can read an Event there any more.
+                LOG.debug("event %s on %s %s/%s dropped: namespace %s is being deleted", key.reason, key.kind,
+                          key.namespace, key.name, series.namespace)
+                return "failed"
             metrics.API_WRITE_ERRORS.labels(verb=verb, resource="events").inc()
             LOG.warning(
                 "could not %s event %s on %s %s/%s: %s",

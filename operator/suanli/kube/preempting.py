@@ -29,7 +29,8 @@ Key = records.Key
 class Preempting:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx
-        self.waiting_for: dict[Key, tuple[str, set[Key]]] = {}  # preemptor -> (its uid, victims still placed)
+        # preemptor -> (its uid, victims still placed, monotonic when they had all stopped or None)
+        self.waiting_for: dict[Key, tuple[str, set[Key], float | None]] = {}
 
     def policies(self) -> dict[str, preemption.Policy]:
         return {name: preemption.Policy(spec.preemption.within_queue == "LowerPriority", spec.preemption.reclaim_borrowed)
@@ -48,6 +49,7 @@ class Preempting:
             return
         capacity, quotas = reply.capacity.copy(), reply.quotas.copy()
         running = self._running(snap)
+        LOG.debug("preemption candidates: %s", [(r.key, r.queue, r.priority, r.started, r.allocation) for r in running])
         for d in waiting:
             demands = dict(d.reclaimable)
             proposal = preemption.propose(d.job, list(demands), capacity, quotas, running, policies,
@@ -81,7 +83,7 @@ class Preempting:
                 stopped.add(key)
         if not stopped:
             return
-        self.waiting_for[d.job.key] = (preemptor.uid, stopped)
+        self.waiting_for[d.job.key] = (preemptor.uid, stopped, None)
         names = ", ".join(f"{k[0]}/{k[1]}" for k in sorted(stopped))
         message = f"preempting {names} to run on {pool.center}/{pool.pool}; planned once their accelerators are free"
         LOG.info("%s/%s: %s", *d.job.key, message)
@@ -104,18 +106,26 @@ class Preempting:
                 continue  # a replica's node left the pool: its accounting is not on this ledger
             out.append(preemption.Running(record.key, binding.queue, record.demand.priority,
                                           binding.bound_epoch or 0.0,
-                                          capacity_mod.Allocation(pool, tuple(i for i in nodes if i is not None), binding.count)))
+                                          capacity_mod.Allocation(pool, tuple(i for i in nodes if i is not None), binding.count),
+                                          record.created))
         return out
 
     def _forget_done(self) -> None:
-        """Preemptors whose victims have all stopped (or that are gone) may propose again."""
-        cache = self.ctx.cache
+        """A preemptor proposes nothing more until it is bound (or gone), or until
+        operator.resync_seconds after its victims all stopped without it being bound (someone else took
+        the room meanwhile): their pods' deletion reaches the cache a moment after their requeue, and a
+        preemptor asking again then would stop more jobs than it needs."""
+        cache, now = self.ctx.cache, self.ctx.clock.monotonic()
         for key in list(self.waiting_for):
-            uid, victims = self.waiting_for[key]
+            uid, victims, stopped_at = self.waiting_for[key]
             record = cache.jobs.get(key)
             if record is None or record.uid != uid or cache.binding(record) is not None:
                 del self.waiting_for[key]
                 continue
             victims.intersection_update(k for k in victims if k in cache.jobs and cache.binding(cache.jobs[k]) is not None)
-            if not victims:
+            if victims:
+                continue
+            if stopped_at is None:
+                self.waiting_for[key] = (uid, victims, now)
+            elif now - stopped_at >= self.ctx.settings.operator.resync_seconds:
                 del self.waiting_for[key]

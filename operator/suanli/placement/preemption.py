@@ -42,6 +42,7 @@ class Running:
     priority: int
     started: float  # epoch it was bound: later = less work lost
     allocation: capacity_mod.Allocation  # its gang's pool and nodes
+    created: float = 0.0  # its creation: the later of two bound in the same second goes first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +61,8 @@ class Proposal:
     victims: tuple[tuple[JobKey, str], ...]
 
 
-def _cost(r: Running) -> tuple[int, float, JobKey]:
-    return (r.priority, -r.started, r.key)
+def _cost(r: Running) -> tuple[int, float, float, JobKey]:
+    return (r.priority, -r.started, -r.created, r.key)
 
 
 def candidates(job: demand_mod.JobDemand, running: Sequence[Running], quotas: quota_mod.QuotaLedger | None,
@@ -99,7 +100,7 @@ def propose(
     allowed = candidates(job, running, quotas, policies)
     if not allowed or quotas is None or not job.queue:
         return None
-    best: tuple[tuple[int, tuple[tuple[int, float, JobKey], ...]], Proposal] | None = None
+    best: tuple[tuple[int, tuple[tuple[int, float, float, JobKey], ...]], Proposal] | None = None
     for pool in pools:
         demand = demand_on(pool)
         if fits(job, pool, demand, capacity, quotas, []):
