@@ -432,6 +432,7 @@ def test_monitoring_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "SuanliOperatorDown",
         "SuanliJobQueuedTooLong",
         "SuanliCenterNearEnergyBudget",
+        "SuanliQueueNearBudget",
         "SuanliAPIWriteErrors",
     }
     for rule in rules:
