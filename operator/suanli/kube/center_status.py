@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from suanli import settings as settings_mod
 from suanli.kube import errors
@@ -35,6 +35,19 @@ async def batched(event: asyncio.Event, op: settings_mod.OperatorSettings, write
             LOG.exception("could not update %s status", kind)
 
 
+async def patch_if_changed(api: Any, patch: Callable[[str, dict[str, Any]], None], kind: str, name: str,
+                           raw: dict[str, Any], current: Mapping[str, Any], new: dict[str, Any]) -> None:
+    """Write a cluster-scoped object's status when it differs from `current` (transition times aside) and
+    keep it in `raw`, the cached object; a failed write is logged and retried on the next pass."""
+    if not status_mod.center_changed(dict(current), new):
+        return
+    try:
+        await api.run(patch, name, new)
+        raw["status"] = new
+    except Exception as exc:
+        LOG.warning("could not update the status of %s %s: %s", kind, name, errors.short(exc))
+
+
 class CenterStatus:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx
@@ -58,10 +71,4 @@ class CenterStatus:
                 name, meta.get("generation"), by_center.get(name, []), accounts.get(name), problem, current, now,
                 member=ctx.cache.member_problems.get(name),
             )
-            if not status_mod.center_changed(current, new):
-                continue
-            try:
-                await ctx.api.run(ctx.api.patch_center_status, name, new)
-                raw["status"] = new
-            except Exception as exc:
-                LOG.warning("could not update the status of ComputeCenter %s: %s", name, errors.short(exc))
+            await patch_if_changed(ctx.api, ctx.api.patch_center_status, "ComputeCenter", name, raw, current, new)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from suanli import metrics
-from suanli.kube import center_status, errors
+from suanli.kube import center_status
 from suanli.kube import status as status_mod
 from suanli.ledger import quota as quota_mod
 from suanli.placement import tenancy
@@ -90,13 +90,8 @@ class QueueStatus:
             current = dict(raw.get("status") or {})
             new = build(name, (raw.get("metadata") or {}).get("generation"), snap.quotas, admitted.get(name, 0),
                         waiting.get(name, 0), tenants.queue_errors.get(name), current, now)
-            if not changed(current, new):
-                continue
-            try:
-                await ctx.api.run(ctx.api.patch_queue_status, name, new)
-                raw["status"] = new
-            except Exception as exc:
-                LOG.warning("could not update the status of ComputeQueue %s: %s", name, errors.short(exc))
+            await center_status.patch_if_changed(ctx.api, ctx.api.patch_queue_status, "ComputeQueue", name, raw,
+                                                 current, new)
 
     def _publish(self, ledger: quota_mod.QuotaLedger | None, admitted: Mapping[str, int],
                  waiting: Mapping[str, int]) -> None:
