@@ -165,3 +165,24 @@ def test_a_higher_priority_job_of_the_queue_preempts_a_lower_one_whose_attempt_e
     assert ("team-a", "b") in sched.preempting.waiting_for
     sched, api = asyncio.run(go("Never"))
     assert api.deleted == [] and not sched.preempting.waiting_for
+
+
+def test_a_relabelled_namespace_or_a_changed_queue_changes_which_queue_admits_its_jobs() -> None:
+    """Queue resolution is worked out once per (spec.queue, namespace) and done again when a queue or a
+    namespace's labels change."""
+    sched, _ = wp.make(gpus=8)
+    tenants = sched.cache.tenants
+    tenants.upsert_queue(queue("vision", 4, labels={"team": "vision"}))
+    tenants.upsert_queue(queue("speech", 4, labels={"team": "speech"}))
+    tenants.upsert_namespace(namespace("team-a", team="vision"))
+    record = sched.cache.upsert_job(wp.cjob("a", count=2), wp.NOW)
+    assert record.demand is not None
+    assert tenants.resolve(record.demand, None).queue == "vision"
+    tenants.upsert_namespace(namespace("team-a", team="speech"))
+    assert tenants.resolve(record.demand, None).queue == "speech"
+    tenants.delete_queue("speech")
+    assert tenants.resolve(record.demand, None).queue is None
+    broken = queue("vision", 4, labels={"team": "vision"})
+    broken["spec"]["weight"] = 0
+    tenants.upsert_queue(broken)
+    assert "ComputeQueue vision is invalid" in tenants.resolve(record.demand, "vision").queue_problem

@@ -42,6 +42,7 @@ class Tenants:
         self.namespaces: dict[str, dict[str, str]] = {}  # name -> labels
         self.settled = settled_mod.SettledEnergy()  # energy and carbon of finished jobs, by queue
         self._resolved: dict[Key, tuple[demand_mod.JobDemand, demand_mod.JobDemand]] = {}  # job -> (spec's, resolved)
+        self._admitting_memo: dict[tuple[str | None, str], tuple[str | None, str]] = {}  # see `_admitting`
 
     # --- the mirror handlers' side -------------------------------------------------------
 
@@ -54,12 +55,15 @@ class Tenants:
             first = exc.errors()[0]
             self.queue_errors[name] = f"{manifests.field_path(first['loc'])}: {first.get('msg', 'invalid')}"
             self.queues.pop(name, None)
+            self._admitting_memo.clear()
             return
         self.queue_errors.pop(name, None)
         self.queues[name] = parsed.spec
+        self._admitting_memo.clear()
 
     def delete_queue(self, name: str) -> None:
         self.queues.pop(name, None)
+        self._admitting_memo.clear()
         self.queue_raw.pop(name, None)
         self.queue_errors.pop(name, None)
 
@@ -69,10 +73,13 @@ class Tenants:
         name, labels = str(meta.get("name") or ""), {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
         changed = self.namespaces.get(name) != labels
         self.namespaces[name] = labels
+        if changed:
+            self._admitting_memo.clear()
         return changed
 
     def delete_namespace(self, name: str) -> None:
         self.namespaces.pop(name, None)
+        self._admitting_memo.clear()
 
     def file(self, record: records.JobRecord) -> None:
         """Keep a finished job's settled energy and carbon in its queue's sums (or drop them)."""
@@ -94,19 +101,29 @@ class Tenants:
 
     def resolve(self, demand: demand_mod.JobDemand, spec_queue: str | None) -> demand_mod.JobDemand:
         """The demand with the queue that admits it, or why none can."""
-        found = tenancy.resolve(spec_queue, demand.namespace, self.namespaces.get(demand.namespace), self.queues)
-        if found.problem and spec_queue and spec_queue in self.queue_errors:
-            found = dataclasses.replace(found, problem=f"ComputeQueue {spec_queue} is invalid ({self.queue_errors[spec_queue]}); "
-                                                       "fix it to admit jobs")
-        problem = found.problem or tenancy.required(found.queue, demand.namespace, self.settings.tenancy.require_queue)
-        if found.queue == demand.queue and problem == demand.queue_problem:
+        queue, problem = self._admitting(spec_queue, demand.namespace)
+        if queue == demand.queue and problem == demand.queue_problem:
             return demand
         cached = self._resolved.get(demand.key)
-        if cached is not None and cached[0] is demand and (cached[1].queue, cached[1].queue_problem) == (found.queue, problem):
+        if cached is not None and cached[0] is demand and (cached[1].queue, cached[1].queue_problem) == (queue, problem):
             return cached[1]
-        resolved = dataclasses.replace(demand, queue=found.queue, queue_problem=problem)
+        resolved = dataclasses.replace(demand, queue=queue, queue_problem=problem)
         self._resolved[demand.key] = (demand, resolved)
         return resolved
+
+    def _admitting(self, spec_queue: str | None, namespace: str) -> tuple[str | None, str]:
+        """(queue, problem) for jobs of `namespace` naming `spec_queue`: the same for every such job, so
+        worked out once until a queue or a namespace's labels change (not once per job and cycle)."""
+        memo = self._admitting_memo.get((spec_queue, namespace))
+        if memo is not None:
+            return memo
+        found = tenancy.resolve(spec_queue, namespace, self.namespaces.get(namespace), self.queues)
+        problem = found.problem
+        if problem and spec_queue and spec_queue in self.queue_errors:
+            problem = f"ComputeQueue {spec_queue} is invalid ({self.queue_errors[spec_queue]}); fix it to admit jobs"
+        problem = problem or tenancy.required(found.queue, namespace, self.settings.tenancy.require_queue)
+        memo = self._admitting_memo[(spec_queue, namespace)] = (found.queue, problem)
+        return memo
 
     def spec_demand(self, demand: demand_mod.JobDemand) -> demand_mod.JobDemand:
         """The demand parsed from the spec that `resolve` made `demand` from (itself if it made none):
