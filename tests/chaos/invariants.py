@@ -467,7 +467,41 @@ def real_reason(message: str | None) -> bool:
     return len(text) >= MIN_REASON_CHARS and text.lower().rstrip(".") not in EMPTY_REASONS and any(c.isalpha() for c in text)
 
 
-def check_final(computejobs: Sequence[Obj]) -> list[Finding]:
+def workload_state(cj: Obj, jobs: Iterable[Obj], pods: Iterable[Obj]) -> str:
+    """What a person on call needs to see of a ComputeJob that did not finish: its uid, the batch Jobs
+    of its name (owner uid, attempt, deletion, counts, conditions) and their live pods (phase, node,
+    gates)."""
+    name, ns = meta(cj).get("name"), meta(cj).get("namespace")
+    parts = [f"uid {str(meta(cj).get('uid', ''))[:8]}"]
+    for job in jobs:
+        jm = meta(job)
+        if jm.get("namespace") != ns or (jm.get("labels") or {}).get("suanli.io/job") != name:
+            continue
+        ref = controller_of(job, "ComputeJob") or {}
+        st = status(job)
+        conditions = ",".join(f"{c.get('type')}={c.get('status')}" for c in st.get("conditions") or [])
+        parts.append(
+            f"Job {jm.get('name')} uid {str(jm.get('uid', ''))[:8]} owner {str(ref.get('uid', ''))[:8]} "
+            f"attempt {(jm.get('labels') or {}).get('suanli.io/attempt')} "
+            f"{'deleting ' if jm.get('deletionTimestamp') else ''}created {jm.get('creationTimestamp')} "
+            f"active {st.get('active', 0)} ready {st.get('ready', 0)} succeeded {st.get('succeeded', 0)} "
+            f"failed {st.get('failed', 0)} [{conditions}]")
+    for pod in pods:
+        pm = meta(pod)
+        if pm.get("namespace") != ns or (pm.get("labels") or {}).get("suanli.io/job") != name:
+            continue
+        spec = pod.get("spec") or {}
+        gates = [g.get("name") for g in spec.get("schedulingGates") or []]
+        parts.append(f"pod {pm.get('name')} job-uid {str((pm.get('labels') or {}).get('suanli.io/job-uid', ''))[:8]} "
+                     f"{status(pod).get('phase')} on {spec.get('nodeName')} gates {gates}"
+                     f"{' deleting' if pm.get('deletionTimestamp') else ''}")
+    if len(parts) == 1:
+        parts.append("no batch Job, no live pods")
+    return "; ".join(parts)
+
+
+def check_final(computejobs: Sequence[Obj], jobs: Sequence[Obj] = (), pods: Sequence[Obj] = ()) -> list[Finding]:
+    """(f) on the last snapshot; a job that is not final carries what its workload looked like."""
     out: list[Finding] = []
     for cj in computejobs:
         st = status(cj)
@@ -478,7 +512,8 @@ def check_final(computejobs: Sequence[Obj]) -> list[Finding]:
         if not ok:
             out.append(Finding("not-final", (meta(cj).get("namespace"), meta(cj).get("name")),
                                f"{meta(cj).get('namespace')}/{meta(cj).get('name')}: {phase}"
-                               f"{f' ({message})' if message else ' with no message'}", immediate=True))
+                               f"{f' ({message})' if message else ' with no message'}"
+                               f" [{workload_state(cj, jobs, pods)}]", immediate=True))
     return out
 
 

@@ -161,7 +161,9 @@ class Scenario:
         self.operator_source = source or "the installed package (the working tree's operator/)"
         config = log_dir / "chaos-operator.yaml"
         config.write_text(yaml.safe_dump({"operator": {"resync_seconds": params.resync_s}}))
-        op = helpers.Operator(kube.kubeconfig, log_dir, ["--config", str(config)],
+        # SUANLI_CHAOS_OPERATOR_ARGS: more `suanli run` arguments (e.g. --verbose, to see each binding).
+        extra = os.environ.get("SUANLI_CHAOS_OPERATOR_ARGS", "").split()
+        op = helpers.Operator(kube.kubeconfig, log_dir, ["--config", str(config), *extra],
                               env={"PYTHONPATH": source} if source else None)
         self.operator = faults_mod.OperatorControl(op)
         self.injector = faults_mod.Injector(
@@ -283,7 +285,7 @@ class Scenario:
             quiesce = self.quiesce(since=active)
             final = self.check() or self.snap
             if final is not None:
-                for v in self.tracker.observe(self.now(), invariants.check_final(final["computejobs"])):
+                for v in self.tracker.observe(self.now(), invariants.check_final(final["computejobs"], final["jobs"], final["pods"])):
                     self.log(f"VIOLATION {v.kind}: {v.detail}")
             return self.result(active, quiesce, final)
         finally:
