@@ -117,7 +117,7 @@ def test_an_invalid_queue_admits_nothing_and_its_jobs_wait_with_the_reason() -> 
     broken = queue("vision", 4)
     broken["spec"]["weight"] = 0
     cache.tenants.upsert_queue(broken)
-    assert "weight" in cache.tenants.queue_errors["vision"]
+    assert "weight" in cache.tenants.invalid["vision"].error
     cache.tenants.upsert_queue(queue("other", 4))
     doc = wp.cjob("a", count=2)
     doc["spec"]["queue"] = "vision"
@@ -126,6 +126,51 @@ def test_an_invalid_queue_admits_nothing_and_its_jobs_wait_with_the_reason() -> 
     run_cycle(sched)
     assert not cache.assumed
     assert "ComputeQueue vision is invalid (spec.weight: " in written["a"]["rejected"][0]["reason"]
+
+
+def test_jobs_of_a_namespace_an_invalid_queue_selects_wait_instead_of_running_unrestricted() -> None:
+    """The queue is the only one and is refused (weight 0); its namespaceSelector still says whose jobs it
+    holds back. On the old code the refused queue was dropped, tenancy was off, and team-a's job ran
+    outside any quota. A namespace it does not select runs as before; fixing the queue admits the job."""
+    sched, api = wp.make(gpus=8)
+    cache = sched.cache
+    broken = queue("vision", 4, labels={"team": "vision"})
+    broken["spec"]["weight"] = 0
+    cache.tenants.upsert_queue(broken)
+    cache.tenants.upsert_namespace(namespace("team-a", team="vision"))
+    cache.tenants.upsert_namespace(namespace("team-b", team="speech"))
+    cache.upsert_job(wp.cjob("a", count=2), wp.NOW)
+    cache.upsert_job(wp.cjob("b", ns="team-b", count=2), wp.NOW)
+    written = recording(api)
+    run_cycle(sched)
+    assert written["b"]["phase"] == "Bound"
+    assert written["a"]["phase"] == "Queued"
+    reason = written["a"]["rejected"][0]["reason"]
+    assert "ComputeQueue vision is invalid (spec.weight: " in reason
+    assert "namespaceSelector selects namespace team-a" in reason
+    cache.tenants.upsert_queue(queue("vision", 4, labels={"team": "vision"}))
+    run_cycle(sched)
+    assert written["a"]["phase"] == "Bound" and written["a"]["queue"] == "vision"
+
+
+def test_an_invalid_queue_whose_selector_cannot_be_read_holds_jobs_no_valid_queue_selects() -> None:
+    from suanli.placement import tenancy
+
+    broken = tenancy.InvalidQueue("spec.namespaceSelector.matchExpressions.0.operator: bad", readable=False)
+    valid = {"speech": queue_spec("speech", {"team": "speech"})}
+    held = tenancy.resolve(None, "team-a", {"team": "vision"}, valid, {"vision": broken})
+    assert held.queue == "vision" and "cannot be read, so it may select namespace team-a" in held.problem
+    assert tenancy.resolve(None, "team-b", {"team": "speech"}, valid, {"vision": broken}) == tenancy.Resolution("speech")
+    no_selector = tenancy.InvalidQueue("spec.weight: must be > 0")
+    assert tenancy.resolve(None, "team-a", {"team": "vision"}, valid, {"vision": no_selector}) == tenancy.Resolution(None)
+    named = tenancy.resolve("vision", "team-a", {}, valid, {"vision": no_selector})
+    assert "spec.queue names it" in named.problem
+
+
+def queue_spec(name: str, labels: dict[str, str]) -> Any:
+    from suanli.api import objects
+
+    return objects.ComputeQueue.model_validate(queue(name, 4, labels=labels)).spec
 
 
 def test_a_higher_priority_job_of_the_queue_preempts_a_lower_one_whose_attempt_ends_preempted() -> None:

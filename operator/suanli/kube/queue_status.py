@@ -89,7 +89,7 @@ class QueueStatus:
             raw = tenants.queue_raw[name]
             current = dict(raw.get("status") or {})
             new = build(name, (raw.get("metadata") or {}).get("generation"), snap.quotas, admitted.get(name, 0),
-                        waiting.get(name, 0), tenants.queue_errors.get(name), current, now)
+                        waiting.get(name, 0), (tenants.invalid[name].error if name in tenants.invalid else None), current, now)
             await center_status.patch_if_changed(ctx.api, ctx.api.patch_queue_status, "ComputeQueue", name, raw,
                                                  current, new)
 

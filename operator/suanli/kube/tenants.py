@@ -38,7 +38,7 @@ class Tenants:
         self.settings = settings or settings_mod.Settings()
         self.queues: dict[str, queue_api.ComputeQueueSpec] = {}
         self.queue_raw: dict[str, dict[str, Any]] = {}
-        self.queue_errors: dict[str, str] = {}  # queue -> why its spec is refused (it admits nothing)
+        self.invalid: dict[str, tenancy.InvalidQueue] = {}  # queues whose spec is refused: they admit nothing
         self.namespaces: dict[str, dict[str, str]] = {}  # name -> labels
         self.settled = settled_mod.SettledEnergy()  # energy and carbon of finished jobs, by queue
         self._resolved: dict[Key, tuple[demand_mod.JobDemand, demand_mod.JobDemand]] = {}  # job -> (spec's, resolved)
@@ -53,11 +53,12 @@ class Tenants:
             parsed = objects.ComputeQueue.model_validate({k: v for k, v in raw.items() if k != "status"})
         except pydantic.ValidationError as exc:
             first = exc.errors()[0]
-            self.queue_errors[name] = f"{manifests.field_path(first['loc'])}: {first.get('msg', 'invalid')}"
+            error = f"{manifests.field_path(first['loc'])}: {first.get('msg', 'invalid')}"
+            self.invalid[name] = _invalid(error, (raw.get("spec") or {}).get("namespaceSelector"))
             self.queues.pop(name, None)
             self._admitting_memo.clear()
             return
-        self.queue_errors.pop(name, None)
+        self.invalid.pop(name, None)
         self.queues[name] = parsed.spec
         self._admitting_memo.clear()
 
@@ -65,7 +66,7 @@ class Tenants:
         self.queues.pop(name, None)
         self._admitting_memo.clear()
         self.queue_raw.pop(name, None)
-        self.queue_errors.pop(name, None)
+        self.invalid.pop(name, None)
 
     def upsert_namespace(self, raw: Mapping[str, Any]) -> bool:
         """True if the labels changed (queue selection may have)."""
@@ -96,8 +97,8 @@ class Tenants:
 
     @property
     def active(self) -> bool:
-        """Whether tenancy applies at all (some ComputeQueue exists, or every job needs one)."""
-        return bool(self.queues) or self.settings.tenancy.require_queue
+        """Whether tenancy applies at all (some ComputeQueue exists, valid or not, or every job needs one)."""
+        return bool(self.queues) or bool(self.invalid) or self.settings.tenancy.require_queue
 
     def resolve(self, demand: demand_mod.JobDemand, spec_queue: str | None) -> demand_mod.JobDemand:
         """The demand with the queue that admits it, or why none can."""
@@ -117,11 +118,8 @@ class Tenants:
         memo = self._admitting_memo.get((spec_queue, namespace))
         if memo is not None:
             return memo
-        found = tenancy.resolve(spec_queue, namespace, self.namespaces.get(namespace), self.queues)
-        problem = found.problem
-        if problem and spec_queue and spec_queue in self.queue_errors:
-            problem = f"ComputeQueue {spec_queue} is invalid ({self.queue_errors[spec_queue]}); fix it to admit jobs"
-        problem = problem or tenancy.required(found.queue, namespace, self.settings.tenancy.require_queue)
+        found = tenancy.resolve(spec_queue, namespace, self.namespaces.get(namespace), self.queues, self.invalid)
+        problem = found.problem or tenancy.required(found.queue, namespace, self.settings.tenancy.require_queue)
         memo = self._admitting_memo[(spec_queue, namespace)] = (found.queue, problem)
         return memo
 
@@ -158,3 +156,15 @@ class Tenants:
                 fleet.pools[pool], binding.replicas * binding.count, record.demand.precision, binding.energy_kwh,
                 binding.carbon_kg))
         return ledger
+
+
+
+def _invalid(error: str, selector: Any) -> tenancy.InvalidQueue:
+    """A refused queue, with its namespaceSelector when that part can be read: which namespaces' jobs
+    it holds back."""
+    if selector is None:
+        return tenancy.InvalidQueue(error)
+    try:
+        return tenancy.InvalidQueue(error, queue_api.LabelSelector.model_validate(selector))
+    except pydantic.ValidationError:
+        return tenancy.InvalidQueue(error, readable=False)

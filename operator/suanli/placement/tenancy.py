@@ -70,16 +70,35 @@ class Resolution:
     problem: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class InvalidQueue:
+    """A ComputeQueue whose spec is refused: why (`error`: field and message), and the namespaceSelector
+    it carries (None: none, or `readable` False: one that cannot be read). It admits nothing, and the
+    jobs it would select wait instead of running outside any quota."""
+
+    error: str
+    selector: queue_api.LabelSelector | None = None
+    readable: bool = True
+
+
 def resolve(
     job_queue: str | None,
     namespace: str,
     namespace_labels: Mapping[str, str] | None,
     queues: Mapping[str, queue_api.ComputeQueueSpec],
+    invalid: Mapping[str, InvalidQueue] | None = None,
 ) -> Resolution:
-    """spec.queue if set (it must exist); else the one queue whose namespaceSelector matches the job's
-    namespace (two matching is a problem naming both). `namespace_labels` None: the namespace is not
-    known (then only spec.queue resolves)."""
+    """spec.queue if set (it must exist and be valid); else the one queue whose namespaceSelector
+    matches the job's namespace (two matching is a problem naming both). `namespace_labels` None: the
+    namespace is not known (then only spec.queue resolves).
+
+    `invalid`: queues whose spec is refused. A job naming one, or in a namespace one selects, waits with
+    the queue's error: a broken quota never lets its tenants' jobs run unrestricted. One whose selector
+    cannot be read at all holds every job no valid queue selects (it may select them)."""
+    invalid = invalid or {}
     if job_queue:
+        if job_queue in invalid:
+            return Resolution(job_queue, _invalid_problem(job_queue, invalid[job_queue]))
         if job_queue not in queues:
             return Resolution(job_queue, f"ComputeQueue {job_queue} (spec.queue) does not exist; create it or fix spec.queue")
         return Resolution(job_queue)
@@ -88,10 +107,26 @@ def resolve(
     labels = dict(namespace_labels)
     matching = sorted(name for name, spec in queues.items()
                       if spec.namespace_selector is not None and spec.namespace_selector.matches(labels))
+    broken = sorted(name for name, bad in invalid.items() if bad.selector is not None and bad.selector.matches(labels))
+    if not matching:
+        broken = broken or sorted(name for name, bad in invalid.items() if not bad.readable)
+    if broken:
+        name = broken[0]
+        return Resolution(name, _invalid_problem(name, invalid[name], namespace))
     if len(matching) > 1:
         return Resolution(None, f"namespace {namespace} matches the namespaceSelector of ComputeQueues "
                                 f"{' and '.join(matching)}; set spec.queue, or change the selectors so one matches")
     return Resolution(matching[0] if matching else None)
+
+
+def _invalid_problem(name: str, bad: InvalidQueue, namespace: str | None = None) -> str:
+    if namespace is None:
+        why = "spec.queue names it"
+    elif not bad.readable:
+        why = f"its namespaceSelector cannot be read, so it may select namespace {namespace}"
+    else:
+        why = f"its namespaceSelector selects namespace {namespace}"
+    return f"ComputeQueue {name} is invalid ({bad.error}) and {why}; fix the queue to admit jobs"
 
 
 def required(queue: str | None, namespace: str, require_queue: bool) -> str:
