@@ -30,7 +30,7 @@ WALL_LIMIT_S = 60.0
 @pytest.mark.skipif(not TRACE.exists(), reason=f"Alibaba trace not found at {TRACE} (../shared/data beside the repo)")
 def test_bench_simulate_alibaba_default() -> None:
     began = time.perf_counter()
-    fleet, trace = simulate_cmd.load([str(CENTERS)], [str(TRACE)], "alibaba-gpu-2023", [])
+    fleet, trace, _ = simulate_cmd.load([str(CENTERS)], [str(TRACE)], "alibaba-gpu-2023", [])
     loaded = time.perf_counter()
     doc, runs = simulate_cmd.simulate(fleet, trace, POLICIES)
     wall = time.perf_counter() - began

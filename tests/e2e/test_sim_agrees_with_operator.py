@@ -126,7 +126,7 @@ def simulated(centers: list[dict[str, Any]], job_docs: list[dict[str, Any]], tmp
     (tmp / "centers.yaml").write_text(yaml.safe_dump_all(centers))
     (tmp / "trace.yaml").write_text(yaml.safe_dump_all(job_docs))
     start = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    sim_fleet, trace = simulate_cmd.load([str(tmp / "centers.yaml")], [str(tmp / "trace.yaml")], "computejobs", [f"start={start}"])
+    sim_fleet, trace, _ = simulate_cmd.load([str(tmp / "centers.yaml")], [str(tmp / "trace.yaml")], "computejobs", [f"start={start}"])
     assert all(p.expected_nodes * p.accelerators_per_node > 0 for p in sim_fleet.pools)
     _, runs = simulate_cmd.simulate(sim_fleet, trace, ["balanced"])
     out = {}

@@ -10,29 +10,36 @@ from typing import Any, TextIO
 from suanli import manifest_files
 from suanli import settings as settings_mod
 from suanli.api import manifests
+from suanli.api import queue as queue_api
 from suanli.scoring import fleet as fleet_mod
 from suanli.sim import metrics, replay, traces
 from suanli.sim import options as options_mod
 
+Queues = dict[str, queue_api.ComputeQueueSpec]
+
 
 def load(
     centers: Sequence[str], trace: Sequence[str], trace_format: str, option_pairs: Sequence[str]
-) -> tuple[fleet_mod.Fleet, traces.Trace]:
-    """The fleet and the trace's jobs; ValueError (or InvalidManifests) naming what is wrong."""
+) -> tuple[fleet_mod.Fleet, traces.Trace, Queues]:
+    """The fleet, the trace's jobs and the ComputeQueues given with the centers (each job names the one
+    that admits it, or none); ValueError (or InvalidManifests) naming what is wrong."""
     loaded = manifest_files.load(centers)
     if not loaded.centers:
         raise ValueError(f"--centers {', '.join(centers)}: no ComputeCenter found; see crds/examples/simulate")
+    queues = {q.name: q.spec for q in loaded.queues}
     opts = options_mod.parse(trace_format, option_pairs)
     config = settings_mod.Settings()
     if isinstance(opts, options_mod.AlibabaOptions):
         if len(trace) != 1:
             raise ValueError("--trace: an alibaba-gpu-2023 trace is one CSV file (or the folder holding it)")
         fleet = fleet_mod.build(loaded.centers)
-        return fleet, traces.load_alibaba(trace[0], fleet, opts)
-    jobs = manifest_files.load(trace).jobs
-    extra = [j.spec.data.region for j in jobs if j.spec.data.region]
+        jobs = traces.load_alibaba(trace[0], fleet, opts)
+        return fleet, traces.assign_queues(jobs, list(queues), dict(opts.queues), opts.queue_seed,
+                                                   opts.queue_assignment), queues
+    jobs_in_trace = manifest_files.load(trace).jobs
+    extra = [j.spec.data.region for j in jobs_in_trace if j.spec.data.region]
     fleet = fleet_mod.build(loaded.centers, extra_regions=extra)
-    return fleet, traces.load_computejobs(trace, fleet, opts, config)
+    return fleet, traces.load_computejobs(trace, fleet, opts, config, queues, loaded.namespaces), queues
 
 
 def simulate(
@@ -41,12 +48,13 @@ def simulate(
     policies: Sequence[str],
     seed: int = 0,
     progress: Any = None,
+    queues: Queues | None = None,
 ) -> tuple[dict[str, Any], list[replay.Run]]:
     """The `-o json` document and the runs behind it."""
     runs = []
     for policy in policies:
         callback = progress(policy, len(trace.jobs)) if progress is not None else None
-        runs.append(replay.replay(fleet, trace.jobs, policy, seed=seed, progress=callback))
+        runs.append(replay.replay(fleet, trace.jobs, policy, seed=seed, progress=callback, queues=queues))
     doc = {"policies": {run.policy: metrics.summary(run) for run in runs}, "skipped": dict(trace.skipped)}
     return doc, runs
 
@@ -81,9 +89,32 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
         table.add_row(*cells)
     console = Console(file=out, width=200 if not out.isatty() else None)
     console.print(table)
+    for name, row in doc["policies"].items():
+        if row.get("queues"):
+            console.print(_queue_table(name, row))
     if doc.get("skipped"):
         skipped = ", ".join(f"{k} {v}" for k, v in doc["skipped"].items())
         console.print(f"trace rows left out: {skipped} (see suanli/sim/traces.py)")
+
+
+def _queue_table(policy: str, row: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    fairness = row["fairness"]
+    jain = fairness["jainIndex"]
+    title = (f"{policy}: queues (busy period {fairness['busySeconds'] / 3600:,.1f} h; Jain's index "
+             f"{'-' if jain is None else f'{jain:.3f}'}, time-weighted {fairness['meanJainIndex'] or 0:.3f})")
+    table = Table(title=title)
+    columns = [("QUEUE", "name"), ("JOBS", "jobs"), ("DONE", "completed"), ("WAIT mean s", "meanWaitSeconds"),
+               ("WAIT p95 s", "p95WaitSeconds"), ("CU-h", "computeUnitHours"), ("ACC-h", "acceleratorHours"),
+               ("kWh", "energyKWh"), ("kgCO2e", "carbonKg"), ("COST", "cost"), ("BUSY SHARE", "busyShare"),
+               ("OVER LIMIT", "maxOverLimit")]
+    for title_, _ in columns:
+        table.add_column(title_, justify="left" if title_ == "QUEUE" else "right")
+    for q in row["queues"]:
+        table.add_row(*(str(q[k]) if isinstance(q[k], str) else f"{q[k]:,}" if isinstance(q[k], int)
+                        else f"{q[k]:,.2f}" for _, k in columns))
+    return table
 
 
 class _Progress:
@@ -128,7 +159,7 @@ def run(
         )
         return 2
     try:
-        fleet, loaded = load(centers, trace, trace_format, option_pairs)
+        fleet, loaded, queues = load(centers, trace, trace_format, option_pairs)
     except manifests.InvalidManifests as exc:
         manifest_files.print_errors("simulate", exc, "nothing was simulated", err)
         return 2
@@ -138,9 +169,9 @@ def run(
     policies = list(dict.fromkeys(policies))
     if err.isatty():
         with _Progress(err) as bar:
-            doc, runs = simulate(fleet, loaded, policies, seed, bar)
+            doc, runs = simulate(fleet, loaded, policies, seed, bar, queues)
     else:
-        doc, runs = simulate(fleet, loaded, policies, seed)
+        doc, runs = simulate(fleet, loaded, policies, seed, queues=queues)
     if output == "json":
         json.dump(doc, out, indent=2)
         out.write("\n")

@@ -342,6 +342,13 @@ class QuotaLedger:
             self._refresh(rules[dimension].pool)
         return booking
 
+    def rebook(self, job: JobKey, source: QuotaLedger) -> None:
+        """Book `job` again as `source` (a ledger this one was copied from) holds it, without checking
+        (undoing a `release` on a trial copy); no-op if `source` holds nothing for it."""
+        booking = source._jobs.get(job)
+        if booking is not None and job not in self._jobs:
+            self._book(booking.queue, job, {**booking.concurrent, **booking.budgets})
+
     def holds(self, job: JobKey) -> bool:
         return job in self._jobs
 

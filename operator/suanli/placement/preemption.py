@@ -19,7 +19,6 @@ A preemption is only proposed if it lets the job run: never one that frees too l
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -119,26 +118,50 @@ def fits(job: demand_mod.JobDemand, pool: int, demand: Mapping[str, float], capa
          quotas: quota_mod.QuotaLedger, victims: Sequence[tuple[Running, str]]) -> bool:
     """Whether the job fits `pool` (capacity) and its queue (quota) once `victims` are stopped; a
     reclaiming preemption also needs the job within its queue's nominal quota."""
-    cap, q = capacity.copy(), quotas.copy()
+    work = _Trial(capacity, quotas)
     for r, _ in victims:
-        with contextlib.suppress(capacity_mod.CapacityError):  # not counted on this ledger: nothing to give back
-            cap.release(r.allocation)
-        q.release(r.key)
-    try:
-        cap.reserve(pool, job.replicas, job.count)
-    except capacity_mod.CapacityError:
-        return False
-    assert job.queue is not None
-    if q.check(job.queue, demand) is not None:
-        return False
-    if any(why == RECLAIM for _, why in victims):
-        usage = q.usage(job.queue)
-        limits = q.quota(job.queue).limits
-        for dimension, need in demand.items():
-            limit = limits.get(dimension)
-            if limit is not None and usage.get(dimension, 0.0) + need > limit.nominal + 1e-9:
-                return False
-    return True
+        work.stop(r)
+    return work.fits(job, pool, demand, any(why == RECLAIM for _, why in victims))
+
+
+class _Trial:
+    """Copies of the ledgers on which victims are stopped (and given back) one at a time: a greedy pass
+    over n candidates costs n ledger updates, not n copies of n."""
+
+    def __init__(self, capacity: capacity_mod.CapacityLedger, quotas: quota_mod.QuotaLedger):
+        self.source = quotas
+        self.capacity, self.quotas = capacity.copy(), quotas.copy()
+        self.freed: set[JobKey] = set()  # victims whose gang was counted on the capacity ledger
+
+    def stop(self, r: Running) -> None:
+        try:
+            self.capacity.release(r.allocation)
+            self.freed.add(r.key)
+        except capacity_mod.CapacityError:
+            pass  # not counted on this ledger: nothing to give back
+        self.quotas.release(r.key)
+
+    def resume(self, r: Running) -> None:
+        """Undo `stop(r)`."""
+        if r.key in self.freed:
+            self.capacity.reserve_on(r.allocation)
+            self.freed.discard(r.key)
+        self.quotas.rebook(r.key, self.source)
+
+    def fits(self, job: demand_mod.JobDemand, pool: int, demand: Mapping[str, float], reclaiming: bool) -> bool:
+        if self.capacity.slots(pool, job.count) < job.replicas:
+            return False
+        assert job.queue is not None
+        if self.quotas.check(job.queue, demand) is not None:
+            return False
+        if reclaiming:
+            usage = self.quotas.usage(job.queue)
+            limits = self.quotas.quota(job.queue).limits
+            for dimension, need in demand.items():
+                limit = limits.get(dimension)
+                if limit is not None and usage.get(dimension, 0.0) + need > limit.nominal + 1e-9:
+                    return False
+        return True
 
 
 def _greedy(job: demand_mod.JobDemand, pool: int, demand: Mapping[str, float], capacity: capacity_mod.CapacityLedger,
@@ -146,9 +169,13 @@ def _greedy(job: demand_mod.JobDemand, pool: int, demand: Mapping[str, float], c
     """Cheapest first until the job fits; None if even all of them do not make room."""
     chosen: list[tuple[Running, str]] = []
     useful = [(r, why) for r, why in allowed if r.allocation.pool == pool or why == RECLAIM or _holds_quota(r, job)]
+    work = _Trial(capacity, quotas)
+    reclaiming = False
     for item in useful:
         chosen.append(item)
-        if fits(job, pool, demand, capacity, quotas, chosen):
+        work.stop(item[0])
+        reclaiming = reclaiming or item[1] == RECLAIM
+        if work.fits(job, pool, demand, reclaiming):
             return chosen
     return None
 
@@ -161,11 +188,17 @@ def _holds_quota(r: Running, job: demand_mod.JobDemand) -> bool:
 def _minimal(job: demand_mod.JobDemand, pool: int, demand: Mapping[str, float], capacity: capacity_mod.CapacityLedger,
              quotas: quota_mod.QuotaLedger, chosen: list[tuple[Running, str]]) -> list[tuple[Running, str]]:
     """Give back every victim (most expensive first) whose stopping is not needed."""
+    work = _Trial(capacity, quotas)
+    for r, _ in chosen:
+        work.stop(r)
     kept = list(chosen)
     for item in sorted(chosen, key=lambda it: _cost(it[0]), reverse=True):
         trial = [k for k in kept if k is not item]
-        if fits(job, pool, demand, capacity, quotas, trial):
+        work.resume(item[0])
+        if work.fits(job, pool, demand, any(why == RECLAIM for _, why in trial)):
             kept = trial
+        else:
+            work.stop(item[0])
     return kept
 
 

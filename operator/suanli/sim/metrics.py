@@ -11,6 +11,15 @@
                            window [first arrival, last arrival] (the long tail after it would dilute it)
   deadlineMisses           completed after their deadline, or never completed while having one
   maxPoolOversubscription  worst accelerators over capacity on any node or pool, checked after every event
+
+With ComputeQueues (`sim/tenants.py`):
+  queues[]                 per queue: name, weight, jobs, completed, meanWaitSeconds, p95WaitSeconds,
+                           computeUnitHours and acceleratorHours held, energyKWh, carbonKg, cost settled
+                           by its jobs, busyComputeUnitHours (held over the busy period), busyShare (its weighted share of the compute units held over the
+                           busy period), maxOverLimit (worst excess over nominal + borrowing, 0: never)
+  fairness                 busySeconds (every queue had a job waiting), jainIndex of the busy shares,
+                           meanJainIndex (time-weighted, of the instantaneous weighted holdings),
+                           shareSpread (largest busy share / smallest - 1); null where there was no busy period
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from suanli.sim import replay
+from suanli.sim import tenants as tenants_mod
 
 
 def summary(run: replay.Run) -> dict[str, Any]:
@@ -57,7 +67,53 @@ def summary(run: replay.Run) -> dict[str, Any]:
         "utilization": round(busy / (fleet_size * span), 4) if fleet_size else 0.0,
         "deadlineMisses": misses,
         "maxPoolOversubscription": run.max_pool_oversubscription,
+        **(_tenants(run) if run.tenants is not None else {}),
     }
+
+
+def _waits(records: list[replay.JobRecord]) -> tuple[float, float]:
+    waits = np.array([r.start - r.arrival for r in records if not math.isnan(r.start)], dtype=np.float64)
+    if not waits.size:
+        return 0.0, 0.0
+    return round(float(waits.mean()), 3), round(float(np.percentile(waits, 95)), 3)
+
+
+def _tenants(run: replay.Run) -> dict[str, Any]:
+    watch = run.tenants
+    assert watch is not None
+    shares = watch.busy_shares()
+    busy = watch.busy_seconds > 0
+    rows = []
+    for i, f in enumerate(watch.figures):
+        mine = [r for r in run.records if r.queue == f.name]
+        done = [r for r in mine if r.outcome == "completed"]
+        mean_wait, p95_wait = _waits(mine)
+        rows.append({
+            "name": f.name,
+            "weight": f.weight,
+            "jobs": len(mine),
+            "completed": len(done),
+            "meanWaitSeconds": mean_wait,
+            "p95WaitSeconds": p95_wait,
+            "computeUnitHours": round(f.compute_unit_seconds / 3600, 3),
+            "acceleratorHours": round(f.accelerator_seconds / 3600, 3),
+            "energyKWh": round(sum(r.energy_kwh for r in done), 3),
+            "carbonKg": round(sum(r.carbon_kg for r in done), 3),
+            "cost": round(sum(r.cost for r in done), 3),
+            "busyComputeUnitHours": round(f.busy_compute_unit_seconds / 3600, 3),
+            "busyShare": round(float(shares[i]), 4) if busy else 0.0,
+            "maxOverLimit": round(f.over_limit, 6),
+            "maxOverLimitDimension": f.over_limit_dimension,
+        })
+    demanding = shares[watch.demanding]
+    smallest = float(demanding.min()) if busy and demanding.size else 0.0
+    fairness = {
+        "busySeconds": round(watch.busy_seconds, 3),
+        "jainIndex": round(tenants_mod.jain(demanding), 4) if busy else None,
+        "meanJainIndex": round(watch.mean_jain(), 4) if busy else None,
+        "shareSpread": round(float(demanding.max()) / smallest - 1, 4) if busy and smallest > 0 else None,
+    }
+    return {"queues": rows, "fairness": fairness}
 
 
 def by_center(run: replay.Run) -> dict[str, dict[str, float]]:

@@ -58,6 +58,20 @@ class AlibabaOptions(_Options):
         default=None, ge=1, description="Read at most this many rows (smoke tests); None: all."
     )
     seed: int = Field(default=7, description="Seed of the data-region draw.")
+    queues: dict[str, float] = Field(
+        default_factory=dict,
+        description="ComputeQueue -> relative weight in the seeded draw that assigns each task to a queue "
+        "(the trace names no users or teams); empty: every ComputeQueue given with --centers, equally; "
+        "no ComputeQueue given: the tasks have no queue.",
+    )
+    queue_assignment: Literal["balanced", "random"] = Field(
+        default="balanced",
+        description="How tasks go to queues. balanced: in arrival order, each to the queue whose assigned "
+        "demand (GPU-seconds as recorded, over its weight) is lowest so far, so every queue's demand keeps "
+        "pace with the others' through the trace; random: a seeded draw by weight (the trace's heavy tail "
+        "then gives some queues far more work than others).",
+    )
+    queue_seed: int = Field(default=11, description="Seed of the random queue draw.")
     model_map: dict[str, str] = Field(
         default_factory=lambda: {
             "V100M16": "V100",

@@ -112,7 +112,8 @@ def write(
     out.mkdir(parents=True, exist_ok=True)
     plots = _plots(runs, out)
     lines = ["# suanli simulate", "", *header, "", "## Per policy", ""]
-    keys = list(next(iter(doc["policies"].values())).keys()) if doc["policies"] else []
+    first = next(iter(doc["policies"].values())) if doc["policies"] else {}
+    keys = [k for k, v in first.items() if isinstance(v, int | float)]
     lines.append("| policy | " + " | ".join(keys) + " |")
     lines.append("|---|" + "---|" * len(keys))
     for name, row in doc["policies"].items():
@@ -127,8 +128,27 @@ def write(
             for p in centers
         ]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    for name, row in doc["policies"].items():
+        if row.get("queues"):
+            lines += _queues(name, row)
     for title, file in plots:
         lines += ["", f"## {title}", "", f"![{title}]({file})"]
     page = out / "report.md"
     page.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return page
+
+
+def _queues(policy: str, row: Mapping[str, Any]) -> list[str]:
+    """The per-queue table of one policy, with the busy period's fairness."""
+    f = row["fairness"]
+    lines = ["", f"## Queues under {policy}", "",
+             f"Busy period (every queue with jobs had one waiting): {f['busySeconds'] / 3600:,.1f} h; "
+             f"Jain's index of the busy-period shares {f['jainIndex']}, time-weighted {f['meanJainIndex']}; "
+             f"largest share / smallest - 1: {f['shareSpread']}.", ""]
+    keys = [k for k, v in row["queues"][0].items() if k != "name" and isinstance(v, int | float)]
+    lines.append("| queue | " + " | ".join(keys) + " |")
+    lines.append("|---|" + "---|" * len(keys))
+    for q in row["queues"]:
+        lines.append(f"| {q['name']} | " + " | ".join(f"{q[k]:,}" if isinstance(q[k], int) else f"{q[k]:,.4g}"
+                                                      for k in keys) + " |")
+    return lines

@@ -30,14 +30,15 @@ import dataclasses
 import datetime
 import math
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from suanli import manifest_files
 from suanli import settings as settings_mod
 from suanli.api import manifests, objects
-from suanli.placement import validation
+from suanli.api import queue as queue_api
+from suanli.placement import tenancy, validation
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import fleet as fleet_mod
 from suanli.scoring import profiles
@@ -197,6 +198,42 @@ def load_alibaba(
     return Trace(source=src, jobs=_in_arrival_order(jobs), skipped=skipped, start_epoch=start)
 
 
+def assign_queues(trace: Trace, queues: Sequence[str], weights: dict[str, float], seed: int,
+                  how: str = "balanced") -> Trace:
+    """The trace with each job given a ComputeQueue, `weights` (queue -> relative weight; empty: every
+    queue in `queues` equally) deciding how much each gets: `balanced`, in arrival order each job to
+    the queue with the least demand (accelerator-seconds as recorded) per weight so far; `random`, a
+    seeded draw. No queues: the trace as it is."""
+    if not queues:
+        if weights:
+            raise TraceError(
+                f"trace option queues names {', '.join(sorted(weights))}, but no ComputeQueue was given; "
+                f"add ComputeQueue manifests to the --centers files"
+            )
+        return trace
+    names = sorted(queues)
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise TraceError(
+            f"trace option queues names {', '.join(unknown)}, which no ComputeQueue given with --centers is; "
+            f"queues given: {', '.join(names)}"
+        )
+    p = np.array([max(float(weights.get(n, 0.0)), 0.0) for n in names]) if weights else np.ones(len(names))
+    if p.sum() <= 0:
+        raise TraceError("trace option queues: give at least one queue a positive weight")
+    if how == "random":
+        picks = np.random.default_rng(seed).choice(len(names), size=len(trace.jobs), p=p / p.sum())
+    else:
+        load = np.where(p > 0, 0.0, np.inf)
+        picks = np.empty(len(trace.jobs), dtype=np.int64)
+        for n, job in enumerate(trace.jobs):
+            i = int(np.argmin(load))
+            picks[n] = i
+            load[i] += job.accelerators_total * job.runtime_seconds / p[i]
+    jobs = tuple(dataclasses.replace(job, queue=names[int(i)]) for job, i in zip(trace.jobs, picks, strict=True))
+    return dataclasses.replace(trace, jobs=jobs)
+
+
 def _in_arrival_order(jobs: Sequence[demand_mod.JobDemand]) -> tuple[demand_mod.JobDemand, ...]:
     return tuple(sorted(jobs, key=lambda j: (j.arrival_epoch, j.namespace, j.name)))
 
@@ -236,8 +273,13 @@ def load_computejobs(
     fleet: fleet_mod.Fleet,
     opts: options_mod.ComputeJobsOptions,
     config: settings_mod.Settings,
+    queues: Mapping[str, queue_api.ComputeQueueSpec] | None = None,
+    namespaces: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Trace:
-    """ComputeJob manifests (files or folders) as a trace; ComputeCenters in them are ignored."""
+    """ComputeJob manifests (files or folders) as a trace; ComputeCenters in them are ignored. With
+    `queues`, each job is admitted by its spec.queue or by the queue whose namespaceSelector matches
+    its namespace's labels (`namespaces`: Namespace manifests given with --centers or in the trace),
+    as the operator does."""
     try:
         loaded = manifest_files.load(paths)
     except manifests.InvalidManifests as exc:
@@ -251,7 +293,13 @@ def load_computejobs(
             field, message = problem[0], problem[1]
             raise TraceError(f"{', '.join(paths)}: ComputeJob {job.namespace}/{job.name}: {field}: {message}")
         arrival = arrival_of(job, ", ".join(paths), start)
-        jobs.append(demand_mod.from_job(job, config.scoring.default_runtime_seconds, arrival))
+        demand = demand_mod.from_job(job, config.scoring.default_runtime_seconds, arrival)
+        if queues:
+            labels = {**(namespaces or {}), **loaded.namespaces}.get(job.namespace)
+            found = tenancy.resolve(job.spec.queue, job.namespace, labels, queues)
+            waits = found.problem or tenancy.required(found.queue, job.namespace, config.tenancy.require_queue)
+            demand = dataclasses.replace(demand, queue=found.queue, queue_problem=waits)
+        jobs.append(demand)
     if not jobs:
         raise TraceError(f"{', '.join(paths)}: no ComputeJob in the trace; a computejobs trace is ComputeJob manifests")
     return Trace(source=", ".join(paths), jobs=_in_arrival_order(jobs), skipped={}, start_epoch=start)
