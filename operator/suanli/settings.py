@@ -88,6 +88,14 @@ class OperatorSettings(_Section):
         description="A bound gang whose replicas are not all running this long after it was bound has its Job "
         "deleted and goes back to the queue (Kueue's waitForPodsReady), seconds.",
     )
+    workload_pods_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A bound job's batch Job that the Job controller has started (status.startTime) without "
+        "making a single pod this long is deleted and made again, once per attempt: the Job controller holds "
+        "back the pods of a Job it takes for an earlier Job of the same name (a job deleted and recreated, a "
+        "controller-manager restart) until its expectations for the name expire, minutes later; seconds.",
+    )
     requeue_limit: int = Field(
         default=5,
         ge=1,

@@ -484,6 +484,7 @@ def workload_state(cj: Obj, jobs: Iterable[Obj], pods: Iterable[Obj]) -> str:
             f"Job {jm.get('name')} uid {str(jm.get('uid', ''))[:8]} owner {str(ref.get('uid', ''))[:8]} "
             f"attempt {(jm.get('labels') or {}).get('suanli.io/attempt')} "
             f"{'deleting ' if jm.get('deletionTimestamp') else ''}created {jm.get('creationTimestamp')} "
+            f"started {st.get('startTime')} "
             f"active {st.get('active', 0)} ready {st.get('ready', 0)} succeeded {st.get('succeeded', 0)} "
             f"failed {st.get('failed', 0)} [{conditions}]")
     for pod in pods:

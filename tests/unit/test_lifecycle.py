@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -273,6 +274,57 @@ def test_a_gang_whose_pods_never_start_is_requeued_at_the_timeout_then_failed_at
         assert "gave up after 2 attempt(s)" in failed["message"]
 
     asyncio.run(go())
+
+
+def test_a_job_the_job_controller_started_without_pods_is_made_again_once() -> None:
+    """Mock API: a real Job controller produces this only in a race (a Job deleted and made again under
+    its name just as kube-controller-manager restarts: it then holds back the new Job's pods until its
+    expectations for the name expire, 5 minutes; seen in the chaos test). Started (status.startTime) and
+    no pod 30 s later: the Job is deleted once (binding kept, nothing requeued or counted) and made again
+    when gone; if the second Job has no pods either, the pods-ready timeout decides as for any gang."""
+    async def go() -> None:
+        sched, api, clock, later = make(pods_ready_timeout_seconds=300, workload_pods_timeout_seconds=30)
+        sched.cache.upsert_job(bound_job(), NOW)
+        podless = job_object()
+        podless["status"] = {"startTime": clock_mod_rfc(NOW + 1)}
+        sched.cache.upsert_workload(podless)
+        await step(sched)
+        assert later.pending() == [NOW + 31] and api.deleted == []  # looks again when the 30 s are up
+        clock.advance(31)
+        await step(sched)
+        assert api.deleted == [("team-a", "cj-a", f"job-{UID}-0")] and api.patches == []
+        (event,) = [w for w in api.writes if w[2] == "WorkloadRemade"]
+        assert event == ("main", "event", "WorkloadRemade")
+        # The deletion seen: the Job is made again (create_or_adopt), the binding kept.
+        sched.cache.upsert_workload(job_object(deleting=True))
+        sched.cache.delete_workload(job_object())
+        await step(sched)
+        assert [m["metadata"]["name"] for m in api.created] == ["cj-a"]
+        # The new one is podless too: no second deletion; the pods-ready timeout requeues it.
+        again = job_object()
+        again["status"] = {"startTime": clock_mod_rfc(clock.now())}
+        sched.cache.upsert_workload(again)
+        clock.advance(100)
+        await step(sched)
+        assert len(api.deleted) == 1 and api.patches == []
+        clock.advance(200)
+        await step(sched)
+        assert len(api.deleted) == 2 and api.patches[-1]["phase"] == "Queued"
+
+    asyncio.run(go())
+
+
+def test_assess_remakes_only_a_started_podless_job() -> None:
+    started = dataclasses.replace(winfo(), active=0, start_time=NOW)
+    kwargs: dict[str, Any] = dict(phase="Bound", binding=BINDING, lost=None, assumed=False, pods_ready_timeout=300)
+    assert attempts.assess(workload=started, pods=[], now=NOW + 30, remake_after=30, **kwargs).action == "remake"
+    assert attempts.assess(workload=started, pods=[], now=NOW + 29, remake_after=30, **kwargs).at == NOW + 30
+    # Not started by the Job controller yet (a backlog), or a pod made, or remade already: wait for the timeout.
+    unstarted = dataclasses.replace(started, start_time=None)
+    assert attempts.assess(workload=unstarted, pods=[], now=NOW + 60, remake_after=30, **kwargs).at == NOW + 300
+    one = [pinfo("Pending", None)]
+    assert attempts.assess(workload=started, pods=one, now=NOW + 60, remake_after=30, **kwargs).at == NOW + 300
+    assert attempts.assess(workload=started, pods=[], now=NOW + 60, remake_after=None, **kwargs).at == NOW + 300
 
 
 def test_a_running_job_whose_batch_job_was_deleted_is_requeued_and_its_hold_released() -> None:

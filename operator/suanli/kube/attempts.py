@@ -15,8 +15,11 @@ says what the lifecycle does next, in this order:
 4. No Job: a Running job's Job was deleted (requeue); so was a Bound job's when pods of the attempt
    are left without it; otherwise (a restart between the binding and the Job) the Job is created.
 5. Bound, not all replicas running: back to the queue at once when a replica can never start where
-   it was placed (`stranded`: its node gone or out of the pool, `gates.stranded`); otherwise wait
-   until `pods_ready_timeout` after the binding, then requeue.
+   it was placed (`stranded`: its node gone or out of the pool, `gates.stranded`). A Job the Job
+   controller started (`status.startTime`) without making any pod for `remake_after` seconds is
+   deleted and made again (`remake`, once per attempt: the Job controller can hold back the pods of
+   a Job it takes for an earlier one of the same name for minutes, and forgets that with the Job).
+   Otherwise wait until `pods_ready_timeout` after the binding, then requeue.
 6. Otherwise the status follows the Job (`status.progress`).
 """
 
@@ -29,13 +32,13 @@ from typing import Literal
 from suanli.kube import objects as kobj
 from suanli.kube import records
 
-Action = Literal["progress", "ensure", "requeue", "wait"]
+Action = Literal["progress", "ensure", "requeue", "wait", "remake"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     action: Action
-    reason: str = ""  # requeue: why, for a person
+    reason: str = ""  # requeue, remake: why, for a person
     code: str = "AttemptEnded"  # requeue: the reason of its Requeued condition (MemberLost: its member cluster is lost)
     at: float | None = None  # wait: when to look again (epoch)
 
@@ -65,6 +68,7 @@ def assess(
     pods_ready_timeout: float,
     stranded: str | None = None,
     member_lost: str | None = None,
+    remake_after: float | None = None,
 ) -> Verdict:
     """The next step for a job in phase Bound or Running (see the module docstring)."""
     failed_itself = application_failure(pods)
@@ -100,5 +104,12 @@ def assess(
                 f"{ready} of {binding.replicas} replica(s) running {pods_ready_timeout:g}s after it was bound "
                 f"(operator.pods_ready_timeout_seconds)",
             )
+        started = workload.start_time
+        if remake_after is not None and started is not None and not pods and not (
+                workload.active or workload.succeeded or workload.failed):
+            if now >= started + remake_after:
+                return Verdict("remake", f"its batch Job {workload.key[1]} was started by the Job controller "
+                                         f"{now - started:.0f}s ago and has made no pod")
+            deadline = min(deadline, started + remake_after)
         return Verdict("wait", at=deadline)
     return PROGRESS

@@ -34,6 +34,7 @@ class Lifecycle:
         # job -> (uid, attempt, reason, code): why its attempt is ending, kept until the requeue is written
         self.ending: dict[Key, tuple[str, int, str, str]] = {}
         self.waiting_noted: dict[Key, str] = {}  # job -> the pods its requeue waits for, as last logged
+        self.remade: dict[Key, tuple[str, int]] = {}  # job -> (uid, attempt) whose podless Job was made again
 
     def preempt(self, record: records.JobRecord, reason: str) -> bool:
         """End the job's bound attempt because a job of higher standing needs its accelerators or quota
@@ -50,6 +51,7 @@ class Lifecycle:
         """The job is gone (or another of its name): nothing of its ending attempt is kept."""
         self.ending.pop(key, None)
         self.waiting_noted.pop(key, None)
+        self.remade.pop(key, None)
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -92,6 +94,8 @@ class Lifecycle:
             pods_ready_timeout=ctx.settings.operator.pods_ready_timeout_seconds,
             stranded=gates.stranded(ctx.cache, record, pods) if record.phase == "Bound" else None,
             member_lost=self._member_lost(binding),
+            remake_after=None if self.remade.get(key) == (record.uid, binding.attempt)
+            else ctx.settings.operator.workload_pods_timeout_seconds,
         )
         if record.deleting and verdict.action in ("ensure", "requeue"):
             return  # being deleted: nothing is made for it again, and its Job goes with it
@@ -106,6 +110,12 @@ class Lifecycle:
             self.ending[key] = (record.uid, binding.attempt, verdict.reason, verdict.code)
             ctx.writes.start(key)
             ctx.spawn(self._requeue(record, verdict.reason, verdict.code))
+            return
+        if verdict.action == "remake":
+            assert workload is not None
+            self.remade[key] = (record.uid, binding.attempt)
+            ctx.writes.start(key)
+            ctx.spawn(self._remake(record, binding, workload, verdict.reason))
             return
         if verdict.action == "wait":
             assert verdict.at is not None
@@ -205,6 +215,30 @@ class Lifecycle:
             ctx.writes.done(key)
             ctx.poke()  # its accelerators are free, and it may be planned again after its backoff
             ctx.center_changed()
+
+    async def _remake(self, record: records.JobRecord, binding: records.Binding, workload: Any, reason: str) -> None:
+        """Delete a batch Job the Job controller made no pod for; the job keeps its binding, and its Job is
+        made again once this one is gone (the "ensure" step). Once per attempt: a second podless Job
+        waits for the pods-ready timeout like any gang that does not start."""
+        ctx = self.ctx
+        key = record.key
+        message = (f"{reason}; deleted it, a new one is made once it is gone (the Job controller can hold back "
+                   f"the pods of a Job it takes for an earlier one of the same name)")
+        try:
+            api = ctx.clusters.api(binding.cluster)
+            await api.run(api.delete_job, workload.namespace, workload.key[1], workload.uid)
+        except Exception as exc:
+            self.remade.pop(key, None)  # looked at again after the backoff
+            delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
+            LOG.warning("%s/%s: could not delete its podless Job (%s); retrying in %gs", *key, errors.short(exc), delay)
+            ctx.writes.done(key)
+            return
+        LOG.warning("%s/%s: %s", *key, message)
+        try:
+            await ctx.api.run(ctx.api.event, ctx.ref(record), "WorkloadRemade", message, True, ctx.clock.now())
+        finally:
+            ctx.writes.done(key)
+            ctx.job_changed(key)
 
     async def _stop_pods(self, record: records.JobRecord) -> list[str]:
         """Delete the pods of the job's bound attempt that are still up (the Job's foreground deletion
