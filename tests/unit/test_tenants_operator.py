@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from tests.unit import test_write_priority as wp
 
 from suanli.kube import queue_status
@@ -231,3 +232,44 @@ def test_a_relabelled_namespace_or_a_changed_queue_changes_which_queue_admits_it
     broken["spec"]["weight"] = 0
     tenants.upsert_queue(broken)
     assert "ComputeQueue vision is invalid" in tenants.resolve(record.demand, "vision").queue_problem
+
+
+def test_a_preempted_attempt_settles_the_energy_it_used_at_its_center_and_in_its_queue() -> None:
+    """It ran an hour (status.startTime) on 8 A100s before it was preempted: 8 x board power x 1 h x PUE
+    is in status.endedAttempts, and counts in the center's and the queue's sums for the period it ended
+    in, before and after the status is read back (a restart rebuilds it from the status alone)."""
+    from tests.unit import test_lifecycle as lc
+
+    async def go() -> tuple[Any, Any]:
+        sched, api, _, _ = lc.make()
+        cache = sched.cache
+        cache.tenants.upsert_queue(queue("team", 16))
+        running = lc.bound_job("Running")
+        running["spec"]["queue"] = "team"
+        running["status"]["queue"] = "team"
+        running["status"]["startTime"] = lc.clock_mod_rfc(lc.NOW - 3600)
+        record = cache.upsert_job(running, lc.NOW)
+        cache.upsert_workload(lc.job_object())
+        assert sched.lifecycle.preempt(record, "preempted by team-a/b")
+        await lc.step(sched)
+        return sched, api
+
+    sched, api = asyncio.run(go())
+    (patch,) = [p for p in api.patches if p.get("phase") == "Queued"]
+    (ended,) = patch["endedAttempts"]
+    fleet = sched.cache.fleet()
+    pool = fleet.pools[fleet.pool_index("c1", "a100")]
+    pue = sched.cache.centers["c1"].spec.energy.pue
+    kwh = 8 * pool.power_watts * 3600 * pue / 3.6e6
+    assert ended["center"] == "c1" and ended["queue"] == "team" and ended["reason"] == "Preempted"
+    assert ended["kWh"] == pytest.approx(kwh) and ended["carbonKg"] > 0
+    # Read back as the watch delivers it (the only source after a restart).
+    queued = lc.bound_job("Running")
+    queued["spec"]["queue"] = "team"
+    queued["status"] = {**patch}
+    sched.cache.upsert_job(queued, lc.NOW)
+    assert sched.cache.settled.total("c1", lc.NOW - 86400)[0] == pytest.approx(kwh)
+    assert sched.cache.tenants.settled.total("team", lc.NOW - 86400)[0] == pytest.approx(kwh)
+    assert sched.cache.settled.total("c1", lc.NOW + 60)[0] == 0  # a later period does not count it
+    sched.cache.delete_job(("team-a", "a"))
+    assert sched.cache.settled.total("c1", lc.NOW - 86400)[0] == 0

@@ -95,6 +95,17 @@ class EnergyReport(common.Model):
     )
 
 
+class EndedAttempt(common.Model):
+    """A bound attempt that ended without finishing (preempted, requeued), with the energy it used."""
+
+    center: str = Field(description="Center it ran at.")
+    queue: str | None = Field(default=None, description="ComputeQueue that had admitted it.")
+    k_wh: float = Field(alias="kWh", ge=0, description="Facility energy it used, kWh (estimated from the time it ran).")
+    carbon_kg: float = Field(ge=0, description="Carbon it emitted, kg CO2e.")
+    ended: str = Field(description="When it ended (RFC 3339): the budget period it counts in.")
+    reason: str = Field(description="Why it ended: Preempted, MemberLost or AttemptEnded.")
+
+
 class ComputeJobStatus(common.Model):
     """What happened to the job."""
 
@@ -120,6 +131,12 @@ class ComputeJobStatus(common.Model):
     )
     requeue_at: str | None = Field(
         default=None, description="A requeued job is not planned again before this time (RFC 3339)."
+    )
+    ended_attempts: list[EndedAttempt] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Attempts that ran and ended without finishing, each with the energy it used: settled at its "
+        "center's and its queue's budget in the period it ended.",
     )
     conditions: list[common.Condition] = Field(default_factory=list)
     observed_generation: int | None = None

@@ -187,11 +187,13 @@ class Lifecycle:
                 return
             now = ctx.clock.now()
             n = record.attempts + 1
+            ended = self._ended_attempts(record, binding, now, code)
             if n >= op.requeue_limit:
-                patch, event = status_mod.gave_up(reason, n, record.generation, now), "Failed"
+                patch, event = status_mod.gave_up(reason, n, record.generation, now, ended), "Failed"
             else:
                 backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, n)
-                patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now, code)
+                patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now, code,
+                                            ended)
                 event = code if code in ("MemberLost", "Preempted") else "Requeued"
             result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
         except client_mod.Replaced:
@@ -239,6 +241,19 @@ class Lifecycle:
         finally:
             ctx.writes.done(key)
             ctx.job_changed(key)
+
+    def _ended_attempts(self, record: records.JobRecord, binding: records.Binding | None, now: float,
+                        code: str) -> list[dict[str, Any]]:
+        """status.endedAttempts with the attempt ending now: the energy its replicas used since they all ran
+        (phase Running: status.startTime), as a finished run's estimate is settled (board power x PUE), at its
+        pool's figures; 0 when it never ran or its pool has left the fleet."""
+        previous = record.status.get("endedAttempts")
+        started = kobj.parse_time(record.status.get("startTime")) if record.phase == "Running" else None
+        if binding is None or started is None:
+            return status_mod.ended_attempts(previous, "", None, 0.0, 0.0, now, code)
+        power, pue, missing = self._figures(binding)
+        kwh, carbon = (0.0, 0.0) if missing else status_mod.settled_energy(binding, now - started, power, pue)
+        return status_mod.ended_attempts(previous, binding.center, binding.queue, kwh, carbon, now, code)
 
     async def _stop_pods(self, record: records.JobRecord) -> list[str]:
         """Delete the pods of the job's bound attempt that are still up (the Job's foreground deletion

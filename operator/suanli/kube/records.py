@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +49,7 @@ class Binding:
 # Candidates, rejections and conditions (most of a status's bytes) are written, never read back.
 STATUS_KEPT = (
     "phase", "message", "plannedStart", "observedGeneration", "binding", "estimates", "boundTime",
-    "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt", "queue",
+    "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt", "queue", "endedAttempts",
 )
 META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "deletionTimestamp",
              "labels", "annotations")
@@ -151,3 +152,17 @@ def _node_names(value: Any, replicas: int) -> tuple[str, ...]:
     return tuple(value)
 
 
+def ended_attempts(status: Mapping[str, Any]) -> list[tuple[str, str | None, float, float, float]]:
+    """(center, queue, ended at, kWh, kg CO2e) of each attempt in status.endedAttempts (unreadable entries skipped)."""
+    out = []
+    for a in status.get("endedAttempts") or []:
+        if not isinstance(a, Mapping):
+            continue
+        try:
+            kwh, carbon = float(a.get("kWh") or 0.0), float(a.get("carbonKg") or 0.0)
+        except (TypeError, ValueError):
+            continue
+        ended = kobj.parse_time(a.get("ended"))
+        out.append((str(a.get("center") or ""), a.get("queue") or None, ended if ended is not None else math.inf,
+                    kwh, carbon))
+    return out

@@ -10,31 +10,40 @@ Key = kobj.Key
 
 
 class SettledEnergy:
-    """Energy settled by finished jobs, per center, summed over the center's current period.
+    """Energy settled by finished jobs (and by their attempts that ended without finishing), per center,
+    summed over the center's current period.
 
     Finished jobs are most of the jobs a long-running operator knows: the scheduler must not walk
     them every cycle. Sums are kept as jobs finish or go away and recomputed only when a center's
     period starts anew (a day, week or month)."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, dict[Key, tuple[float, float, float]]] = {}  # center -> job -> (at, kWh, kg)
-        self._where: dict[Key, str] = {}
+        # center -> (job, slot) -> (at, kWh, kg); a job has one slot per thing it settled (its finished run,
+        # each earlier attempt that ended without finishing), possibly at different centers
+        self._entries: dict[str, dict[tuple[Key, int], tuple[float, float, float]]] = {}
+        self._where: dict[Key, list[tuple[str, int]]] = {}
         self._sums: dict[str, tuple[float, float, float]] = {}  # center -> (period start, kWh, kg)
 
     def put(self, key: Key, center: str, finished_at: float, kwh: float, carbon: float) -> None:
+        self.put_all(key, [(center, finished_at, kwh, carbon)])
+
+    def put_all(self, key: Key, items: list[tuple[str, float, float, float]]) -> None:
+        """Everything a job settled: (center, at, kWh, kg CO2e) each; replaces what it had before."""
         self.drop(key)
-        if kwh <= 0 or not math.isfinite(kwh):
-            return
-        self._entries.setdefault(center, {})[key] = (finished_at, kwh, carbon)
-        self._where[key] = center
-        self._adjust(center, finished_at, kwh, carbon)
+        where = []
+        for slot, (center, at, kwh, carbon) in enumerate(items):
+            if kwh <= 0 or not math.isfinite(kwh):
+                continue
+            self._entries.setdefault(center, {})[(key, slot)] = (at, kwh, carbon)
+            where.append((center, slot))
+            self._adjust(center, at, kwh, carbon)
+        if where:
+            self._where[key] = where
 
     def drop(self, key: Key) -> None:
-        center = self._where.pop(key, None)
-        if center is None:
-            return
-        finished_at, kwh, carbon = self._entries[center].pop(key)
-        self._adjust(center, finished_at, -kwh, -carbon)
+        for center, slot in self._where.pop(key, ()):
+            finished_at, kwh, carbon = self._entries[center].pop((key, slot))
+            self._adjust(center, finished_at, -kwh, -carbon)
 
     def _adjust(self, center: str, finished_at: float, kwh: float, carbon: float) -> None:
         summed = self._sums.get(center)

@@ -107,8 +107,26 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
     }
 
 
+MAX_ENDED_ATTEMPTS = 100
+
+
+def ended_attempts(previous: Any, center: str, queue: str | None, kwh: float, carbon_kg: float, now: float,
+                   code: str) -> list[dict[str, Any]]:
+    """status.endedAttempts with the attempt ending now added (when it used energy); past
+    MAX_ENDED_ATTEMPTS the two oldest are folded into one (their sums kept)."""
+    out = [dict(a) for a in previous or [] if isinstance(a, dict)]
+    if kwh > 0:
+        out.append({"center": center, "queue": queue, "kWh": round(kwh, 9), "carbonKg": round(carbon_kg, 9),
+                    "ended": rfc3339(now), "reason": code})
+    while len(out) > MAX_ENDED_ATTEMPTS:
+        first, second = out[0], out[1]
+        out[1] = {**second, "kWh": first["kWh"] + second["kWh"], "carbonKg": first["carbonKg"] + second["carbonKg"]}
+        del out[0]
+    return out
+
+
 def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generation: int | None, now: float,
-             code: str = "AttemptEnded") -> dict[str, Any]:
+             code: str = "AttemptEnded", ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Back to the queue after a bound attempt ended without finishing (attempt `attempts` of `limit`);
     `code`: the Requeued condition's reason (MemberLost: the member cluster it ran in is lost); a
     preempted attempt's condition is `Preempted` (its message names the preemptor)."""
@@ -121,11 +139,13 @@ def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generati
         "plannedStart": None,
         "attempts": attempts,
         "requeueAt": rfc3339(requeue_at),
+        **({"endedAttempts": ended} if ended is not None else {}),
         "conditions": [condition("Preempted" if code == "Preempted" else "Requeued", True, code, message, now, generation)],
     }
 
 
-def gave_up(reason: str, attempts: int, generation: int | None, now: float) -> dict[str, Any]:
+def gave_up(reason: str, attempts: int, generation: int | None, now: float,
+            ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Failed: the job's last allowed attempt ended without finishing (operator.requeue_limit). Its
     reservation goes with the binding; no energy is settled for attempts that never completed."""
     message = f"{reason}; gave up after {attempts} attempt(s) (operator.requeue_limit)"
@@ -136,6 +156,7 @@ def gave_up(reason: str, attempts: int, generation: int | None, now: float) -> d
         "requeueAt": None,
         "completionTime": rfc3339(now),
         "energy": {"kWh": 0.0, "carbonKg": 0.0, "source": "estimate", "reason": "no attempt ran to completion"},
+        **({"endedAttempts": ended} if ended is not None else {}),
         "observedGeneration": generation,
         "conditions": [condition("Failed", True, "RequeueLimitReached", message, now, generation)],
     }
