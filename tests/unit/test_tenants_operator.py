@@ -248,6 +248,7 @@ def test_a_preempted_attempt_settles_the_energy_it_used_at_its_center_and_in_its
         running["spec"]["queue"] = "team"
         running["status"]["queue"] = "team"
         running["status"]["startTime"] = lc.clock_mod_rfc(lc.NOW - 3600)
+        running["status"]["estimates"]["cost"] = 1.0  # 2 kWh estimated: 0.5 per kWh
         record = cache.upsert_job(running, lc.NOW)
         cache.upsert_workload(lc.job_object())
         assert sched.lifecycle.preempt(record, "preempted by team-a/b")
@@ -271,5 +272,34 @@ def test_a_preempted_attempt_settles_the_energy_it_used_at_its_center_and_in_its
     assert sched.cache.settled.total("c1", lc.NOW - 86400)[0] == pytest.approx(kwh)
     assert sched.cache.tenants.settled.total("team", lc.NOW - 86400)[0] == pytest.approx(kwh)
     assert sched.cache.settled.total("c1", lc.NOW + 60)[0] == 0  # a later period does not count it
+    # The queue's status reads it as this period's settled use: energy, carbon, cost and accelerator-hours.
+    start, label = queue_status.settled_period(None, "team", "UTC", lc.NOW)
+    st = queue_status.build("team", 1, None, 0, 1, None, {}, lc.NOW, (label, sched.cache.tenants.settled.amounts("team", start)))
+    assert st["settled"]["period"] == label and st["settled"]["energyKWh"] == pytest.approx(kwh)
+    assert st["settled"]["cost"] == pytest.approx(kwh * 0.5) and st["settled"]["acceleratorHours"] == pytest.approx(8)
     sched.cache.delete_job(("team-a", "a"))
     assert sched.cache.settled.total("c1", lc.NOW - 86400)[0] == 0
+
+
+def test_a_finished_run_settles_cost_and_accelerator_hours_with_its_energy() -> None:
+    from tests.unit import test_lifecycle as lc
+
+    from suanli.kube import records
+
+    sched, _, _, _ = lc.make()
+    done = lc.bound_job("Succeeded")
+    done["spec"]["queue"] = "team"
+    done["status"].update({
+        "queue": "team", "startTime": lc.clock_mod_rfc(lc.NOW), "completionTime": lc.clock_mod_rfc(lc.NOW + 1800),
+        "energy": {"kWh": 3.0, "carbonKg": 1.2, "source": "estimate"},
+        "endedAttempts": [{"center": "c1", "queue": "team", "kWh": 1.0, "carbonKg": 0.4, "cost": 0.5,
+                           "acceleratorHours": 4.0, "ended": lc.clock_mod_rfc(lc.NOW - 60), "reason": "Preempted"}],
+    })
+    done["status"]["estimates"]["cost"] = 1.0
+    record = sched.cache.upsert_job(done, lc.NOW)
+    (ended, run) = records.settlements(record)
+    assert ended[0] == "c1" and ended[3].accelerator_hours == 4.0
+    assert run[:3] == ("c1", "team", lc.NOW + 1800)
+    assert run[3].cost == pytest.approx(1.5) and run[3].accelerator_hours == pytest.approx(4.0)  # 8 GPUs x 0.5 h
+    used = sched.cache.tenants.settled.amounts("team", lc.NOW - 3600)
+    assert (used.kwh, used.cost, used.accelerator_hours) == (pytest.approx(4.0), pytest.approx(2.0), pytest.approx(8.0))

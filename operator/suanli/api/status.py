@@ -102,6 +102,8 @@ class EndedAttempt(common.Model):
     queue: str | None = Field(default=None, description="ComputeQueue that had admitted it.")
     k_wh: float = Field(alias="kWh", ge=0, description="Facility energy it used, kWh (estimated from the time it ran).")
     carbon_kg: float = Field(ge=0, description="Carbon it emitted, kg CO2e.")
+    cost: float = Field(default=0, ge=0, description="Its electricity cost, at the price its binding's estimate used.")
+    accelerator_hours: float = Field(default=0, ge=0, description="Accelerators x hours it held them while running.")
     ended: str = Field(description="When it ended (RFC 3339): the budget period it counts in.")
     reason: str = Field(description="Why it ended: Preempted, MemberLost or AttemptEnded.")
 
@@ -197,8 +199,21 @@ class QueueDimension(common.Model):
     left: float | None = Field(default=None, description="What one more job could take now, borrowing included.")
 
 
+class QueueSettled(common.Model):
+    """What the queue's jobs settled in the current period: finished runs, and attempts that ended without
+    finishing (running jobs' reservations are in `dimensions`)."""
+
+    period: str = Field(default="", description="The period: the queue's energy (else carbon) budget's, else the month.")
+    energy_k_wh: float = Field(default=0, alias="energyKWh", description="Facility energy, kWh.")
+    carbon_kg: float = Field(default=0, description="Carbon, kg CO2e.")
+    cost: float = Field(default=0, description="Electricity cost, at the prices the bindings' estimates used.")
+    accelerator_hours: float = Field(default=0, description="Accelerators x hours held while running.")
+
+
 class ComputeQueueStatus(common.Model):
     """What the operator accounts for the queue."""
+
+    settled: QueueSettled | None = Field(default=None, description="What its jobs settled this period.")
 
     dimensions: list[QueueDimension] = Field(default_factory=list, description="Usage against quota, per dimension.")
     accelerators: str = Field(default="", description="Accelerators held / nominal, all types (kubectl get cq).")

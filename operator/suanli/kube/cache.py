@@ -248,18 +248,7 @@ class Cache:
             self.active.discard(key)
         else:
             self.active.add(key)
-        binding = record.recorded
-        items = [(a[0], a[2], a[3], a[4]) for a in records.ended_attempts(record.status)]
-        if record.phase in records.DONE_PHASES and binding is not None:
-            report = record.status.get("energy") or {}
-            finished_at = kobj.parse_time(record.status.get("completionTime"))
-            items.append((
-                binding.center,
-                finished_at if finished_at is not None else math.inf,  # no time: the period it is read in
-                float(report.get("kWh") or 0.0),
-                float(report.get("carbonKg") or 0.0),
-            ))
-        self.settled.put_all(key, items)
+        self.settled.put_all(key, [(center, at, amounts) for center, _, at, amounts in records.settlements(record)])
         self.tenants.file(record)
 
     def delete_job(self, key: Key) -> records.JobRecord | None:

@@ -17,6 +17,7 @@ from suanli import settings as settings_mod
 from suanli.kube import attempts, errors, gates, records, workqueue
 from suanli.kube import client as client_mod
 from suanli.kube import objects as kobj
+from suanli.kube import settled as settled_mod
 from suanli.kube import status as status_mod
 from suanli.measure import energy_meter
 
@@ -250,10 +251,12 @@ class Lifecycle:
         previous = record.status.get("endedAttempts")
         started = kobj.parse_time(record.status.get("startTime")) if record.phase == "Running" else None
         if binding is None or started is None:
-            return status_mod.ended_attempts(previous, "", None, 0.0, 0.0, now, code)
+            return status_mod.ended_attempts(previous, "", None, settled_mod.ZERO, now, code)
         power, pue, missing = self._figures(binding)
         kwh, carbon = (0.0, 0.0) if missing else status_mod.settled_energy(binding, now - started, power, pue)
-        return status_mod.ended_attempts(previous, binding.center, binding.queue, kwh, carbon, now, code)
+        used = settled_mod.Amounts(kwh, carbon, kwh * records.price_per_kwh(record.status),
+                                   max(0.0, now - started) / 3600 * binding.replicas * binding.count)
+        return status_mod.ended_attempts(previous, binding.center, binding.queue, used, now, code)
 
     async def _stop_pods(self, record: records.JobRecord) -> list[str]:
         """Delete the pods of the job's bound attempt that are still up (the Job's foreground deletion

@@ -1,5 +1,5 @@
 """ComputeQueue status and metrics: usage against quota per dimension, borrowed and lent, admitted and
-waiting jobs, the fair share; written when it changed, batched over operator.status_coalesce_seconds
+waiting jobs, the fair share, and what its jobs settled this period (kWh, carbon, cost, accelerator-hours); written when it changed, batched over operator.status_coalesce_seconds
 (as ComputeCenter status is, kube/center_status.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from suanli import metrics
 from suanli.kube import center_status
+from suanli.kube import settled as settled_mod
 from suanli.kube import status as status_mod
+from suanli.ledger import energy as energy_mod
 from suanli.ledger import quota as quota_mod
 from suanli.placement import tenancy
 
@@ -27,9 +29,22 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def settled_period(ledger: quota_mod.QuotaLedger | None, name: str, zone: str, now: float) -> tuple[float, str]:
+    """(start, label) of the period a queue's settled use is reported for: its energy (else carbon) budget's,
+    else the calendar month in its time zone."""
+    if ledger is not None and ledger.has(name):
+        for dimension in ("energyKWh", "carbonKg"):
+            if dimension in ledger.quota(name).budgets:
+                return ledger.period_start(name, dimension), ledger.period_label(name, dimension)
+    start, _, label = energy_mod.period_bounds(now, zone, "Month")
+    return start, label
+
+
 def build(name: str, generation: int | None, ledger: quota_mod.QuotaLedger | None, admitted: int, waiting: int,
-          problem: str | None, current: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """One queue's status (pure). `problem`: why its spec is refused (it admits nothing then)."""
+          problem: str | None, current: Mapping[str, Any], now: float,
+          settled: tuple[str, settled_mod.Amounts] | None = None) -> dict[str, Any]:
+    """One queue's status (pure). `problem`: why its spec is refused (it admits nothing then); `settled`:
+    (period label, what its jobs settled in it)."""
     ready = status_mod.condition("Ready", problem is None, "InvalidSpec" if problem else "Admitting",
                                  problem or "the queue admits jobs within its quota", now, generation)
     old = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), None)
@@ -37,6 +52,10 @@ def build(name: str, generation: int | None, ledger: quota_mod.QuotaLedger | Non
         ready["lastTransitionTime"] = old.get("lastTransitionTime", ready["lastTransitionTime"])
     out: dict[str, Any] = {"admittedJobs": admitted, "waitingJobs": waiting, "conditions": [ready],
                            "observedGeneration": generation}
+    if settled is not None:
+        label, used = settled
+        out["settled"] = {"period": label, "energyKWh": round(used.kwh, 6), "carbonKg": round(used.carbon_kg, 6),
+                          "cost": round(used.cost, 6), "acceleratorHours": round(used.accelerator_hours, 6)}
     if ledger is None or not ledger.has(name):
         return out
     report = next(q for q in tenancy.usage_report(ledger) if q["name"] == name)
@@ -88,8 +107,11 @@ class QueueStatus:
         for name in sorted(tenants.queue_raw):
             raw = tenants.queue_raw[name]
             current = dict(raw.get("status") or {})
+            spec = tenants.queues.get(name)
+            start, label = settled_period(snap.quotas, name, spec.time_zone if spec is not None else "UTC", now)
             new = build(name, (raw.get("metadata") or {}).get("generation"), snap.quotas, admitted.get(name, 0),
-                        waiting.get(name, 0), (tenants.invalid[name].error if name in tenants.invalid else None), current, now)
+                        waiting.get(name, 0), (tenants.invalid[name].error if name in tenants.invalid else None), current,
+                        now, (label, tenants.settled.amounts(name, start)))
             await center_status.patch_if_changed(ctx.api, ctx.api.patch_queue_status, "ComputeQueue", name, raw,
                                                  current, new)
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from suanli.kube import objects as kobj
+from suanli.kube import settled as settled_mod
 from suanli.kube import workloads
 from suanli.scoring import demand as demand_mod
 
@@ -152,17 +153,42 @@ def _node_names(value: Any, replicas: int) -> tuple[str, ...]:
     return tuple(value)
 
 
-def ended_attempts(status: Mapping[str, Any]) -> list[tuple[str, str | None, float, float, float]]:
-    """(center, queue, ended at, kWh, kg CO2e) of each attempt in status.endedAttempts (unreadable entries skipped)."""
+
+def settlements(record: JobRecord) -> list[tuple[str, str | None, float, settled_mod.Amounts]]:
+    """(center, queue, when, amounts) of everything the job settled: each attempt that ended without
+    finishing (status.endedAttempts; unreadable entries skipped) and, once it is done, its own run
+    (status.energy; cost at the estimate's price per kWh; accelerator-hours over startTime to
+    completionTime). `when` is +inf when the status has no time: the period it is read in."""
     out = []
-    for a in status.get("endedAttempts") or []:
+    for a in record.status.get("endedAttempts") or []:
         if not isinstance(a, Mapping):
             continue
         try:
-            kwh, carbon = float(a.get("kWh") or 0.0), float(a.get("carbonKg") or 0.0)
+            amounts = settled_mod.Amounts(float(a.get("kWh") or 0.0), float(a.get("carbonKg") or 0.0),
+                                          float(a.get("cost") or 0.0), float(a.get("acceleratorHours") or 0.0))
         except (TypeError, ValueError):
             continue
         ended = kobj.parse_time(a.get("ended"))
         out.append((str(a.get("center") or ""), a.get("queue") or None, ended if ended is not None else math.inf,
-                    kwh, carbon))
+                    amounts))
+    binding = record.recorded
+    if record.phase in DONE_PHASES and binding is not None:
+        report = record.status.get("energy") or {}
+        kwh = float(report.get("kWh") or 0.0)
+        finished = kobj.parse_time(record.status.get("completionTime"))
+        started = kobj.parse_time(record.status.get("startTime"))
+        hours = (finished - started) / 3600 if finished is not None and started is not None else 0.0
+        out.append((binding.center, binding.queue, finished if finished is not None else math.inf, settled_mod.Amounts(
+            kwh, float(report.get("carbonKg") or 0.0), kwh * price_per_kwh(record.status),
+            max(0.0, hours) * binding.replicas * binding.count)))
     return out
+
+
+def price_per_kwh(status: Mapping[str, Any]) -> float:
+    """The electricity price the binding's estimate implies (estimated cost / estimated kWh); 0 without one."""
+    est = status.get("estimates") or {}
+    try:
+        kwh, cost = float(est.get("energyKWh") or 0.0), float(est.get("cost") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return cost / kwh if kwh > 0 else 0.0

@@ -13,6 +13,7 @@ from typing import Any
 
 from suanli.kube import attempts, records, workloads
 from suanli.kube import objects as kobj
+from suanli.kube import settled as settled_mod
 from suanli.kube import snapshot as snapshot_mod
 from suanli.ledger import energy as energy_mod
 from suanli.placement import decision as decision_mod
@@ -110,17 +111,21 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
 MAX_ENDED_ATTEMPTS = 100
 
 
-def ended_attempts(previous: Any, center: str, queue: str | None, kwh: float, carbon_kg: float, now: float,
+SUMMED = ("kWh", "carbonKg", "cost", "acceleratorHours")
+
+
+def ended_attempts(previous: Any, center: str, queue: str | None, used: settled_mod.Amounts, now: float,
                    code: str) -> list[dict[str, Any]]:
     """status.endedAttempts with the attempt ending now added (when it used energy); past
     MAX_ENDED_ATTEMPTS the two oldest are folded into one (their sums kept)."""
     out = [dict(a) for a in previous or [] if isinstance(a, dict)]
-    if kwh > 0:
-        out.append({"center": center, "queue": queue, "kWh": round(kwh, 9), "carbonKg": round(carbon_kg, 9),
+    if used.kwh > 0:
+        out.append({"center": center, "queue": queue, "kWh": round(used.kwh, 9), "carbonKg": round(used.carbon_kg, 9),
+                    "cost": round(used.cost, 9), "acceleratorHours": round(used.accelerator_hours, 9),
                     "ended": rfc3339(now), "reason": code})
     while len(out) > MAX_ENDED_ATTEMPTS:
         first, second = out[0], out[1]
-        out[1] = {**second, "kWh": first["kWh"] + second["kWh"], "carbonKg": first["carbonKg"] + second["carbonKg"]}
+        out[1] = {**second, **{k: float(first.get(k) or 0) + float(second.get(k) or 0) for k in SUMMED}}
         del out[0]
     return out
 

@@ -85,14 +85,8 @@ class Tenants:
     def file(self, record: records.JobRecord) -> None:
         """Keep a job's settled energy and carbon in its queues' sums: its finished run's, and each earlier
         attempt's that ended without finishing (status.endedAttempts), in the queue that had admitted it."""
-        binding = record.recorded
-        items = [(a[1], a[2], a[3], a[4]) for a in records.ended_attempts(record.status) if a[1]]
-        if record.phase in records.DONE_PHASES and binding is not None and binding.queue:
-            report = record.status.get("energy") or {}
-            finished_at = kobj.parse_time(record.status.get("completionTime"))
-            items.append((binding.queue, finished_at if finished_at is not None else float("inf"),
-                          float(report.get("kWh") or 0.0), float(report.get("carbonKg") or 0.0)))
-        self.settled.put_all(record.key, [(q, at, kwh, kg) for q, at, kwh, kg in items if q])
+        self.settled.put_all(record.key, [(queue, at, amounts) for _, queue, at, amounts in records.settlements(record)
+                                          if queue])
 
     # --- the snapshot's side -------------------------------------------------------------
 
