@@ -7,6 +7,9 @@ operator as a subprocess.
   finishes, the second runs. The queue's status reads usage against quota.
 - A queue's energy budget runs out and its next job waits, then runs once the budget period rolls
   over in the queue's time zone (the injected clock of tests/e2e/test_operator_energy.py).
+- A lender reclaims its quota from a borrower by preemption, across a SIGKILL restart.
+- A higher-priority job preempts a lower one of its own queue (withinQueue), whose energy so far is
+  settled in its status and in the queue's settled use.
 """
 
 from __future__ import annotations
@@ -211,3 +214,50 @@ def test_a_lender_reclaims_its_quota_by_preempting_the_borrower_across_a_restart
         op.stop()
         with contextlib.suppress(ApiException):
             core_v1.delete_namespace(ns_b, propagation_policy="Background")
+
+
+def test_a_higher_priority_job_preempts_a_lower_one_of_its_queue_whose_energy_so_far_is_settled(
+    kube: Any, tmp_path: Any, fake_nodes: Any, centers: Any, queues: Any, namespace: str,
+    custom_objects: Any, batch_v1: Any, wait_for: Any, core_v1: Any,
+) -> None:
+    """One queue (withinQueue: LowerPriority) on one 8-GPU node: its priority-0 job runs; a priority-10 job
+    of the same queue arrives and the first is preempted (Job deleted, Preempted condition naming the
+    newcomer, attempt counted, the energy it used so far in status.endedAttempts and in the queue's
+    settled use); the newcomer runs, then the first runs again and succeeds."""
+    tag = uuid.uuid4().hex[:5]
+    center = small_center(f"e2e-qw-{tag}", nodes_expected=1)
+    only_on(center)
+    fake_nodes(center, nodes_per_pool=1)
+    centers([center])
+    q = f"e2e-qw-{tag}"
+    queues(queue_doc(q, q, {"accelerators": [{"type": "GPU", "count": 16}]}, preemption={"withinQueue": "LowerPriority"}))
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {"suanli.io/queue": q}}})
+    op = Operator(kube.kubeconfig, tmp_path)
+    op.start()
+    try:
+        create = custom_objects.create_namespaced_custom_object
+        create(GROUP, VERSION, namespace, "computejobs", job("low", namespace, center, run="20s"))
+        wait_for_phase(custom_objects, namespace, "low", "Running", what="low running")
+        urgent = job("high", namespace, center, run="5s")
+        urgent["spec"]["priority"] = 10
+        create(GROUP, VERSION, namespace, "computejobs", urgent)
+
+        def preempted() -> dict[str, Any] | None:
+            st = job_status(custom_objects, namespace, "low")
+            return st if any(c["type"] == "Preempted" for c in st.get("conditions") or []) else None
+
+        st = wait_for(preempted, EXPECT_TIMEOUT_S, lambda: job_status(custom_objects, namespace, "low"), what="low preempted")
+        assert f"preempted by {namespace}/high (a job of higher priority in its queue)" in st["message"], st["message"]
+        assert st["attempts"] == 1
+        (ended,) = st["endedAttempts"]
+        assert ended["center"] == center["metadata"]["name"] and ended["queue"] == q and ended["reason"] == "Preempted"
+        assert ended["kWh"] > 0 and ended["acceleratorHours"] > 0
+        wait_for_phase(custom_objects, namespace, "high", "Succeeded", what="high to succeed")
+        wait_for_phase(custom_objects, namespace, "low", "Succeeded", timeout=240, what="low to run again and succeed")
+        assert job_status(custom_objects, namespace, "low")["endedAttempts"] == [ended]
+        wait_for(lambda: (queue_status(custom_objects, q).get("settled") or {}).get("acceleratorHours", 0)
+                 > ended["acceleratorHours"] or None, EXPECT_TIMEOUT_S, lambda: queue_status(custom_objects, q),
+                 what="the queue's settled use to count both runs of low and high's")
+        assert " 403 " not in op.log_text()
+    finally:
+        op.stop()

@@ -303,3 +303,58 @@ def test_a_finished_run_settles_cost_and_accelerator_hours_with_its_energy() -> 
     assert run[3].cost == pytest.approx(1.5) and run[3].accelerator_hours == pytest.approx(4.0)  # 8 GPUs x 0.5 h
     used = sched.cache.tenants.settled.amounts("team", lc.NOW - 3600)
     assert (used.kwh, used.cost, used.accelerator_hours) == (pytest.approx(4.0), pytest.approx(2.0), pytest.approx(8.0))
+
+
+def cohorted(name: str, gpus: int) -> dict[str, Any]:
+    doc = queue(name, gpus)
+    doc["spec"]["cohort"] = "c"
+    return doc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_ledger_kept_across_cycles_equals_one_built_from_scratch(seed: int) -> None:
+    """Random cycles of jobs bound, moved to another pool or queue, finished and gone, and a queue edited:
+    after each, the kept ledger (only changes booked) reads the same as a ledger built from every placed
+    job, in every queue and dimension."""
+    import random
+
+    from suanli.kube import records
+    from suanli.kube import tenants as tenants_mod
+
+    rng = random.Random(seed)
+    sched, _ = wp.make(gpus=64)
+    cache = sched.cache
+    fleet = cache.fleet()
+    kept = tenants_mod.Tenants(cache.settings)
+    specs = {"a": cohorted("a", 16), "b": cohorted("b", 8), "solo": queue("solo", 8)}
+    for doc in specs.values():
+        kept.upsert_queue(doc)
+    demand = cache.upsert_job(wp.cjob("x", count=2), wp.NOW).demand
+    assert demand is not None
+    placed: dict[tuple[str, str], tuple[records.JobRecord, records.Binding]] = {}
+    for cycle in range(40):
+        for _ in range(rng.randint(1, 4)):
+            key = ("team-a", f"j{rng.randint(0, 11)}")
+            if key in placed and rng.random() < 0.4:
+                del placed[key]  # finished or deleted
+                continue
+            record = records.JobRecord(key=key, raw={}, demand=demand, parse_error=None, created=wp.NOW)
+            binding = records.Binding("c1", "a100", "GPU", replicas=1, count=rng.choice([1, 2, 4]),
+                                      energy_kwh=1.0, carbon_kg=0.5, queue=rng.choice(["a", "b", "solo", None]))
+            placed[key] = (record, binding)
+        if cycle == 20:
+            kept.upsert_queue(cohorted("b", 12))  # edited: built again
+        now = wp.NOW + cycle
+        got = kept.ledger(fleet, list(placed.values()), now)
+        fresh = tenants_mod.Tenants(cache.settings)
+        for doc in (*specs.values(), *([cohorted("b", 12)] if cycle >= 20 else [])):
+            fresh.upsert_queue(doc)
+        want = fresh.ledger(fleet, list(placed.values()), now)
+        assert got is not None and want is not None
+        for name in want.queues():
+            assert got.usage(name) == pytest.approx(want.usage(name)), (cycle, name)
+            assert got.borrowed(name) == pytest.approx(want.borrowed(name)), (cycle, name)
+        # What the caller does with its copy does not reach the kept ledger.
+        got.release(next(iter(placed), ("none", "none")))
+        again = kept.ledger(fleet, list(placed.values()), now)
+        assert again is not None and all(again.usage(n) == pytest.approx(want.usage(n)) for n in want.queues())

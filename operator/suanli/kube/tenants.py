@@ -7,8 +7,9 @@ the ledger is the same after a restart whatever has happened to namespace labels
 job's queue is resolved again each cycle (`placement/tenancy.resolve`): a relabelled namespace or a
 new queue takes effect at the next cycle. Energy and carbon settled by finished jobs are summed per
 queue and budget period as they finish (`settled.SettledEnergy`, keyed by queue); the ledger's
-concurrent usage and reservations come from the placed jobs: O(placed jobs) per cycle, and only when
-ComputeQueues exist.
+concurrent usage and reservations come from the placed jobs: one ledger kept across cycles, in which
+only the jobs whose binding changed are booked or released (a comparison per placed job per cycle),
+and only when ComputeQueues exist.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class Tenants:
         self.settled = settled_mod.SettledEnergy()  # energy and carbon of finished jobs, by queue
         self._resolved: dict[Key, tuple[demand_mod.JobDemand, demand_mod.JobDemand]] = {}  # job -> (spec's, resolved)
         self._admitting_memo: dict[tuple[str | None, str], tuple[str | None, str]] = {}  # see `_admitting`
+        self._version = 0  # bumped when a queue changes: the kept ledger (`ledger`) is built again
+        self._book: quota_mod.QuotaLedger | None = None
+        self._book_version = -1
+        self._book_fleet: fleet_mod.Fleet | None = None
+        self._booked: dict[Key, tuple[records.Binding, str | None]] = {}  # job -> what it holds in `_book`
 
     # --- the mirror handlers' side -------------------------------------------------------
 
@@ -57,12 +63,16 @@ class Tenants:
             self.invalid[name] = _invalid(error, (raw.get("spec") or {}).get("namespaceSelector"))
             self.queues.pop(name, None)
             self._admitting_memo.clear()
+            self._version += 1
             return
         self.invalid.pop(name, None)
+        if self.queues.get(name) != parsed.spec:
+            self._version += 1
         self.queues[name] = parsed.spec
         self._admitting_memo.clear()
 
     def delete_queue(self, name: str) -> None:
+        self._version += 1
         self.queues.pop(name, None)
         self._admitting_memo.clear()
         self.queue_raw.pop(name, None)
@@ -129,29 +139,46 @@ class Tenants:
 
     def ledger(self, fleet: fleet_mod.Fleet, placed: Iterable[tuple[records.JobRecord, records.Binding]],
                now: float) -> quota_mod.QuotaLedger | None:
-        """The quota ledger now: every placed job's hold on its queue, and this period's settled energy and carbon."""
+        """The quota ledger now (a copy the caller may change): every placed job's hold on its queue, and
+        this period's settled energy and carbon.
+
+        One ledger is kept across cycles and brought up to date: only jobs whose binding (or precision)
+        changed since the last cycle are booked or released, so a cycle costs a comparison per placed
+        job, not a booking; it is built again when a queue or the fleet changes."""
         if not self.queues:
+            self._book = None
             return None
-        ledger = tenancy.ledger_for(self.queues)
-        ledger.roll(now)
-        for name in ledger.queues():
+        if self._book is None or self._book_version != self._version or self._book_fleet is not fleet:
+            self._book, self._book_version, self._book_fleet = tenancy.ledger_for(self.queues), self._version, fleet
+            self._booked = {}
+        book = self._book
+        book.roll(now)
+        for name in book.queues():
             for dimension, column in (("energyKWh", 0), ("carbonKg", 1)):
-                start = ledger.period_start(name, dimension)
+                start = book.period_start(name, dimension)
                 if start > float("-inf"):
-                    amount = self.settled.total(name, start)[column]
-                    if amount > 0:
-                        ledger.add_used(name, dimension, amount)
+                    book.set_used(name, dimension, self.settled.total(name, start)[column])
+        seen: set[Key] = set()
         for record, binding in placed:
-            if not binding.queue or not ledger.has(binding.queue) or record.demand is None:
+            key = record.key
+            seen.add(key)
+            held = (binding, record.demand.precision if record.demand is not None else None)
+            if self._booked.get(key) == held:
+                continue
+            book.release(key)
+            self._booked[key] = held
+            if not binding.queue or not book.has(binding.queue) or record.demand is None:
                 continue
             pool = fleet.pool_index(binding.center, binding.pool)
             if pool is None:
                 continue
-            ledger.occupy(binding.queue, record.key, tenancy.pool_demand(
+            book.occupy(binding.queue, key, tenancy.pool_demand(
                 fleet.pools[pool], binding.replicas * binding.count, record.demand.precision, binding.energy_kwh,
                 binding.carbon_kg))
-        return ledger
-
+        for key in [k for k in self._booked if k not in seen]:
+            book.release(key)
+            del self._booked[key]
+        return book.copy()
 
 
 def _invalid(error: str, selector: Any) -> tenancy.InvalidQueue:

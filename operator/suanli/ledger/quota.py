@@ -391,6 +391,20 @@ class QuotaLedger:
         if account is not None:
             account.used += amount
 
+    def set_used(self, queue: str, dimension: str, amount: float) -> None:
+        """Budget usage settled in the current period by jobs no longer held here, replacing what was set
+        before (a ledger kept across scheduling cycles, its sums read again each cycle). No-op if the queue
+        has no such budget."""
+        self._quota(queue)
+        if dimension not in BUDGET_UNITS:
+            raise QuotaError(
+                f"queue {queue}: {dimension!r} is not a budget dimension ({', '.join(BUDGET_UNITS)})"
+            )
+        _check_amounts({dimension: amount}, f"queue {queue} used")
+        account = self._budgets[queue].get(dimension)
+        if account is not None:
+            account.used = amount
+
     # -- reporting ------------------------------------------------------------------------------
 
     def usage(self, queue: str) -> dict[str, float]:
