@@ -66,6 +66,16 @@ def queue_status(custom_objects: Any, name: str) -> dict[str, Any]:
     return custom_objects.get_cluster_custom_object(GROUP, VERSION, "computequeues", name).get("status") or {}
 
 
+def fleet_of_one(prefix: str, nodes: int, fake_nodes: Any, centers: Any) -> tuple[dict[str, Any], str]:
+    """A one-pool center `<prefix>-<tag>` of `nodes` 8-GPU kwok nodes, the only one jobs may use; (center, tag)."""
+    tag = uuid.uuid4().hex[:5]
+    center = small_center(f"{prefix}-{tag}", nodes_expected=nodes)
+    only_on(center)
+    fake_nodes(center, nodes_per_pool=nodes)
+    centers([center])
+    return center, tag
+
+
 def job(name: str, ns: str, center: dict[str, Any], run: str, duration: str = "1h") -> dict[str, Any]:
     # The delay alone: kwok's jitter, when shorter than the delay, would replace it (kwok-stages.yaml).
     doc = compute_job(name, ns, count=8, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": run})
@@ -78,11 +88,7 @@ def test_a_queue_admits_up_to_its_quota_survives_a_restart_and_admits_the_next_j
     kube: Any, tmp_path: Any, fake_nodes: Any, centers: Any, queues: Any, namespace: str, core_v1: Any,
     custom_objects: Any, wait_for: Any,
 ) -> None:
-    tag = uuid.uuid4().hex[:5]
-    center = small_center(f"e2e-q-{tag}", nodes_expected=2)  # 16 GPUs: room for both jobs but for the quota
-    only_on(center)
-    fake_nodes(center, nodes_per_pool=2)
-    centers([center])
+    center, tag = fleet_of_one("e2e-q", 2, fake_nodes, centers)  # 16 GPUs: room for both jobs but for the quota
     name = f"e2e-q-{tag}"
     queues(queue_doc(name, name, {"accelerators": [{"type": "GPU", "count": 8}]}))
     core_v1.patch_namespace(namespace, {"metadata": {"labels": {"suanli.io/queue": name}}})
@@ -124,11 +130,7 @@ def test_a_queues_energy_budget_holds_its_next_job_until_the_period_rolls(
     core_v1: Any, custom_objects: Any, wait_for: Any,
 ) -> None:
     started = time.monotonic()
-    tag = uuid.uuid4().hex[:5]
-    center = small_center(f"e2e-qe-{tag}", nodes_expected=1)
-    only_on(center)
-    fake_nodes(center, nodes_per_pool=1)
-    centers([center])
+    center, tag = fleet_of_one("e2e-qe", 1, fake_nodes, centers)
     name = f"e2e-qe-{tag}"
     # A100 x 8 x 400 W x PUE 1.2 = 3.84 kW: 30 s = 0.032 kWh, 45 s = 0.048 kWh; 0.05 kWh a day, in Kiritimati.
     queues(queue_doc(name, name, {"energy": {"kWh": 0.05, "period": "Day"}}, timeZone=KIRITIMATI))
@@ -163,11 +165,7 @@ def test_a_lender_reclaims_its_quota_by_preempting_the_borrower_across_a_restart
     arrives and b (reclaimBorrowed) takes its quota back: a's later job is preempted (its Job deleted, a
     Preempted condition naming b's job), b's job runs; the operator is SIGKILLed and restarted in the
     middle and nothing more is preempted; a's job runs again once capacity frees."""
-    tag = uuid.uuid4().hex[:5]
-    center = small_center(f"e2e-qr-{tag}", nodes_expected=2)  # 16 GPUs
-    only_on(center)
-    fake_nodes(center, nodes_per_pool=2)
-    centers([center])
+    center, tag = fleet_of_one("e2e-qr", 2, fake_nodes, centers)  # 16 GPUs
     qa, qb = f"e2e-qa-{tag}", f"e2e-qb-{tag}"
     queues(queue_doc(qa, qa, {"accelerators": [{"type": "GPU", "count": 8}]}, cohort=f"r-{tag}"))
     queues(queue_doc(qb, qb, {"accelerators": [{"type": "GPU", "count": 8}]}, cohort=f"r-{tag}",
@@ -224,11 +222,7 @@ def test_a_higher_priority_job_preempts_a_lower_one_of_its_queue_whose_energy_so
     of the same queue arrives and the first is preempted (Job deleted, Preempted condition naming the
     newcomer, attempt counted, the energy it used so far in status.endedAttempts and in the queue's
     settled use); the newcomer runs, then the first runs again and succeeds."""
-    tag = uuid.uuid4().hex[:5]
-    center = small_center(f"e2e-qw-{tag}", nodes_expected=1)
-    only_on(center)
-    fake_nodes(center, nodes_per_pool=1)
-    centers([center])
+    center, tag = fleet_of_one("e2e-qw", 1, fake_nodes, centers)
     q = f"e2e-qw-{tag}"
     queues(queue_doc(q, q, {"accelerators": [{"type": "GPU", "count": 16}]}, preemption={"withinQueue": "LowerPriority"}))
     core_v1.patch_namespace(namespace, {"metadata": {"labels": {"suanli.io/queue": q}}})

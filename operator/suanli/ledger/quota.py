@@ -381,13 +381,7 @@ class QuotaLedger:
         """Budget usage already settled in the current period by jobs no longer held here (the
         operator rebuilding its ledger from finished jobs' statuses; call after `roll`, which
         clears it). No-op if the queue has no such budget."""
-        self._quota(queue)
-        if dimension not in BUDGET_UNITS:
-            raise QuotaError(
-                f"queue {queue}: {dimension!r} is not a budget dimension ({', '.join(BUDGET_UNITS)})"
-            )
-        _check_amounts({dimension: amount}, f"queue {queue} used")
-        account = self._budgets[queue].get(dimension)
+        account = self._used_account(queue, dimension, amount)
         if account is not None:
             account.used += amount
 
@@ -395,15 +389,18 @@ class QuotaLedger:
         """Budget usage settled in the current period by jobs no longer held here, replacing what was set
         before (a ledger kept across scheduling cycles, its sums read again each cycle). No-op if the queue
         has no such budget."""
+        account = self._used_account(queue, dimension, amount)
+        if account is not None:
+            account.used = amount
+
+    def _used_account(self, queue: str, dimension: str, amount: float) -> _BudgetAccount | None:
         self._quota(queue)
         if dimension not in BUDGET_UNITS:
             raise QuotaError(
                 f"queue {queue}: {dimension!r} is not a budget dimension ({', '.join(BUDGET_UNITS)})"
             )
         _check_amounts({dimension: amount}, f"queue {queue} used")
-        account = self._budgets[queue].get(dimension)
-        if account is not None:
-            account.used = amount
+        return self._budgets[queue].get(dimension)
 
     # -- reporting ------------------------------------------------------------------------------
 

@@ -113,29 +113,23 @@ class Watch:
 
     def bound(self, queue: str | None, pool: int, accelerators: int, precision: str) -> float:
         """A job of `queue` holds `accelerators` on `pool` from now; its compute units (0 without a queue)."""
+        return self._hold(queue, pool, accelerators, precision, 1.0)
+
+    def ended(self, queue: str | None, pool: int, accelerators: int, precision: str) -> None:
+        self._hold(queue, pool, accelerators, precision, -1.0)
+
+    def _hold(self, queue: str | None, pool: int, accelerators: int, precision: str, sign: float) -> float:
         if queue not in self.index:
             return 0.0
         i = self.index[queue]
-        info = self.fleet.pools[pool]
-        held = tenancy.pool_demand(info, accelerators, precision, 0.0, 0.0)
+        held = tenancy.pool_demand(self.fleet.pools[pool], accelerators, precision, 0.0, 0.0)
         units = held[quota_terms.COMPUTE_UNITS]
-        self.compute_units[i] += units
-        self.accelerators[i] += accelerators
+        self.compute_units[i] += sign * units
+        self.accelerators[i] += sign * accelerators
         for dim, amount in held.items():
             if dim not in ("energyKWh", "carbonKg"):
-                self.held[i][dim] = self.held[i].get(dim, 0.0) + amount
+                self.held[i][dim] = self.held[i].get(dim, 0.0) + sign * amount
         return units
-
-    def ended(self, queue: str | None, pool: int, accelerators: int, precision: str) -> None:
-        if queue not in self.index:
-            return
-        i = self.index[queue]
-        held = tenancy.pool_demand(self.fleet.pools[pool], accelerators, precision, 0.0, 0.0)
-        self.compute_units[i] -= held[quota_terms.COMPUTE_UNITS]
-        self.accelerators[i] -= accelerators
-        for dim, amount in held.items():
-            if dim in self.held[i]:
-                self.held[i][dim] -= amount
 
     # --- after each instant -----------------------------------------------------------------
 
