@@ -13,6 +13,7 @@ import pytest
 from tests.unit import test_write_priority as wp
 
 from suanli.kube import queue_status
+from suanli.kube import status as status_mod
 
 
 def queue(name: str, gpus: int, labels: dict[str, str] | None = None, **quota: Any) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def test_queue_status_reads_usage_against_quota() -> None:
     assert st["accelerators"] == "2/4 GPU" and st["admittedJobs"] == 1
     assert st["carbon"].endswith("/10 kg") and st["period"].startswith("Month ")
     assert st["conditions"][0]["status"] == "True"
-    assert not queue_status.changed(st, queue_status.build("vision", 1, snap.quotas, 1, 0, None, st, wp.NOW + 60))
+    assert not status_mod.center_changed(st, queue_status.build("vision", 1, snap.quotas, 1, 0, None, st, wp.NOW + 60))
     bad = queue_status.build("vision", 2, None, 0, 0, "spec.weight: must be > 0", st, wp.NOW)
     assert bad["conditions"][0]["reason"] == "InvalidSpec" and bad["conditions"][0]["status"] == "False"
 

@@ -248,8 +248,9 @@ class Cache:
             self.active.discard(key)
         else:
             self.active.add(key)
-        self.settled.put_all(key, [(center, at, amounts) for center, _, at, amounts in records.settlements(record)])
-        self.tenants.file(record)
+        settlements = records.settlements(record)
+        self.settled.put_all(key, [(center, at, amounts) for center, _, at, amounts in settlements])
+        self.tenants.file(key, settlements)
 
     def delete_job(self, key: Key) -> records.JobRecord | None:
         self.assumed.pop(key, None)

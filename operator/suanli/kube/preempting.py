@@ -7,7 +7,6 @@ preemptor is planned normally once their accelerators are free, and proposes not
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -32,16 +31,12 @@ class Preempting:
         # preemptor -> (its uid, victims still placed, monotonic when they had all stopped or None)
         self.waiting_for: dict[Key, tuple[str, set[Key], float | None]] = {}
 
-    def policies(self) -> dict[str, preemption.Policy]:
-        return {name: preemption.Policy(spec.preemption.within_queue == "LowerPriority", spec.preemption.reclaim_borrowed)
-                for name, spec in self.ctx.cache.tenants.queues.items()}
-
     def consider(self, reply: planner.PlanReply, snap: snapshot_mod.Snapshot) -> None:
         """Propose preemptions for the plan's waiting jobs whose queue allows it."""
         self._forget_done()
         if reply.quotas is None:
             return
-        policies = self.policies()
+        policies = preemption.policies(self.ctx.cache.tenants.queues)
         waiting = [d for d in reply.decisions if d.phase == "Queued" and d.reclaimable and d.job.queue
                    and d.job.key not in self.waiting_for
                    and (policies.get(d.job.queue) or preemption.Policy()) != preemption.Policy()]
@@ -59,9 +54,7 @@ class Preempting:
             victims = {key for key, _ in proposal.victims}
             for r in running:
                 if r.key in victims:
-                    quotas.release(r.key)
-                    with contextlib.suppress(capacity_mod.CapacityError):  # not counted on this ledger
-                        capacity.release(r.allocation)
+                    preemption.release(capacity, quotas, r)
             running = [r for r in running if r.key not in victims]
             self._preempt(d, proposal, snap)
 

@@ -74,10 +74,6 @@ def build(name: str, generation: int | None, ledger: quota_mod.QuotaLedger | Non
     return out
 
 
-def changed(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return status_mod.center_changed(dict(current), dict(new))
-
-
 class QueueStatus:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx

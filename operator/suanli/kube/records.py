@@ -153,7 +153,6 @@ def _node_names(value: Any, replicas: int) -> tuple[str, ...]:
     return tuple(value)
 
 
-
 def settlements(record: JobRecord) -> list[tuple[str, str | None, float, settled_mod.Amounts]]:
     """(center, queue, when, amounts) of everything the job settled: each attempt that ended without
     finishing (status.endedAttempts; unreadable entries skipped) and, once it is done, its own run

@@ -44,9 +44,6 @@ class SettledEnergy:
         self._where: dict[Key, list[tuple[str, int]]] = {}
         self._sums: dict[str, tuple[float, Amounts]] = {}  # center -> (period start, sums)
 
-    def put(self, key: Key, center: str, finished_at: float, kwh: float, carbon: float) -> None:
-        self.put_all(key, [(center, finished_at, Amounts(kwh, carbon))])
-
     def put_all(self, key: Key, items: list[tuple[str, float, Amounts]]) -> None:
         """Everything a job settled: (center, at, amounts) each; replaces what it had before. Runs that
         used no energy are left out."""

@@ -109,8 +109,6 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
 
 
 MAX_ENDED_ATTEMPTS = 100
-
-
 SUMMED = ("kWh", "carbonKg", "cost", "acceleratorHours")
 
 

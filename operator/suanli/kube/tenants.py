@@ -92,11 +92,10 @@ class Tenants:
         self.namespaces.pop(name, None)
         self._admitting_memo.clear()
 
-    def file(self, record: records.JobRecord) -> None:
-        """Keep a job's settled energy and carbon in its queues' sums: its finished run's, and each earlier
-        attempt's that ended without finishing (status.endedAttempts), in the queue that had admitted it."""
-        self.settled.put_all(record.key, [(queue, at, amounts) for _, queue, at, amounts in records.settlements(record)
-                                          if queue])
+    def file(self, key: Key, settlements: Iterable[tuple[str, str | None, float, settled_mod.Amounts]]) -> None:
+        """Keep what a job settled (`records.settlements`: its finished run, each earlier attempt that ended
+        without finishing) in the sums of the queue that had admitted each."""
+        self.settled.put_all(key, [(queue, at, amounts) for _, queue, at, amounts in settlements if queue])
 
     # --- the snapshot's side -------------------------------------------------------------
 

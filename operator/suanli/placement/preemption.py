@@ -23,6 +23,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 
+from suanli.api import queue as queue_api
 from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import quota as quota_mod
 from suanli.scoring import demand as demand_mod
@@ -58,6 +59,23 @@ class Proposal:
 
     pool: int
     victims: tuple[tuple[JobKey, str], ...]
+
+
+def policies(queues: Mapping[str, queue_api.ComputeQueueSpec]) -> dict[str, Policy]:
+    """Each queue's `spec.preemption` as the core reads it."""
+    return {name: Policy(spec.preemption.within_queue == "LowerPriority", spec.preemption.reclaim_borrowed)
+            for name, spec in queues.items()}
+
+
+def release(capacity: capacity_mod.CapacityLedger, quotas: quota_mod.QuotaLedger, r: Running) -> bool:
+    """Give a stopped job's gang and quota back on working copies of the ledgers; False if its gang was not
+    counted on this capacity ledger (nothing to give back there)."""
+    quotas.release(r.key)
+    try:
+        capacity.release(r.allocation)
+    except capacity_mod.CapacityError:
+        return False
+    return True
 
 
 def _cost(r: Running) -> tuple[int, float, float, JobKey]:
@@ -134,12 +152,8 @@ class _Trial:
         self.freed: set[JobKey] = set()  # victims whose gang was counted on the capacity ledger
 
     def stop(self, r: Running) -> None:
-        try:
-            self.capacity.release(r.allocation)
+        if release(self.capacity, self.quotas, r):
             self.freed.add(r.key)
-        except capacity_mod.CapacityError:
-            pass  # not counted on this ledger: nothing to give back
-        self.quotas.release(r.key)
 
     def resume(self, r: Running) -> None:
         """Undo `stop(r)`."""

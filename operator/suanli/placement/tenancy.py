@@ -248,6 +248,11 @@ def filter_pools(
     return dataclasses.replace(ev, reasons=reasons, feasible=reasons == 0), messages
 
 
+def share(ledger: quota_mod.QuotaLedger | None, queue: str | None) -> float:
+    """A queue's weighted dominant share in fair-share order; 0 without a queue (or a ledger that has it)."""
+    return ledger.share(queue) if ledger is not None and queue and ledger.has(queue) else 0.0
+
+
 def fair_order(jobs: Iterable[demand_mod.JobDemand], ledger: quota_mod.QuotaLedger | None) -> Iterator[demand_mod.JobDemand]:
     """Jobs in the order they are planned: the queue with the lowest weighted dominant share first,
     asked again before every job (each bound job raises its queue's share); ties and jobs without a
@@ -260,11 +265,8 @@ def fair_order(jobs: Iterable[demand_mod.JobDemand], ledger: quota_mod.QuotaLedg
     for job in ordered:
         heads.setdefault(job.queue or "", collections.deque()).append(job)
 
-    def share(queue: str) -> float:
-        return ledger.share(queue) if queue and ledger.has(queue) else 0.0
-
     while heads:
-        queue = min(heads, key=lambda q: (share(q), queue_mod.order_key(heads[q][0])))
+        queue = min(heads, key=lambda q: (share(ledger, q), queue_mod.order_key(heads[q][0])))
         line = heads[queue]
         yield line.popleft()
         if not line:

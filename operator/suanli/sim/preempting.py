@@ -25,10 +25,7 @@ JobKey = tuple[str, str]
 
 class Preemptor:
     def __init__(self, queues: Mapping[str, queue_api.ComputeQueueSpec]):
-        self.policies = {
-            name: preemption.Policy(spec.preemption.within_queue == "LowerPriority", spec.preemption.reclaim_borrowed)
-            for name, spec in queues.items()
-        }
+        self.policies = preemption.policies(queues)
         self.priorities: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
         self._refused: dict[JobKey, tuple[object, ...]] = {}  # job -> the cohort usage at which none was found
         self.preemptions = 0

@@ -25,7 +25,6 @@ Pure apart from the optional progress callback: no clock, no I/O.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import heapq
 import math
@@ -37,14 +36,12 @@ import numpy.typing as npt
 from suanli import settings as settings_mod
 from suanli.api import queue as queue_api
 from suanli.ledger import capacity as capacity_mod
-from suanli.ledger import quota as quota_mod
 from suanli.placement import decision as decision_mod
 from suanli.placement import planner, policies, preemption, session, tenancy
-from suanli.placement import queue as queue_mod
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import engine, profiles
 from suanli.scoring import fleet as fleet_mod
-from suanli.sim import preempting
+from suanli.sim import preempting, waiting
 from suanli.sim import tenants as tenants_mod
 
 FloatArray = npt.NDArray[np.float64]
@@ -146,52 +143,6 @@ def permanent_pools(
     return out
 
 
-GroupKey = tuple[int, int, bytes, str]
-
-
-class _Queue:
-    """Queued jobs grouped by what decides whether they could fit: gang shape, usable pools and the
-    ComputeQueue (whose quota may have no room for them)."""
-
-    def __init__(self, fleet: fleet_mod.Fleet) -> None:
-        self.fleet = fleet
-        self.groups: dict[GroupKey, list[tuple[tuple[int, float, str, str], int]]] = {}
-        self.masks: dict[GroupKey, npt.NDArray[np.bool_]] = {}
-        self.dimensions: dict[GroupKey, tuple[str, ...]] = {}  # accelerators/TYPE/MODEL of the usable pools
-        self.size = 0
-
-    def add(self, job: demand_mod.JobDemand, index: int, mask: npt.NDArray[np.bool_]) -> None:
-        key = (min(job.count, fleet_mod.MAX_PER_NODE), job.replicas, mask.tobytes(), job.queue or "")
-        if key not in self.masks:
-            self.masks[key] = mask
-            pools = [self.fleet.pools[int(p)] for p in np.flatnonzero(mask)]
-            self.dimensions[key] = tuple(sorted({f"accelerators/{p.accelerator_type}/{p.model}" for p in pools}))
-        bisect.insort(self.groups.setdefault(key, []), (queue_mod.order_key(job), index))
-        self.size += 1
-
-    def indices(self) -> list[int]:
-        return [i for members in self.groups.values() for _, i in members]
-
-
-def _fits(slots: npt.NDArray[np.int64], key: GroupKey, mask: npt.NDArray[np.bool_]) -> bool:
-    count, replicas, _, _ = key
-    return bool(np.any(slots[mask, count] >= replicas))
-
-
-def _quota_room(quotas: quota_mod.QuotaLedger | None, key: GroupKey, dimensions: tuple[str, ...]) -> bool:
-    """Whether the group's queue could take one more of its gangs on some pool it could use, in
-    accelerators (the planner still checks every dimension); always without a queue."""
-    count, replicas, _, queue = key
-    if quotas is None or not queue or not quotas.has(queue):
-        return True
-    need = count * replicas
-    return any(quotas.left(queue, dim) >= need for dim in dimensions)
-
-
-def _share(quotas: quota_mod.QuotaLedger | None, queue: str) -> float:
-    return quotas.share(queue) if quotas is not None and queue and quotas.has(queue) else 0.0
-
-
 def replay(
     fleet: fleet_mod.Fleet,
     trace_jobs: Sequence[demand_mod.JobDemand],
@@ -236,7 +187,7 @@ class _Replay:
         self.heap: list[tuple[float, int, int, int]] = []
         self.seq = 0
         self.stale = 0  # completion events of preempted runs still in the heap
-        self.queue = _Queue(fleet)
+        self.queue = waiting.Waiting(fleet)
         self.settled_kwh = self.settled_carbon = 0.0
 
     def push(self, time: float, kind: int, index: int) -> int:
@@ -399,11 +350,11 @@ class _Replay:
 
     # --- planning ---------------------------------------------------------------------------
 
-    def _worth_asking(self, key: GroupKey, members: list[tuple[tuple[int, float, str, str], int]], pos: int) -> bool:
+    def _worth_asking(self, key: waiting.GroupKey, members: list[tuple[tuple[int, float, str, str], int]], pos: int) -> bool:
         """Whether the group's next job could run now: room in a pool and in its queue's quota, or
         victims its queue may preempt."""
         queue, quotas = self.queue, self.work.quotas
-        if _fits(self.work.slots, key, queue.masks[key]) and _quota_room(quotas, key, queue.dimensions[key]):
+        if waiting.fits(self.work.slots, key, queue.masks[key]) and waiting.quota_room(quotas, key, queue.dimensions[key]):
             return True
         if self.preemptor is None or not key[3]:
             return False
@@ -414,18 +365,18 @@ class _Replay:
         """Plan the queue in queue order (ComputeQueues by fair share first), skipping groups that cannot
         run now (no room in a pool or in their queue's quota, and nothing to preempt); jobs bound."""
         work, queue, quotas, records = self.work, self.queue, self.work.quotas, self.records
-        heads: list[tuple[float, tuple[int, float, str, str], GroupKey, int]] = []
+        heads: list[tuple[float, tuple[int, float, str, str], waiting.GroupKey, int]] = []
         for key, members in queue.groups.items():
             if members and self._worth_asking(key, members, 0):
-                heads.append((_share(quotas, key[3]), members[0][0], key, 0))
+                heads.append((tenancy.share(quotas, key[3]), members[0][0], key, 0))
         heapq.heapify(heads)
-        taken: dict[GroupKey, set[int]] = {}
+        taken: dict[waiting.GroupKey, set[int]] = {}
         placed = 0
         while heads:
             share, order, key, pos = heapq.heappop(heads)
-            if _share(quotas, key[3]) > share:
+            if tenancy.share(quotas, key[3]) > share:
                 # Its queue bound a job since this head was pushed: it goes behind the queues now below it.
-                heapq.heappush(heads, (_share(quotas, key[3]), order, key, pos))
+                heapq.heappush(heads, (tenancy.share(quotas, key[3]), order, key, pos))
                 continue
             members = queue.groups[key]
             if not self._worth_asking(key, members, pos):
@@ -439,7 +390,7 @@ class _Replay:
                 self.start(index, decision, now)
                 taken.setdefault(key, set()).add(pos)
                 placed += 1
-            elif decision.phase == "Queued" and _fits(work.slots, key, queue.masks[key]):
+            elif decision.phase == "Queued" and waiting.fits(work.slots, key, queue.masks[key]):
                 # A pool had room for the gang, yet the job was refused: an energy limit (budget,
                 # cap) or a quota dimension the cheap test does not see blocks it, which capacity
                 # freeing up elsewhere rarely changes. Park it until the next budget roll or
@@ -456,15 +407,8 @@ class _Replay:
                 self.push(decision.planned_start, _WAKE, index)
                 taken.setdefault(key, set()).add(pos)
             if pos + 1 < len(members):
-                heapq.heappush(heads, (_share(quotas, key[3]), members[pos + 1][0], key, pos + 1))
-        for key, positions in taken.items():
-            members = queue.groups[key]
-            queue.groups[key] = [m for p, m in enumerate(members) if p not in positions]
-            queue.size -= len(positions)
-            if not queue.groups[key]:
-                del queue.groups[key]
-                del queue.masks[key]
-                del queue.dimensions[key]
+                heapq.heappush(heads, (tenancy.share(quotas, key[3]), members[pos + 1][0], key, pos + 1))
+        queue.remove(taken)
         return placed
 
 
