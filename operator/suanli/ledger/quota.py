@@ -18,10 +18,8 @@ are independent of each other. A queue borrows `max(0, u_j - nominal_j)`; the co
 borrowed is reported as lent by the queues with unused lendable quota, in proportion to it
 (never more than a queue's lendable). The admission rule guarantees there is enough of it.
 
-Budget dimensions (`energyKWh`, `carbonKg`) are amounts per Day/Week/Month in the queue's time
-zone; they are never borrowed or lent. As in the center energy ledger, an admitted job reserves
-its estimate; `settle` drops the reservation and adds what the job used to the current period.
-A reservation outlives a period boundary (the job still runs); `used` starts again at zero.
+Budget dimensions (`energyKWh`, `carbonKg`) are amounts per period, never borrowed or lent: an
+admitted job reserves its estimate, `settle` turns it into what the job used (`ledger/quota_budgets.py`).
 
 Which demand keys apply to a queue: a concurrent key only if the queue lists that dimension
 (a dimension family the queue does not list at all is unlimited for it), a budget key only if
@@ -39,7 +37,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 
-from suanli.ledger.energy import period_bounds
+from suanli.ledger.quota_budgets import QueueBudgets
 from suanli.ledger.quota_terms import (
     ACCELERATORS,
     BUDGET_UNITS,
@@ -78,21 +76,6 @@ class _Pool:
     unused: float = 0.0  # sum of min(lendable, max(0, nominal - u))
 
 
-@dataclasses.dataclass
-class _BudgetAccount:
-    amount: float
-    period: str
-    period_start: float = -math.inf
-    period_end: float = -math.inf
-    label: str = ""
-    used: float = 0.0  # settled in the current period
-    reserved: float = 0.0  # by the jobs held
-
-    @property
-    def left(self) -> float:
-        return self.amount - self.used - self.reserved
-
-
 @dataclasses.dataclass(frozen=True)
 class _Booking:
     queue: str
@@ -127,7 +110,7 @@ class QuotaLedger:
         # Mutable state:
         self._pools: dict[PoolKey, _Pool] = {}
         self._usage: dict[str, dict[str, float]] = {}
-        self._budgets: dict[str, dict[str, _BudgetAccount]] = {}
+        self._budgets: dict[str, QueueBudgets] = {}
         self._jobs: dict[JobKey, _Booking] = {}
         self._count: dict[str, int] = {}
         members: dict[PoolKey, list[tuple[str, _Rule]]] = {}
@@ -141,7 +124,7 @@ class QuotaLedger:
             self._rules[name] = rules
             self._listed_accelerators[name] = frozenset(d for d in rules if d.startswith(ACCELERATORS))
             self._usage[name] = dict.fromkeys(rules, 0.0)
-            self._budgets[name] = {d: _BudgetAccount(b.amount, b.period) for d, b in quota.budgets.items()}
+            self._budgets[name] = QueueBudgets(quota.budgets, quota.zone)
             self._count[name] = 0
         self._members = {key: tuple(group) for key, group in members.items()}
         for key, group in self._members.items():
@@ -156,10 +139,7 @@ class QuotaLedger:
         clone._members = self._members
         clone._pools = {key: dataclasses.replace(pool) for key, pool in self._pools.items()}
         clone._usage = {name: dict(usage) for name, usage in self._usage.items()}
-        clone._budgets = {
-            name: {d: dataclasses.replace(a) for d, a in accounts.items()}
-            for name, accounts in self._budgets.items()
-        }
+        clone._budgets = {name: budgets.copy() for name, budgets in self._budgets.items()}
         clone._jobs = dict(self._jobs)  # bookings are never mutated
         clone._count = dict(self._count)
         return clone
@@ -186,36 +166,17 @@ class QuotaLedger:
     def roll(self, now: float) -> list[str]:
         """Start new periods where `now` has passed the end (or lies before the start); returns
         the queues of which a budget rolled. The first call only sets the periods."""
-        rolled = []
-        for name, accounts in self._budgets.items():
-            zone = self._quotas[name].zone
-            moved = False
-            for account in accounts.values():
-                if now >= account.period_end or now < account.period_start:
-                    start, end, label = period_bounds(now, zone, account.period)
-                    moved = moved or account.period_end != -math.inf
-                    account.period_start, account.period_end, account.label = start, end, label
-                    account.used = 0.0
-            if moved:
-                rolled.append(name)
-        return sorted(rolled)
+        return sorted(name for name, budgets in self._budgets.items() if budgets.roll(now))
 
     def next_boundary(self) -> float:
         """The earliest period end over queues with a budget (+inf without budgets)."""
-        return min(
-            (a.period_end for accounts in self._budgets.values() for a in accounts.values()), default=math.inf
-        )
+        return min((budgets.next_boundary() for budgets in self._budgets.values()), default=math.inf)
 
     def period_label(self, queue: str, dimension: str | None = None) -> str:
         """The current period of a budget ("Month 2026-12"); without `dimension`, the labels of all
         the queue's budgets, distinct, joined with ", " ("" without budgets or before `roll`)."""
         self._quota(queue)
-        accounts = self._budgets[queue]
-        if dimension is not None:
-            account = accounts.get(dimension)
-            return account.label if account is not None else ""
-        labels = [accounts[d].label for d in BUDGET_UNITS if d in accounts and accounts[d].label]
-        return ", ".join(dict.fromkeys(labels))
+        return self._budgets[queue].label(dimension)
 
     # -- admission ------------------------------------------------------------------------------
 
@@ -250,7 +211,7 @@ class QuotaLedger:
         if unmatched is not None:
             return unmatched
         rules = self._rules[queue]
-        accounts = self._budgets[queue]
+        budgets = self._budgets[queue]
         for dimension, need in demand.items():
             rule = rules.get(dimension)
             if rule is not None:
@@ -262,15 +223,14 @@ class QuotaLedger:
                         queue, dimension, need, left, "", limit.nominal, limit.borrowing_limit, quota.cohort
                     )
                 continue
-            account = accounts.get(dimension)
-            if account is not None and not fits(need, account.left):
-                return Shortfall(queue, dimension, need, account.left, account.label)
+            shortfall = budgets.shortfall(queue, dimension, need)
+            if shortfall is not None:
+                return shortfall
         return None
 
     def period_start(self, queue: str, dimension: str) -> float:
         """When the current period of a budget began (-inf before the first `roll`, or without that budget)."""
-        account = self._budgets[self._quota(queue).name].get(dimension)
-        return account.period_start if account is not None else -math.inf
+        return self._budgets[self._quota(queue).name].period_start(dimension)
 
     def check(self, queue: str, demand: Mapping[str, float]) -> Shortfall | None:
         """None if the demand fits the queue in every dimension now; else the first shortfall."""
@@ -308,8 +268,7 @@ class QuotaLedger:
         for dimension, need in concurrent.items():
             usage[dimension] += need
             self._refresh(rules[dimension].pool)
-        for dimension, need in budgets.items():
-            accounts[dimension].reserved += need
+        accounts.reserve(budgets)
         self._jobs[job] = _Booking(queue, concurrent, budgets)
         self._count[queue] += 1
 
@@ -328,14 +287,11 @@ class QuotaLedger:
         queue = booking.queue
         rules = self._rules[queue]
         usage = self._usage[queue]
-        accounts = self._budgets[queue]
         self._count[queue] -= 1
         last = self._count[queue] == 0  # no job left: back to exact zeros (no rounding residue)
         for dimension, need in booking.concurrent.items():
             usage[dimension] = 0.0 if last else max(0.0, usage[dimension] - need)
-        for dimension, need in booking.budgets.items():
-            account = accounts[dimension]
-            account.reserved = 0.0 if last else max(0.0, account.reserved - need)
+        self._budgets[queue].unreserve(booking.budgets, last)
         if last:
             usage.update(dict.fromkeys(usage, 0.0))
         for dimension in rules if last else booking.concurrent:
@@ -371,46 +327,35 @@ class QuotaLedger:
             raise QuotaError(f"{job[0]}/{job[1]} holds no quota to settle")
         _check_amounts(used, f"{job[0]}/{job[1]} used")
         booking = self._unbook(job)
-        accounts = self._budgets[booking.queue]
-        for dimension, amount in used.items():
-            account = accounts.get(dimension)
-            if account is not None:
-                account.used += amount
+        self._budgets[booking.queue].add_used(used)
 
     def add_used(self, queue: str, dimension: str, amount: float) -> None:
         """Budget usage already settled in the current period by jobs no longer held here (the
         operator rebuilding its ledger from finished jobs' statuses; call after `roll`, which
         clears it). No-op if the queue has no such budget."""
-        account = self._used_account(queue, dimension, amount)
-        if account is not None:
-            account.used += amount
+        self._used_account(queue, dimension, amount).add_used({dimension: amount})
 
     def set_used(self, queue: str, dimension: str, amount: float) -> None:
         """Budget usage settled in the current period by jobs no longer held here, replacing what was set
         before (a ledger kept across scheduling cycles, its sums read again each cycle). No-op if the queue
         has no such budget."""
-        account = self._used_account(queue, dimension, amount)
-        if account is not None:
-            account.used = amount
+        self._used_account(queue, dimension, amount).set_used(dimension, amount)
 
-    def _used_account(self, queue: str, dimension: str, amount: float) -> _BudgetAccount | None:
+    def _used_account(self, queue: str, dimension: str, amount: float) -> QueueBudgets:
         self._quota(queue)
         if dimension not in BUDGET_UNITS:
             raise QuotaError(
                 f"queue {queue}: {dimension!r} is not a budget dimension ({', '.join(BUDGET_UNITS)})"
             )
         _check_amounts({dimension: amount}, f"queue {queue} used")
-        return self._budgets[queue].get(dimension)
+        return self._budgets[queue]
 
     # -- reporting ------------------------------------------------------------------------------
 
     def usage(self, queue: str) -> dict[str, float]:
         """Per listed dimension: concurrent usage held; budgets: used + reserved this period."""
         self._quota(queue)
-        out = dict(self._usage[queue])
-        for dimension, account in self._budgets[queue].items():
-            out[dimension] = account.used + account.reserved
-        return out
+        return {**self._usage[queue], **self._budgets[queue].usage()}
 
     def borrowed(self, queue: str) -> dict[str, float]:
         """Per concurrent dimension: usage beyond the nominal quota."""
@@ -443,8 +388,7 @@ class QuotaLedger:
         rules = self._rules[queue]
         rule = rules.get(dimension)
         if dimension in BUDGET_UNITS:
-            account = self._budgets[queue].get(dimension)
-            return account.left if account is not None else math.inf
+            return self._budgets[queue].left(dimension)
         if not dimension.startswith(ACCELERATORS):
             return self._left_concurrent(queue, rule) if rule is not None else math.inf
         type_, model = accelerator_parts(dimension)
