@@ -59,16 +59,16 @@ def test_two_clusters_nodes_of_one_name_are_two_nodes_and_each_pool_counts_its_o
 
 def test_a_member_that_cannot_be_used_takes_no_jobs_and_says_why() -> None:
     cache = fleet_cache()
-    assert cache.set_member("guian", ("MemberUnreachable", "member cluster guian does not answer"))
+    assert cache.member_state.set("guian", ("MemberUnreachable", "member cluster guian does not answer"))
     snap = cache.snapshot(NOW)
     ready = {(p.center, p.pool): (bool(snap.ready[i]), snap.not_ready_reason[i]) for i, p in enumerate(snap.fleet.pools)}
     assert ready[("guian", "a100")] == (False, "member cluster guian does not answer")
     assert ready[("c1", "a100")] == (True, "")
-    status = status_mod.center("guian", 1, [], None, None, {}, NOW, member=cache.member_problems["guian"])
+    status = status_mod.center("guian", 1, [], None, None, {}, NOW, member=cache.member_state.problems["guian"])
     (cond,) = [c for c in status["conditions"] if c["type"] == "Ready"]
     assert (cond["status"], cond["reason"]) == ("False", "MemberUnreachable")
-    assert not cache.set_member("guian", ("MemberUnreachable", "member cluster guian does not answer"))  # no change
-    assert cache.set_member("guian", None)
+    assert not cache.member_state.set("guian", ("MemberUnreachable", "member cluster guian does not answer"))  # no change
+    assert cache.member_state.set("guian", None)
     assert cache.snapshot(NOW).ready.all()
 
 
@@ -115,10 +115,10 @@ def test_the_hub_relist_never_drops_a_members_objects_and_a_members_relist_compa
 def test_dropping_a_member_forgets_its_objects_only() -> None:
     cache = fleet_cache()
     cache.upsert_pod(cache_tests.pod("w", "n1", 6), "guian")
-    cache.set_member("guian", ("MemberLost", "gone"), lost=True)
+    cache.member_state.set("guian", ("MemberLost", "gone"), lost=True)
     cache.drop_cluster("guian")
     assert sorted(cache.nodes) == ["n1", "n2"] and cache.pods == {}
-    assert cache.member_problems == {} and cache.lost_members == set()
+    assert cache.member_state.problems == {} and cache.member_state.lost == set()
 
 
 def test_decided_status_writes_local_node_names_and_the_cluster() -> None:
@@ -221,7 +221,7 @@ def test_a_secret_outside_the_operators_namespace_is_never_read() -> None:
     api.read_secret_key = lambda *a: (_ for _ in ()).throw(AssertionError("read a Secret outside its namespace"))
     members = manager.Members(sched, "suanli-system", types.SimpleNamespace(cache=sched.cache, scheduler=sched))
     asyncio.run(members.reconcile())
-    reason, message = sched.cache.member_problems["guian"]
+    reason, message = sched.cache.member_state.problems["guian"]
     assert reason == "MemberSecretRefused"
     assert "kube-system/guian-kubeconfig" in message and "create the Secret in suanli-system" in message
 
@@ -229,19 +229,19 @@ def test_a_secret_outside_the_operators_namespace_is_never_read() -> None:
 def test_a_missing_secret_says_how_to_make_one() -> None:
     members, reads = _members(error=ApiException(status=404, reason="Not Found"))
     assert reads == [("suanli-system", "guian-kubeconfig", "kubeconfig")]
-    reason, message = members.cache.member_problems["guian"]
+    reason, message = members.cache.member_state.problems["guian"]
     assert reason == "MemberSecretMissing" and "suanli join guian --member-kubeconfig PATH" in message
     members, _ = _members(error=ApiException(status=403, reason="Forbidden"))
-    assert members.cache.member_problems["guian"][0] == "MemberSecretUnreadable"
+    assert members.cache.member_state.problems["guian"][0] == "MemberSecretUnreadable"
     members, _ = _members(secret=None)
-    assert members.cache.member_problems["guian"] == (
+    assert members.cache.member_state.problems["guian"] == (
         "MemberSecretMissing", "Secret suanli-system/guian-kubeconfig has no key kubeconfig (spec.cluster.kubeconfigSecretRef.key)")
 
 
 def test_an_exec_kubeconfig_is_refused_naming_the_field_and_nothing_connects() -> None:
     text = yaml.safe_dump(creds_tests.kubeconfig({"exec": {"command": "touch", "args": ["/tmp/marker"]}})).encode()
     members, _ = _members(secret=text)
-    reason, message = members.cache.member_problems["guian"]
+    reason, message = members.cache.member_state.problems["guian"]
     assert reason == "MemberCredentialsRefused" and "users[suanli].user.exec is not accepted" in message
     assert members.members["guian"].connection is None and members.members["guian"].watchers == []
     with pytest.raises(clusters.Unavailable, match="exec is not accepted"):
@@ -255,7 +255,7 @@ def test_a_center_that_stops_being_a_member_is_forgotten() -> None:
     del plain["spec"]["cluster"]
     members.cache.upsert_center(plain)
     asyncio.run(members.reconcile())
-    assert "guian" not in members.members and members.cache.member_problems == {}
+    assert "guian" not in members.members and members.cache.member_state.problems == {}
     assert "guian/n1" not in members.cache.nodes
 
 
@@ -286,7 +286,7 @@ def test_a_member_jobs_job_is_not_judged_missing_before_the_members_objects_are_
     sched.cache.upsert_job(doc, NOW)
     asyncio.run(lc.step(sched))
     assert api.patches == []  # not listed yet: nothing judged
-    sched.cache.synced_members.add("guian")
+    sched.cache.member_state.synced.add("guian")
     sched.clusters.connected("guian", api)  # the fake API stands in for the member's
     asyncio.run(lc.step(sched))
     (patch,) = api.patches
@@ -314,7 +314,7 @@ def test_a_members_relist_drops_what_its_watch_missed_and_runs_once_per_period()
     member = members.members["guian"]
     member.last_relist = 1000.0
     members._relist_if_due("guian", member, api, 1200.0)  # not synced yet
-    cache.synced_members.add("guian")
+    cache.member_state.synced.add("guian")
     members._relist_if_due("guian", member, api, 1200.0)  # synced, not due
     assert spawned == []
     members._relist_if_due("guian", member, api, 1300.0)
@@ -333,7 +333,7 @@ def test_a_restarted_hub_plans_only_once_its_members_are_in_or_known_to_be_out()
         await sched.cycle()
         assert api.patches == [] and sched.cache.jobs[lc.KEY].phase != "Bound"
         assert sched.timer <= clock.now() + 2 * sched.settings.members.request_timeout_seconds
-        sched.cache.set_member("guian", ("MemberUnreachable", "it does not answer"))  # known to be out
+        sched.cache.member_state.set("guian", ("MemberUnreachable", "it does not answer"))  # known to be out
         await sched.cycle()
         await wp.settle(sched)
         assert sched.cache.binding(sched.cache.jobs[lc.KEY]) is not None  # planned: bound on c1

@@ -18,8 +18,8 @@ from typing import Any
 from suanli import settings as settings_mod
 from suanli.api import manifests, objects
 from suanli.kube import holds as holds_mod
+from suanli.kube import member_state, pod_index, pool_overlap, records
 from suanli.kube import objects as kobj
-from suanli.kube import pool_overlap, records
 from suanli.kube import settled as settled_mod
 from suanli.kube import snapshot as snapshot_mod
 from suanli.kube import tenants as tenants_mod
@@ -43,9 +43,7 @@ class Cache:
         self.center_raw: dict[str, dict[str, Any]] = {}
         self.center_errors: dict[str, str] = {}
         self.nodes: dict[str, kobj.NodeInfo] = {}
-        self.pods: dict[Key, kobj.PodInfo] = {}
-        self.pods_by_job: dict[Key, set[Key]] = {}  # (namespace, job label) -> pods
-        self.node_used: dict[tuple[str, str], int] = {}  # (node, resource) -> requested by non-terminated pods
+        self.pod_index = pod_index.PodIndex()
         self.jobs: dict[Key, records.JobRecord] = {}
         self.active: set[Key] = set()  # jobs neither finished nor Invalid
         self.by_label: dict[Key, Key] = {}  # (namespace, job label) -> job
@@ -56,19 +54,12 @@ class Cache:
         self.settled = settled_mod.SettledEnergy()
         self.tenants = tenants_mod.Tenants(self.settings)  # ComputeQueues, namespace labels, settled use by queue
         self.workloads: dict[Key, kobj.WorkloadInfo] = {}  # by (namespace, job label)
-        # (namespace, job label) -> (ComputeJob uid, attempt, why) of the last pod deleted before it finished
-        self.lost: dict[Key, tuple[str | None, int, str]] = {}
         self.assumed: dict[Key, records.Binding] = {}  # bound by this process, status maybe not seen yet
         # Jobs deleted, or recreated under their name (another uid), since the scheduler last looked
         # (`take_replaced`): what it keeps for them (retries, checks) is dropped, without a scan of all.
         self.replaced: set[Key] = set()
-        # Member clusters (by center name) that cannot be used now: (Ready condition reason, message).
-        # Set by the member connections (suanli/members); their pools take no new jobs meanwhile.
-        self.member_problems: dict[str, tuple[str, str]] = {}
-        self.lost_members: set[str] = set()  # unreachable for members.lost_after_seconds: their jobs were requeued
-        # Members whose nodes, pods and Jobs the cache holds (each watch's first LIST is in): until then
-        # their jobs' Jobs and pods are not judged missing (after a restart, before the first LIST).
-        self.synced_members: set[str] = set()
+        # Member clusters' connections, set by suanli/members: a member with a problem takes no new jobs.
+        self.member_state = member_state.MemberState()
         self._fleet: fleet_mod.Fleet | None = None
         self._fleet_regions: frozenset[str] = frozenset()
         self._members: tuple[fleet_mod.Fleet, list[Any], pool_overlap.Assignment] | None = None
@@ -116,45 +107,28 @@ class Cache:
             self._members = None
         return gone
 
-    def _count_pod(self, info: kobj.PodInfo, sign: int) -> None:
-        if info.terminated or info.node is None:
-            return
-        for resource, amount in info.requests.items():
-            slot = (info.node, resource)
-            left = self.node_used.get(slot, 0) + sign * amount
-            if left:
-                self.node_used[slot] = left
-            else:
-                self.node_used.pop(slot, None)
+    @property
+    def pods(self) -> dict[Key, kobj.PodInfo]:
+        return self.pod_index.pods
+
+    @property
+    def node_used(self) -> dict[tuple[str, str], int]:
+        """(node, resource) -> requested by non-terminated pods."""
+        return self.pod_index.node_used
 
     def upsert_pod(self, raw: Mapping[str, Any], cluster: str = "") -> kobj.PodInfo | None:
         info = kobj.pod_info(raw, cluster)
         if not kobj.pod_info_relevant(info):
             return None
-        old = self.pods.get(info.key)
-        if old is not None:
-            self._count_pod(old, -1)
-        self._count_pod(info, +1)
-        self.pods[info.key] = info
+        self.pod_index.put(info)
         if info.job_key is not None:
-            self.pods_by_job.setdefault(info.job_key, set()).add(info.key)
             self._touch_label(info.job_key)
         return info
 
     def delete_pod(self, key: Key) -> kobj.PodInfo | None:
         """`key`: as the cache knows the pod (`PodInfo.key`: a member's namespace qualified)."""
-        info = self.pods.pop(key, None)
-        if info is not None:
-            self._count_pod(info, -1)
-            if info.job_key is not None and not info.terminated:
-                reason = info.lost or f"pod {key[1]} was deleted while {info.phase}"
-                self.lost[info.job_key] = (info.job_uid, info.attempt or 0, reason)
+        info = self.pod_index.delete(key)
         if info is not None and info.job_key is not None:
-            members = self.pods_by_job.get(info.job_key)
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del self.pods_by_job[info.job_key]
             self._touch_label(info.job_key)
         return info
 
@@ -182,21 +156,18 @@ class Cache:
         """Pods carrying the job's label that were made for this ComputeJob (its uid) and this bound
         attempt: never a predecessor's of the same name, never an earlier attempt's still going away.
         (Pods without the uid and attempt labels, made before they existed, count as attempt 0.)"""
-        keys = self.pods_by_job.get((record.key[0], record.label), ())
-        out = []
-        for k in sorted(keys):
-            pod = self.pods.get(k)
-            if pod is None or pod.cluster != binding.cluster or (pod.job_uid is not None and pod.job_uid != record.uid):
-                continue
-            if (pod.attempt or 0) != binding.attempt:
-                continue
-            out.append(pod)
-        return out
+        return [
+            pod
+            for pod in self.pod_index.of_job((record.key[0], record.label))
+            if pod.cluster == binding.cluster
+            and pod.job_uid in (None, record.uid)
+            and (pod.attempt or 0) == binding.attempt
+        ]
 
     def lost_replica(self, record: records.JobRecord, binding: records.Binding) -> str | None:
         """Why a pod of the bound attempt was deleted before it finished (its DELETED event may be all
         that is left of it), or None."""
-        lost = self.lost.get((record.key[0], record.label))
+        lost = self.pod_index.lost.get((record.key[0], record.label))
         if lost is None or lost[0] not in (record.uid, None) or lost[1] != binding.attempt:
             return None
         return lost[2]
@@ -438,19 +409,6 @@ class Cache:
     def snapshot(self, now: float) -> snapshot_mod.Snapshot:
         return snapshot_mod.build(self, now)
 
-    def set_member(self, center: str, problem: tuple[str, str] | None, lost: bool = False) -> bool:
-        """What the member connection of `center` knows now (None: connected); True if it changed."""
-        before = (self.member_problems.get(center), center in self.lost_members)
-        if problem is None:
-            self.member_problems.pop(center, None)
-        else:
-            self.member_problems[center] = problem
-        if lost:
-            self.lost_members.add(center)
-        else:
-            self.lost_members.discard(center)
-        return before != (problem, lost)
-
     def jobs_in_cluster(self, cluster: str) -> list[Key]:
         """Unfinished jobs bound (or running) in member cluster `cluster`."""
         return [key for key, binding in self._placed_jobs() if binding.cluster == cluster]
@@ -460,13 +418,12 @@ class Cache:
         for name in [n for n, info in self.nodes.items() if info.cluster == cluster]:
             self.nodes.pop(name)
             self._members = None
-        for key in [k for k, info in self.pods.items() if info.cluster == cluster]:
+        for key in self.pod_index.in_cluster(cluster):
             self.delete_pod(key)
         for slot in [k for k, info in self.workloads.items() if info.cluster == cluster]:
             info = self.workloads.pop(slot)
             self._touch_label((info.namespace, info.job_label))
-        self.set_member(cluster, None)
-        self.synced_members.discard(cluster)
+        self.member_state.forget(cluster)
 
     def cluster_of(self, center: str) -> str:
         """The cluster a center's pools are in: the center's name when it is a member (`spec.cluster`),

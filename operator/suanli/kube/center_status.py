@@ -69,6 +69,6 @@ class CenterStatus:
             current = dict(raw.get("status") or {})
             new = status_mod.center(
                 name, meta.get("generation"), by_center.get(name, []), accounts.get(name), problem, current, now,
-                member=ctx.cache.member_problems.get(name),
+                member=ctx.cache.member_state.problems.get(name),
             )
             await patch_if_changed(ctx.api, ctx.api.patch_center_status, "ComputeCenter", name, raw, current, new)

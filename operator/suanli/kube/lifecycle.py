@@ -76,7 +76,7 @@ class Lifecycle:
         if binding is None or record.phase not in records.BOUND_PHASES:
             return
         cluster = binding.cluster
-        if cluster and cluster not in ctx.cache.synced_members and cluster not in ctx.cache.lost_members:
+        if cluster and not ctx.cache.member_state.known(cluster):
             return  # its member's Jobs and pods are not in the cache yet: nothing can be judged missing
         now = ctx.clock.now()
         workload = ctx.cache.workload_of(record)
@@ -144,7 +144,7 @@ class Lifecycle:
         return config.model_copy(update={"prometheus_url": url}) if url else config
 
     def _member_lost(self, binding: records.Binding) -> str | None:
-        if not binding.cluster or binding.cluster not in self.ctx.cache.lost_members:
+        if not binding.cluster or binding.cluster not in self.ctx.cache.member_state.lost:
             return None
         return (f"member cluster {binding.cluster} has been unreachable for more than "
                 f"{self.ctx.settings.members.lost_after_seconds:g}s (members.lost_after_seconds)")
@@ -176,7 +176,7 @@ class Lifecycle:
             workload = ctx.cache.workloads.get(ctx.cache.workload_slot(record, binding))
             # A lost member's Job is deleted there when it is back (suanli/members: superseded attempts).
             ours = workload is not None and not workload.deleting and workload.owner_uid in (None, record.uid)
-            if workload is not None and ours and cluster not in ctx.cache.lost_members:
+            if workload is not None and ours and cluster not in ctx.cache.member_state.lost:
                 api = ctx.clusters.api(cluster)
                 await api.run(api.delete_job, workload.namespace, workload.key[1], workload.uid)
             running = await self._stop_pods(record)
@@ -265,7 +265,7 @@ class Lifecycle:
         not Ready (where nothing can run them, and only the pod garbage collector removes them)."""
         ctx = self.ctx
         binding = ctx.cache.binding(record)
-        if binding is None or binding.cluster in ctx.cache.lost_members:
+        if binding is None or binding.cluster in ctx.cache.member_state.lost:
             return []  # a lost member's pods are beyond reach: its sweep deletes their Job when it is back
         api = ctx.clusters.api(binding.cluster)
         running = []

@@ -235,8 +235,7 @@ class Scheduler:
         if started - self._started >= grace:
             return True
         cache = self.cache
-        pending = [c for c in cache.centers if cache.cluster_of(c) and c not in cache.synced_members
-                   and c not in cache.member_problems]
+        pending = [c for c in cache.centers if cache.cluster_of(c) and cache.member_state.awaited(c)]
         if pending:
             self.timer = min(self.timer, now + grace - (started - self._started))  # plan by the end of the grace
             LOG.debug("waiting for member clusters %s before planning", ", ".join(sorted(pending)))

@@ -137,7 +137,7 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
     reasons: list[str] = []
     usage: list[PoolUsage] = []
     for p, info in enumerate(fleet.pools):
-        member_problem = cache.member_problems.get(info.center)
+        member_problem = cache.member_state.problems.get(info.center)
         if member_problem is not None:
             reasons.append(member_problem[1])
         elif refused[p]:

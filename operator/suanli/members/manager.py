@@ -156,13 +156,13 @@ class Members:
         assert member.connection is not None
         api = member.connection.api
         member.listed = set()
-        self.cache.synced_members.discard(name)
+        self.cache.member_state.synced.discard(name)
 
         def listed(kind: str) -> None:
             member.listed.add(kind)
-            if member.listed >= set(WATCHED) and name not in self.cache.synced_members:
+            if member.listed >= set(WATCHED) and name not in self.cache.member_state.synced:
                 # Its Jobs and pods are all in the cache now: the lifecycle may judge its jobs again.
-                self.cache.synced_members.add(name)
+                self.cache.member_state.synced.add(name)
                 LOG.info("member %s: its nodes, pods and Jobs are in the cache", name)
                 for key in self.cache.jobs_in_cluster(name):
                     self.sched.job_changed(key)
@@ -184,7 +184,7 @@ class Members:
             return
         now = member.last_answer = self.monotonic()
         due = now - member.last_sweep >= self.sched.settings.operator.resync_seconds or name in self.sched.members_sweep_due
-        if name in self.cache.lost_members or not member.swept or due:
+        if name in self.cache.member_state.lost or not member.swept or due:
             self.sched.members_sweep_due.discard(name)
             member.last_sweep = now
             try:
@@ -193,7 +193,7 @@ class Members:
                 LOG.warning("member %s: could not delete its superseded Jobs yet (%s); it takes no jobs until then",
                             name, errors.short(exc))
                 self._set(name, ("MemberRecovering", f"deleting Jobs superseded while it was away: {errors.short(exc)}"),
-                          lost=name in self.cache.lost_members)
+                          lost=name in self.cache.member_state.lost)
                 return
             member.swept = True
             if deleted:
@@ -208,7 +208,7 @@ class Members:
         """Every `relist_seconds` of a synced connection, the relist safety net over the member's nodes, pods
         and Jobs, in the background: what a watch missed (deleted, or recreated under the same name) is
         dropped or replaced, as in the hub's own cluster."""
-        if self.relist_seconds <= 0 or name not in self.cache.synced_members or now - member.last_relist < self.relist_seconds:
+        if self.relist_seconds <= 0 or name not in self.cache.member_state.synced or now - member.last_relist < self.relist_seconds:
             return
         member.last_relist = now
         self.sched.spawn(self.relist(name, api))
@@ -241,7 +241,7 @@ class Members:
             return
         message = (f"member cluster {name} ({server}) does not answer ({errors.short(exc)}) for {silent:.0f}s; "
                    f"lost after members.lost_after_seconds={lost_after:g}")
-        if self._set(name, ("MemberUnreachable", message), lost=name in self.cache.lost_members):
+        if self._set(name, ("MemberUnreachable", message), lost=name in self.cache.member_state.lost):
             LOG.warning("%s", message)
 
     def _refuse(self, name: str, member: _Member, reason: str, message: str) -> None:
@@ -249,11 +249,11 @@ class Members:
         self._close(name)
         member.fingerprint = ""
         self.sched.clusters.disconnected(name, message)
-        if self._set(name, (reason, message), lost=name in self.cache.lost_members):
+        if self._set(name, (reason, message), lost=name in self.cache.member_state.lost):
             LOG.error("member %s: %s", name, message)
 
     def _set(self, name: str, problem: tuple[str, str] | None, lost: bool = False) -> bool:
-        changed = self.cache.set_member(name, problem, lost)
+        changed = self.cache.member_state.set(name, problem, lost)
         if changed:
             self.sched.center_changed()
             self.sched.poke()
@@ -266,7 +266,7 @@ class Members:
         for task in member.watchers:
             task.cancel()
         member.watchers = []
-        self.cache.synced_members.discard(name)
+        self.cache.member_state.synced.discard(name)
         if member.connection is not None:
             member.connection.close()
             member.connection = None
