@@ -1,10 +1,4 @@
-"""Writes to the API server: two thread pools over the synchronous `kubernetes` client.
-
-Requests go through the client's configuration, authentication, TLS and connection pool
-(`ApiClient.param_serialize` / `call_api`) but skip its typed layer: bodies are plain
-dictionaries in and out. The generated methods validate every argument with pydantic and turn
-every answer into model objects the operator would only turn back into dictionaries; at
-thousands of writes a minute that was a large part of the operator's CPU (`make bench`).
+"""Writes to the API server: two thread pools over the plain requests of `kube/transport.py`.
 
 The scheduler never waits on the network in its loop: it submits writes here and gets
 futures back. Binding-critical writes go to a pool of their own (`run_binding`), so they never
@@ -21,60 +15,33 @@ the latest status is computed when the previous write finished). Every failed wr
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import datetime
 import itertools
-import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from kubernetes import client as _k8s
-from kubernetes import config as _k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from suanli import metrics
 from suanli.kube import errors as errors_mod
 from suanli.kube import events as events_mod
 from suanli.kube import priority_pool, workloads
+from suanli.kube.transport import (
+    COLLECTIONS,
+    GROUP,
+    JSON_PATCH,
+    LOG,
+    MERGE_PATCH,
+    PAGE,
+    VERSION,
+    Transport,
+    api_client,
+    k8s,
+)
 
-GROUP, VERSION = "suanli.io", "v1alpha1"
-JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-PAGE = 500  # objects per LIST page: bounded memory at startup, however large the cluster
-# What the cache mirrors: (collection path, label selector).
-COLLECTIONS = {
-    "centers": (f"/apis/{GROUP}/{VERSION}/computecenters", None),
-    "jobs": (f"/apis/{GROUP}/{VERSION}/computejobs", None),
-    "nodes": ("/api/v1/nodes", None),
-    "pods": ("/api/v1/pods", None),
-    "workloads": ("/apis/batch/v1/jobs", "suanli.io/job"),
-    "queues": (f"/apis/{GROUP}/{VERSION}/computequeues", None),
-    "namespaces": ("/api/v1/namespaces", None),
-}
-LOG = logging.getLogger("suanli.kube")
-# The generated client is loosely typed; we pass and read plain dictionaries.
-k8s: Any = _k8s
-k8s_config: Any = _k8s_config
 T = TypeVar("T")
-
-
-def api_client(kubeconfig: str | None, pool_size: int = 32) -> Any:
-    """A client from a kubeconfig file, else in-cluster, else the default kubeconfig."""
-    configuration = k8s.Configuration()
-    if kubeconfig:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        except k8s_config.ConfigException:
-            k8s_config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = pool_size
-    return k8s.ApiClient(configuration)
+__all__ = ["COLLECTIONS", "GROUP", "PAGE", "VERSION", "Api", "NamespaceMissing", "Replaced", "WorkloadBusy", "api_client", "k8s"]
 
 
 class Replaced(Exception):
@@ -98,8 +65,8 @@ def now_rfc3339(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Api:
-    """The operator's API calls, each run on the write pool."""
+class Api(Transport):
+    """The operator's API calls: reads (`Transport`) and writes, each run on a write pool."""
 
     def __init__(self, api: Any, workers: int, events_namespace: str = "default", instance: str = "",
                  timeout: float | None = None):
@@ -107,8 +74,7 @@ class Api:
         (its leader-election identity), the `reportingInstance` and `source.host` of its Events.
         `timeout`: of a request that names none, seconds (a member cluster's: one that stopped
         answering must not hold a write thread for ever)."""
-        self.timeout = timeout
-        self.client: Any = api
+        super().__init__(api, timeout)
         self.core: Any = k8s.CoreV1Api(api)
         self.batch: Any = k8s.BatchV1Api(api)
         self.custom: Any = k8s.CustomObjectsApi(api)
@@ -135,134 +101,6 @@ class Api:
         """A write of a binding chain (its status, its batch Job, or undoing it): the binding pool,
         ahead of every chain that took a later ticket."""
         return await asyncio.wrap_future(self.binding.submit(ticket, lambda: fn(*args, **kwargs)))
-
-    @staticmethod
-    def _count(verb: str, resource: str, exc: BaseException) -> None:
-        metrics.API_WRITE_ERRORS.labels(verb=verb, resource=resource).inc()
-        LOG.debug("%s %s failed: %s", verb, resource, exc)
-
-    # --- plain requests ---------------------------------------------------------------
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        query: list[tuple[str, Any]] | None = None,
-        content_type: str = JSON,
-        accept: str = JSON,
-        timeout: float | None = None,
-        decode: bool = True,
-    ) -> Any:
-        """One API call; the decoded JSON answer (None with `decode=False`: writes whose answer
-        nobody reads skip decoding it). Raises `ApiException` (status, body) on an error."""
-        response = self._send(method, path, body, query, content_type, accept, timeout if timeout is not None else self.timeout)
-        response.read()
-        return json.loads(response.data) if decode and response.data else None
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        body: Any,
-        query: list[tuple[str, Any]] | None,
-        content_type: str,
-        accept: str,
-        timeout: Any,
-    ) -> Any:
-        """Send one call through the client's auth, TLS and pool; the response, body not read yet.
-        Raises `ApiException` (status, body) on an error status."""
-        headers = {"Accept": accept}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        verb, url, headers, _, _ = self.client.param_serialize(
-            method=method, resource_path=path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
-        )
-        response = self.client.call_api(verb, url, headers, body, _request_timeout=timeout)
-        if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
-        return response
-
-    @staticmethod
-    def _collection(kind: str, *query: tuple[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
-        """The path of a mirrored kind and `query` with the kind's label selector, if it has one."""
-        path, selector = COLLECTIONS[kind]
-        return path, [*query, *([("labelSelector", selector)] if selector else [])]
-
-    def page(self, kind: str, token: str = "", accept: str = JSON) -> tuple[list[dict[str, Any]], str, str]:
-        """One page (at most `PAGE` objects) of a mirrored kind, the token of the next ("" at the end)
-        and the LIST's resourceVersion (every page of one LIST is the same snapshot)."""
-        path, query = self._collection(kind, ("limit", PAGE), *([("continue", token)] if token else []))
-        page = self.request("GET", path, query=query, accept=accept, timeout=60)
-        meta = page.get("metadata") or {}
-        return list(page.get("items") or []), str(meta.get("continue") or ""), str(meta.get("resourceVersion") or "")
-
-    def pages(self, kind: str, accept: str = JSON) -> list[dict[str, Any]]:
-        """Every object of one mirrored kind, LISTed in pages of `PAGE`."""
-        items, token, _ = self.page(kind, accept=accept)
-        while token:
-            more, token, _ = self.page(kind, token, accept)
-            items.extend(more)
-        return items
-
-    def watch(self, kind: str, resource_version: str, timeout_seconds: int) -> Iterator[list[dict[str, Any]]]:
-        """One WATCH of a mirrored kind from `resource_version` (bookmarks on), as the server sends it:
-        each chunk's decoded events, until the server ends the stream (after `timeout_seconds`).
-        Raises `ApiException` if the request itself fails."""
-        path, query = self._collection(
-            kind,
-            ("watch", "true"),
-            ("resourceVersion", resource_version),
-            ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", timeout_seconds),
-        )
-        response = self._send("GET", path, None, query, JSON, JSON, (10, timeout_seconds + 30))
-        stream, finished = response.response, False
-        try:
-            rest = b""
-            for chunk in stream.stream(65536):
-                *lines, rest = (rest + chunk).split(b"\n")
-                events = [json.loads(line) for line in lines if line.strip()]
-                if events:
-                    yield events
-            finished = True
-        finally:
-            if finished:
-                stream.release_conn()
-            else:
-                stream.close()  # left mid-stream: the connection cannot serve another request
-
-    # --- reads --------------------------------------------------------------------------
-
-    def list_keys(self, kinds: tuple[str, ...] = tuple(COLLECTIONS)) -> dict[str, set[tuple[str, str, str]]]:
-        """(namespace or "", name, uid) of every object of `kinds` (default: all the cache mirrors), by
-        kind: metadata-only LISTs (the relist safety net needs names and uids, not pods' specs)."""
-        out: dict[str, set[tuple[str, str, str]]] = {}
-        for kind in kinds:
-            keys = set()
-            for item in self.pages(kind, accept=METADATA_ONLY):
-                meta = item.get("metadata") or {}
-                keys.add((meta.get("namespace") or "", meta.get("name") or "", meta.get("uid") or ""))
-            out[kind] = keys
-        return out
-
-    def exists(self, kind: str, key: tuple[str, str]) -> dict[str, Any] | None:
-        """GET one mirrored object: the object (its uid tells whether it is the one cached or a
-        successor of the same name), None only on 404 (any other error is raised)."""
-        path = COLLECTIONS[kind][0]
-        namespace, name = key
-        if namespace:
-            head, plural = path.rsplit("/", 1)
-            path = f"{head}/namespaces/{quote(namespace)}/{plural}"
-        try:
-            found: dict[str, Any] = self.request("GET", f"{path}/{quote(name)}", timeout=10)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found
 
     # --- writes -------------------------------------------------------------------------
 
@@ -326,16 +164,6 @@ class Api:
             self._count("patch", f"{plural}/status", exc)
             raise
 
-    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """GET one pod; None if it is gone (any other error is raised)."""
-        try:
-            pod: dict[str, Any] = self.request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}", timeout=30)
-            return pod
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
     def patch_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
         """JSON-patch a pod (RFC 6902: its `test` operations are the preconditions, the pod's uid among
         them); the answer is not read. Raises `ApiException` (422 when a test fails)."""
@@ -390,18 +218,6 @@ class Api:
             f"the Job {ns}/{name} of an earlier attempt (or of an earlier ComputeJob of this name) is being deleted; "
             f"the new one is created once it is gone"
         )
-
-    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
-        """One key of a Secret, decoded; None if the Secret has no such key. Raises `ApiException`
-        (404: no such Secret)."""
-        secret: dict[str, Any] = self.request(
-            "GET", f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}", timeout=10
-        )
-        value = (secret.get("data") or {}).get(key)
-        if value is None:
-            text = (secret.get("stringData") or {}).get(key)
-            return text.encode() if text is not None else None
-        return base64.b64decode(value)
 
     def create_namespace(self, name: str) -> None:
         """Create a namespace (a member cluster's, for a job's Job); one that exists already is fine."""
