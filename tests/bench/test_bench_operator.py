@@ -924,10 +924,26 @@ def test_operator_cpu_per_watch_event(kube: Any, tmp_path: Path, core_v1: Any, b
     assert all(r["cpu_seconds"] > r["idle_cpu_seconds_same_wall"] for r in rounds), rounds  # it saw the events
 
 
-def core_cycle(traced: bool) -> dict[str, Any]:
+QUEUES = 4
+
+
+def bench_queue(name: str, jobs: int) -> dict[str, Any]:
+    """One of QUEUES ComputeQueues in one cohort, each with its share of `jobs` (1 accelerator each) as
+    nominal GPU and NPU quota, compute units and an energy budget, so the quota filter, borrowing and
+    the budget checks all run for every job (their share fits: every job is still bound)."""
+    share = jobs // QUEUES
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComputeQueue",
+            "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1},
+            "spec": {"cohort": "bench", "weight": 1, "quota": {
+                "accelerators": [{"type": "GPU", "count": share // 2}, {"type": "NPU", "count": share // 2}],
+                "computeUnits": share * 4, "energy": {"kWh": 10**7, "period": "Month"}}}}
+
+
+def core_cycle(traced: bool, queues: int = 0) -> dict[str, Any]:
     """Build the operator's cache for the benchmark fleet and JOBS queued jobs, then run one
-    scheduling cycle (snapshot + plan + assume) as the scheduler task does. With `traced`, only the
-    Python heap peak is meaningful (tracemalloc slows every allocation several times)."""
+    scheduling cycle (snapshot + plan + assume) as the scheduler task does. With `queues`, the jobs
+    are spread over that many ComputeQueues (`bench_queue`) and the plan applies their quotas. With
+    `traced`, only the Python heap peak is meaningful (tracemalloc slows every allocation several times)."""
     import tracemalloc
 
     from tests.cluster import fake_nodes as fake_nodes_module
@@ -947,12 +963,16 @@ def core_cycle(traced: bool) -> dict[str, Any]:
     for raw in fake_nodes_module.nodes_for_centers(centers, nodes_per_pool=NODES_PER_POOL):
         raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
         cache.upsert_node(raw)
+    for q in range(queues):
+        cache.tenants.upsert_queue(bench_queue(f"bench-q{q}", JOBS))
     now = time.time()
     stamp = datetime.datetime.fromtimestamp(now, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     t0 = time.perf_counter()
     for i in range(JOBS):
         raw = job(f"core-{i:05d}", "bench", i)
         raw["metadata"].update(uid=f"uid-{i}", generation=1, resourceVersion=str(i + 1), creationTimestamp=stamp)
+        if queues:
+            raw["spec"]["queue"] = f"bench-q{i % queues}"
         cache.upsert_job(raw, now)
     t_ingest = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -961,7 +981,7 @@ def core_cycle(traced: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     reply = planner.plan(planner.PlanRequest(
         fleet=snap.fleet, capacity=snap.capacity, energy=snap.energy, jobs=snap.queue, now=now,
-        settings=settings, ready=snap.ready, not_ready_reason=snap.not_ready_reason))
+        settings=settings, ready=snap.ready, not_ready_reason=snap.not_ready_reason, quotas=snap.quotas))
     t_plan = time.perf_counter() - t0
     bound = [d for d in reply.decisions if d.phase == "Bound"]
     for d in bound:
@@ -969,7 +989,7 @@ def core_cycle(traced: bool) -> dict[str, Any]:
         cache.assume(d.job.key, records.Binding(
             center=d.binding.pool.center, pool=d.binding.pool.pool, accelerator_type=d.binding.pool.accelerator_type,
             replicas=d.job.replicas, count=d.job.count, energy_kwh=d.binding.estimates.energy_kwh,
-            carbon_kg=d.binding.estimates.carbon_kg, bound_epoch=now))
+            carbon_kg=d.binding.estimates.carbon_kg, bound_epoch=now, queue=d.job.queue or ""))
     t0 = time.perf_counter()
     after = cache.snapshot(now)
     t_snapshot_bound = time.perf_counter() - t0
@@ -989,28 +1009,41 @@ def core_cycle(traced: bool) -> dict[str, Any]:
 def test_scheduler_core_rate_without_the_api_server(write_report: Any) -> None:
     """The operator's own ceiling: the same cache, snapshot and planner the scheduler task runs, on the
     benchmark's fleet and 2,000 queued jobs, with no API server, kopf or network (one process, one CPU).
-    Timed untraced; the heap peak comes from a second, traced run."""
+    Timed untraced; the heap peak comes from a second, traced run. Then the same with the jobs spread
+    over QUEUES ComputeQueues in a cohort (quota filter, borrowing, energy budget, fair-share order), in
+    the same run: what tenancy costs a scheduling cycle."""
     timed = core_cycle(traced=False)
     memory = core_cycle(traced=True)
-    data = {"jobs": JOBS, **timed, "traced_python_peak_mb": memory["traced_python_peak_mb"]}
+    tenants = core_cycle(traced=False, queues=QUEUES)
+    tenants_memory = core_cycle(traced=True, queues=QUEUES)
+    data = {"jobs": JOBS, **timed, "traced_python_peak_mb": memory["traced_python_peak_mb"],
+            "with_queues": {"queues": QUEUES, **tenants, "traced_python_peak_mb": tenants_memory["traced_python_peak_mb"]}}
+    cycle = timed["snapshot_seconds"] + timed["plan_seconds"]
+    cycle_q = tenants["snapshot_seconds"] + tenants["plan_seconds"]
+    data["with_queues"]["cycle_ratio_to_no_queues"] = round(cycle_q / cycle, 2) if cycle > 0 else None
     lines = [
         "# Scheduler core without the API server (`test_scheduler_core_rate_without_the_api_server`)",
         "",
         f"The benchmark fleet ({CENTERS * 2} pools, {CENTERS * 2 * NODES_PER_POOL} nodes) and {JOBS} queued jobs in the "
-        "operator's cache; one snapshot + plan, as one scheduling cycle does.",
+        "operator's cache; one snapshot + plan, as one scheduling cycle does. Second column: the same jobs "
+        f"spread over {QUEUES} ComputeQueues of one cohort (GPU, NPU and compute-unit quota, an energy budget), "
+        "measured in the same run.",
         "",
-        "| step | seconds |",
-        "|---|---|",
-        f"| parse {JOBS} ComputeJobs into the cache | {data['ingest_seconds']} |",
-        f"| snapshot (queue of {JOBS}) | {data['snapshot_seconds']} |",
-        f"| plan ({data['bound']} bound) | {data['plan_seconds']} |",
-        f"| snapshot with {data['bound']} assumed | {data['snapshot_with_all_bound_seconds']} |",
+        f"| step | seconds | with {QUEUES} queues |",
+        "|---|---|---|",
+        f"| parse {JOBS} ComputeJobs into the cache | {timed['ingest_seconds']} | {tenants['ingest_seconds']} |",
+        f"| snapshot (queue of {JOBS}) | {timed['snapshot_seconds']} | {tenants['snapshot_seconds']} |",
+        f"| plan (bound: {timed['bound']} / {tenants['bound']}) | {timed['plan_seconds']} | {tenants['plan_seconds']} |",
+        f"| snapshot with all assumed | {timed['snapshot_with_all_bound_seconds']} | "
+        f"{tenants['snapshot_with_all_bound_seconds']} |",
+        f"| Python heap peak, MB (traced run) | {memory['traced_python_peak_mb']} | {tenants_memory['traced_python_peak_mb']} |",
         "",
-        f"One cycle binds {data['jobs_per_s_one_cycle']} jobs/s of planning time; Python heap peak "
-        f"{data['traced_python_peak_mb']} MB (tracemalloc, a second run: cache + one cycle).",
+        f"One cycle binds {timed['jobs_per_s_one_cycle']} jobs/s of planning time without queues, "
+        f"{tenants['jobs_per_s_one_cycle']} with them: a cycle (snapshot + plan) with queues takes "
+        f"{data['with_queues']['cycle_ratio_to_no_queues']}x the time of one without.",
         "",
     ]
     write_report("operator-core", data, "\n".join(lines))
     print("\n" + "\n".join(lines))
-    for run in (timed, memory):
+    for run in (timed, memory, tenants, tenants_memory):
         assert run["bound"] == JOBS and run["queue_after"] == 0, run

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 
 import pytest
 from tests.unit import builders as b
@@ -145,3 +146,59 @@ def test_a_queues_carbon_budget_defers_a_job_with_a_deadline_to_a_cleaner_window
     assert d.binding is not None and d.binding.estimates.carbon_kg <= budget
     waits = plan([center], [no_deadline], queue("climate", quota={"carbon": {"kg": budget}})).decisions[0]
     assert waits.phase == "Queued" and "queue climate carbon budget" in waits.message
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_the_quota_filter_flags_the_pools_and_sentences_a_check_per_pool_gives(seed: int) -> None:
+    """`filter_pools` asks the concurrent quota once per model and a budget only where the estimate is
+    over what is left; over random fleets, quotas, budgets and earlier bookings it flags exactly the
+    pools, with exactly the sentences, that asking the ledger for the whole demand on each pool gives."""
+    import random
+
+    from suanli import settings as settings_mod
+    from suanli.scoring import demand as demand_mod
+    from suanli.scoring import engine
+
+    rng = random.Random(seed)
+    models = [("GPU", "A100"), ("GPU", "H100"), ("NPU", "Ascend910B"), ("GPU", "V100")]
+    centers = []
+    for c in range(rng.randint(1, 4)):
+        pools = [b.pool(f"p{p}", type_=t, model=m, nodes=rng.randint(1, 3))
+                 for p, (t, m) in enumerate(rng.sample(models, rng.randint(1, 4)))]
+        centers.append(b.center(f"c{c}", rng.choice(["cn-a", "cn-b"]), pools, grams=rng.uniform(50, 900),
+                                pue=rng.uniform(1.1, 1.7)))
+    fleet = fleet_mod.build(centers, extra_regions=["cn-a"])
+    job = dataclasses.replace(b.demand(b.job("j", count=rng.choice([1, 2, 4, 8]), types=("GPU", "NPU"), duration="4h",
+                                             precision=rng.choice(["fp16", "bf16"]))), queue="team")
+    settings = settings_mod.Settings()
+    cap, energy = planner.ledgers_for(fleet)
+    state = planner.WorkingState(fleet, cap, energy, b.NOW).fleet_state()
+    ev = engine.evaluate(fleet, state, demand_mod.batch([job], fleet, settings.scoring.reference_pue), b.NOW,
+                         settings.scoring)
+    kwh = [float(x) for x in ev.energy_kwh[0] if math.isfinite(x)]
+    quota: dict[str, object] = {}
+    entries = [{"type": t, **({"model": m} if rng.random() < 0.5 else {}), "count": rng.randint(0, 12)}
+               for t, m in rng.sample(models, rng.randint(0, 3))]
+    if entries and len({(e["type"], e.get("model")) for e in entries}) == len(entries):
+        quota["accelerators"] = entries
+    if rng.random() < 0.5:
+        quota["computeUnits"] = rng.uniform(0, 30)
+    if rng.random() < 0.7 and kwh:
+        quota["energy"] = {"kWh": rng.uniform(min(kwh) * 0.5, max(kwh) * 1.5)}
+    if rng.random() < 0.5:
+        quota["carbon"] = {"kg": rng.uniform(0, 20)}
+    ledger = tenancy.ledger_for({"team": spec(quota=quota)})
+    ledger.roll(b.NOW)
+    for i in range(rng.randint(0, 3)):  # earlier bookings, which may leave the queue over its quota
+        pool = rng.randrange(fleet.size)
+        if math.isfinite(ev.energy_kwh[0, pool]):
+            ledger.occupy("team", ("team-a", f"earlier{i}"), tenancy.demand(fleet, job, ev, 0, pool))
+    _, messages = tenancy.filter_pools(fleet, job, ev, ledger)
+    expected = {}
+    for pool in range(fleet.size):
+        if int(ev.reasons[0, pool]) & int(engine.PERMANENT):
+            continue
+        short = ledger.check("team", tenancy.demand(fleet, job, ev, 0, pool))
+        if short is not None:
+            expected[pool] = short.message()
+    assert messages == expected

@@ -85,7 +85,7 @@ class _Booking:
 
 def _check_amounts(amounts: Mapping[str, float], who: str) -> None:
     for dimension, amount in amounts.items():
-        if not finite(amount) or amount < 0:
+        if not (type(amount) is float or finite(amount)) or not 0 <= amount < math.inf:
             raise QuotaError(f"{who} {dimension}: amount must be a finite number >= 0 (got {amount!r})")
         if dimension.startswith(ACCELERATORS):
             try:

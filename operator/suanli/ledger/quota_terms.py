@@ -9,6 +9,9 @@ import math
 import types
 import zoneinfo
 from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
 
 JobKey = tuple[str, str]
 
@@ -36,6 +39,11 @@ def finite(x: object) -> bool:
 def fits(need: float, left: float) -> bool:
     """Whether `need` fits in `left`; nothing asked always fits (even over a budget)."""
     return need <= 0 or need <= left + EPS * max(1.0, abs(need))
+
+
+def fits_each(needs: Any, left: float) -> Any:
+    """`fits` of each of an array of needs against one `left` (a boolean array; numpy semantics)."""
+    return (needs <= 0) | (needs <= left + EPS * np.maximum(1.0, np.abs(needs)))
 
 
 def _num(x: float) -> str:

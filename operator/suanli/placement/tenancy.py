@@ -228,6 +228,16 @@ def filter_pools(
     if not job.queue and not unknown:
         return ev, {}
     messages: dict[int, str] = {}
+    # The concurrent part of a demand is the same on every pool of a model: asked once per model. Its
+    # dimensions come before the budgets' in a demand, so the first shortfall is the one `check` gives.
+    # A budget is asked only on the pools where the job's estimate does not fit what it has left.
+    concurrent: dict[tuple[tuple[str, float], ...], quota_terms.Shortfall | None] = {}
+    over_budget = np.zeros(fleet.size, dtype=bool)
+    if ledger is not None and job.queue and ledger.has(job.queue) and not unknown:
+        for dimension, needs in (("energyKWh", ev.energy_kwh[0]), ("carbonKg", ev.carbon_kg[0])):
+            left = ledger.left(job.queue, dimension)
+            if left < math.inf:
+                over_budget |= ~quota_terms.fits_each(needs, left)
     for pool in range(fleet.size):
         if int(ev.reasons[0, pool]) & int(engine.PERMANENT):
             continue
@@ -237,7 +247,13 @@ def filter_pools(
         if ledger is None or not job.queue or not ledger.has(job.queue):
             messages[pool] = f"ComputeQueue {job.queue} does not exist; create it or fix spec.queue"
             continue
-        short = ledger.check(job.queue, demand(fleet, job, ev, 0, pool))
+        wanted = demand(fleet, job, ev, 0, pool)
+        held = tuple((k, v) for k, v in wanted.items() if k not in quota_terms.BUDGET_UNITS)
+        if held not in concurrent:
+            concurrent[held] = ledger.check(job.queue, dict(held))
+        short = concurrent[held]
+        if short is None and over_budget[pool]:
+            short = ledger.check(job.queue, {k: v for k, v in wanted.items() if k in quota_terms.BUDGET_UNITS})
         if short is not None:
             messages[pool] = short.message()
     if not messages:
