@@ -68,7 +68,8 @@ BINDS = Counter("suanli_binds_total", "ComputeJobs bound (status written).", reg
 REQUEUES = Counter(
     "suanli_job_attempts_ended_total",
     "Bound attempts that ended without finishing (pods not ready in time, a replica lost to a disruption, the "
-    "Job deleted), by outcome: Requeued, or Failed at operator.requeue_limit.",
+    "Job deleted, preempted, suspended), by outcome: Requeued, Preempted, MemberLost, Suspended, or Failed at "
+    "operator.requeue_limit.",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.e2e.helpers import compute_job
 
 from suanli.kube import client as client_mod
-from suanli.kube import workloads
+from suanli.kube import transport, workloads
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION = "suanli.io", "v1alpha1"
@@ -31,7 +31,7 @@ def test_lists_come_in_pages_and_key_listings_carry_names_and_uids_only(
     for i in range(5):
         custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
                                                        compute_job(f"page-{i}", namespace, count=1))
-    monkeypatch.setattr(client_mod, "PAGE", 2)  # five objects: three pages, two continue tokens
+    monkeypatch.setattr(transport, "PAGE", 2)  # five objects: three pages, two continue tokens
     mine = [j for j in api.pages("jobs") if j["metadata"]["namespace"] == namespace]
     assert sorted(j["metadata"]["name"] for j in mine) == [f"page-{i}" for i in range(5)]
     assert all(j["spec"]["accelerators"]["count"] == 1 for j in mine)  # whole objects
@@ -91,6 +91,61 @@ def test_status_patch_job_create_adopt_and_event(
     api.event(("ComputeJob", namespace, "write", created["metadata"]["uid"]), "Bound", "bound to c1/a100")
     events = core_v1.list_namespaced_event(namespace).items
     assert any(e.reason == "Bound" and e.involved_object.name == "write" for e in events)
+
+
+def test_a_gangs_job_comes_with_its_headless_service_which_goes_with_it(
+    api: Any, custom_objects: Any, core_v1: Any, batch_v1: Any, namespace: str
+) -> None:
+    """A 4-replica Job is created with a headless Service of its name, owned by the Job (adopting the Job
+    keeps the Service); a Service left by an earlier Job of the name is deleted and the create is retried
+    (WorkloadBusy); a Service that is someone else's is refused, never touched; a one-replica Job has none."""
+    doc = compute_job("gang", namespace, count=1)
+    doc["spec"]["replicas"] = 4
+    created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", doc)
+    uid = created["metadata"]["uid"]
+    manifest = workloads.build_job(created, center="c1", pool="a100", accelerator_type="GPU", accelerator_model="A100",
+                                   resource_name="nvidia.com/gpu", node_selector={"suanli.io/pool": "none"},
+                                   tolerations=[])
+    job, fresh = api.create_or_adopt_job(manifest, uid)
+    svc = core_v1.read_namespaced_service("cj-gang", namespace)
+    assert fresh and svc.spec.cluster_ip == "None" and svc.spec.publish_not_ready_addresses
+    assert [(r.kind, r.uid) for r in svc.metadata.owner_references] == [("Job", job["metadata"]["uid"])]
+    assert svc.spec.selector == {workloads.LABEL_JOB: "gang", workloads.LABEL_UID: uid, workloads.LABEL_ATTEMPT: "0"}
+    assert job["spec"]["template"]["spec"]["subdomain"] == "cj-gang"
+    _, fresh = api.create_or_adopt_job(manifest, uid)  # adopted: the Service is this Job's, left as it is
+    assert not fresh and core_v1.read_namespaced_service("cj-gang", namespace).metadata.uid == svc.metadata.uid
+
+    # A Service of Suanli's under the name that is not this Job's (an earlier Job's, orphaned: no garbage
+    # collector will take it) is deleted, and the Job's own made on the next try.
+    core_v1.delete_namespaced_service("cj-gang", namespace)
+    stale = workloads.build_service(job)
+    stale["metadata"].pop("ownerReferences")
+    stale = core_v1.create_namespaced_service(namespace, stale)
+    with pytest.raises(client_mod.WorkloadBusy, match=r"Service .*being deleted"):
+        api.create_or_adopt_job(manifest, uid)
+    assert not [s for s in core_v1.list_namespaced_service(namespace, field_selector="metadata.name=cj-gang").items
+                if s.metadata.uid == stale.metadata.uid and not s.metadata.deletion_timestamp]
+    _, fresh = api.create_or_adopt_job(manifest, uid)
+    svc2 = core_v1.read_namespaced_service("cj-gang", namespace)
+    assert not fresh and [r.uid for r in svc2.metadata.owner_references] == [job["metadata"]["uid"]]
+
+    # Someone's own Service under the name is refused and left alone.
+    other = dict(doc, metadata={"name": "taken", "namespace": namespace})
+    taken = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", other)
+    core_v1.create_namespaced_service(namespace, {"metadata": {"name": "cj-taken"}, "spec": {
+        "ports": [{"port": 80}], "selector": {"app": "web"}}})
+    manifest3 = workloads.build_job(taken, center="c1", pool="a100", accelerator_type="GPU",
+                                    resource_name="nvidia.com/gpu", node_selector={}, tolerations=[])
+    with pytest.raises(ValueError, match=r"Service .*cj-taken already exists and is not Suanli's"):
+        api.create_or_adopt_job(manifest3, taken["metadata"]["uid"])
+    assert core_v1.read_namespaced_service("cj-taken", namespace).spec.selector == {"app": "web"}
+
+    solo = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                          compute_job("solo", namespace, count=1))
+    api.create_or_adopt_job(workloads.build_job(solo, center="c1", pool="a100", accelerator_type="GPU",
+                                                resource_name="nvidia.com/gpu", node_selector={}, tolerations=[]),
+                            solo["metadata"]["uid"])
+    assert not core_v1.list_namespaced_service(namespace, field_selector="metadata.name=cj-solo").items
 
 
 def test_a_uid_tested_status_patch_never_lands_on_another_job_of_the_name(

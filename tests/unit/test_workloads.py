@@ -61,7 +61,7 @@ def test_job_is_indexed_gang_owned_by_the_compute_job():
 def test_main_container_gets_image_and_accelerators_as_request_and_limit():
     pod = build()["spec"]["template"]["spec"]
     sidecar, main = pod["containers"]
-    assert sidecar == {"name": "sidecar", "image": "busybox"}
+    assert {k: v for k, v in sidecar.items() if k != "env"} == {"name": "sidecar", "image": "busybox"}
     assert main["image"] == "img:cann"
     assert main["resources"] == {
         "requests": {"huawei.com/Ascend910": "8"},
@@ -142,3 +142,59 @@ def test_pods_are_created_gated_until_each_is_pinned_to_its_node(template_gates,
     job = build(cj)
     assert job["spec"]["template"]["spec"]["schedulingGates"] == expected
     assert "schedulingGates" not in (CJ["spec"]["template"]["spec"])  # the ComputeJob is not changed
+
+
+def test_every_container_gets_the_launcher_environment_and_a_gang_its_subdomain():
+    cj = copy.deepcopy(CJ)
+    cj["spec"]["replicas"] = 4
+    cj["spec"]["rendezvous"] = {"port": 23456}
+    cj["spec"]["template"]["spec"]["initContainers"] = [{"name": "fetch"}]
+    cj["spec"]["template"]["spec"]["containers"][1]["env"] = [{"name": "MASTER_PORT", "value": "1"}]
+    pod = build(cj, accelerator_model="Ascend910B")["spec"]["template"]["spec"]
+    assert pod["subdomain"] == "cj-llm-finetune"
+    index = {"valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}
+    want = {
+        "WORLD_SIZE": {"value": "4"}, "SUANLI_REPLICAS": {"value": "4"}, "RANK": index, "SUANLI_REPLICA_INDEX": index,
+        "MASTER_ADDR": {"value": "cj-llm-finetune-0.cj-llm-finetune"}, "MASTER_PORT": {"value": "23456"},
+        "NPROC_PER_NODE": {"value": "8"}, "SUANLI_ACCELERATORS_PER_REPLICA": {"value": "8"},
+        "SUANLI_CENTER": {"value": "guian-ai"}, "SUANLI_POOL": {"value": "ascend-910b"},
+        "SUANLI_ACCELERATOR_TYPE": {"value": "NPU"}, "SUANLI_ACCELERATOR_MODEL": {"value": "Ascend910B"},
+    }
+    assert set(want) == set(workloads.ENV_DOC)
+    sidecar, main = pod["containers"]
+    (init,) = pod["initContainers"]
+    for container in (sidecar, init):
+        assert {e["name"]: {k: v for k, v in e.items() if k != "name"} for e in container["env"]} == want
+    # a variable the template sets is left as the user wrote it, and not given twice
+    assert [e for e in main["env"] if e["name"] == "MASTER_PORT"] == [{"name": "MASTER_PORT", "value": "1"}]
+    assert len(main["env"]) == len(want)
+
+
+def test_one_replica_has_no_subdomain_and_its_master_is_its_own_host_name():
+    cj = copy.deepcopy(CJ)
+    cj["spec"]["replicas"] = 1
+    job = build(cj)
+    pod = job["spec"]["template"]["spec"]
+    assert "subdomain" not in pod and not workloads.gang(job)
+    env = {e["name"]: e.get("value") for e in pod["containers"][1]["env"]}
+    assert env["MASTER_ADDR"] == "cj-llm-finetune-0" and env["WORLD_SIZE"] == "1" and env["MASTER_PORT"] == "29500"
+
+
+def test_the_headless_service_is_owned_by_the_job_and_selects_its_attempts_pods():
+    job = build(attempt=3)
+    assert workloads.gang(job)
+    job["metadata"]["uid"] = "job-uid"
+    svc = workloads.build_service(job)
+    assert svc["metadata"]["name"] == "cj-llm-finetune" and svc["metadata"]["namespace"] == "team-a"
+    assert svc["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "cj-llm-finetune", "uid": "job-uid", "controller": True}]
+    assert svc["spec"] == {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": {
+        workloads.LABEL_JOB: "llm-finetune", workloads.LABEL_UID: "u-1", workloads.LABEL_ATTEMPT: "3"}}
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_a_service_name_is_a_dns_label_even_when_the_job_name_has_dots():
+    name = workloads.service_name(workloads.job_name("v1.2-run"))
+    assert "." not in name and len(name) <= 63 and name.startswith("cj-v1-2-run-")
+    assert workloads.service_name("cj-plain") == "cj-plain"

@@ -40,6 +40,9 @@ elseif phase == "Deferred" then
     default = default .. ", planned start " .. obj.status.plannedStart
   end
   hs.message = msg(default)
+elseif phase == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = msg("Suspended by spec.suspend; set it to false to put the job back in the queue")
 elseif phase == "Bound" then
   hs.status = "Progressing"
   hs.message = msg("Bound" .. where .. "; starting")

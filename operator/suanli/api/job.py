@@ -106,6 +106,12 @@ class Policy(common.Model):
     weights: Weights | None = Field(default=None, description="Optional override of the profile's weights.")
 
 
+class Rendezvous(common.Model):
+    """How a gang's replicas find each other (the operator's headless Service and environment)."""
+
+    port: int = Field(default=29500, ge=1, le=65535, description="MASTER_PORT: where replica 0 listens for its peers.")
+
+
 class ComputeJobSpec(common.Model):
     """What a user asks for."""
 
@@ -129,6 +135,15 @@ class ComputeJobSpec(common.Model):
         description="ComputeQueue that admits the job (omitted: the queue whose namespaceSelector matches its namespace).",
     )
     policy: Policy = Field(default_factory=Policy, description="Ranking profile and weights.")
+    suspend: bool = Field(
+        default=False,
+        description="true pauses the job: its Job, Service and pods are deleted, its accelerators and energy reservation "
+        "released (the energy used so far settled), phase Suspended; false puts it back in the queue.",
+    )
+    rendezvous: Rendezvous = Field(
+        default_factory=Rendezvous,
+        description="Rendezvous of the replicas: replica i is <job>-<i>.<service>; MASTER_ADDR is replica 0.",
+    )
 
     @field_validator("images")
     @classmethod

@@ -8,8 +8,9 @@ from pydantic import Field
 
 from suanli.api import common
 
-Phase = Literal["Pending", "Queued", "Deferred", "Bound", "Running", "Succeeded", "Failed", "Invalid"]
-PHASES: tuple[Phase, ...] = ("Pending", "Queued", "Deferred", "Bound", "Running", "Succeeded", "Failed", "Invalid")
+Phase = Literal["Pending", "Queued", "Deferred", "Bound", "Running", "Suspended", "Succeeded", "Failed", "Invalid"]
+PHASES: tuple[Phase, ...] = ("Pending", "Queued", "Deferred", "Bound", "Running", "Suspended", "Succeeded", "Failed",
+                             "Invalid")
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 
@@ -105,13 +106,13 @@ class EndedAttempt(common.Model):
     cost: float = Field(default=0, ge=0, description="Its electricity cost, at the price its binding's estimate used.")
     accelerator_hours: float = Field(default=0, ge=0, description="Accelerators x hours it held them while running.")
     ended: str = Field(description="When it ended (RFC 3339): the budget period it counts in.")
-    reason: str = Field(description="Why it ended: Preempted, MemberLost or AttemptEnded.")
+    reason: str = Field(description="Why it ended: Preempted, MemberLost, Suspended or AttemptEnded.")
 
 
 class ComputeJobStatus(common.Model):
     """What happened to the job."""
 
-    phase: Phase = Field(default="Pending", description="Pending, Queued, Deferred, Bound, Running, Succeeded, Failed, Invalid.")
+    phase: Phase = Field(default="Pending", description="Pending, Queued, Deferred, Bound, Running, Suspended, Succeeded, Failed, Invalid.")
     message: str = Field(default="", description="The latest decision in one sentence.")
     binding: Binding | None = None
     estimates: Estimates | None = None
@@ -130,6 +131,9 @@ class ComputeJobStatus(common.Model):
         default=0,
         description="Bound attempts that ended back in the queue (pods not ready in time, a replica lost to a "
         "disruption, the Job deleted); at operator.requeue_limit the job is Failed.",
+    )
+    suspensions: int = Field(
+        default=0, description="Times the job was suspended (spec.suspend) while bound; they do not count as attempts."
     )
     requeue_at: str | None = Field(
         default=None, description="A requeued job is not planned again before this time (RFC 3339)."

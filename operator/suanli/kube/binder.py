@@ -118,6 +118,7 @@ class Binder:
                 pool=binding.pool,
                 accelerator_type=binding.accelerator_type,
                 resource_name=spec_pool.resource_name,
+                accelerator_model=spec_pool.model,
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
                 attempt=binding.attempt,

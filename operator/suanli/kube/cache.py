@@ -317,7 +317,7 @@ class Cache:
 
     def schedulable(self, record: records.JobRecord) -> bool:
         """Waiting for a decision: valid, not bound (in memory or in its status), not finished."""
-        if record.demand is None or record.key in self.assumed or record.deleting:
+        if record.demand is None or record.key in self.assumed or record.deleting or record.suspended:
             return False
         return record.phase not in records.NOT_SCHEDULABLE_PHASES
 

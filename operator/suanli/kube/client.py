@@ -189,7 +189,7 @@ class Api(Transport):
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         jobs = f"/apis/batch/v1/namespaces/{quote(ns)}/jobs"
         try:
-            return self.request("POST", jobs, manifest), True
+            return self._with_service(self.request("POST", jobs, manifest)), True
         except ApiException as exc:
             if exc.status == 404 and errors_mod.namespace_gone(exc):
                 if not create_namespace:
@@ -198,14 +198,14 @@ class Api(Transport):
                         f"false; create it there (kubectl create namespace {ns})"
                     ) from None
                 self.create_namespace(ns)
-                return self.request("POST", jobs, manifest), True
+                return self._with_service(self.request("POST", jobs, manifest)), True
             if exc.status != 409:
                 self._count("create", "jobs", exc)
                 raise
         existing: dict[str, Any] = self.request("GET", f"{jobs}/{quote(name)}")
         verdict = workloads.existing_job(existing, manifest, owner_uid)
         if verdict == "current":
-            return existing, False
+            return self._with_service(existing), False
         if verdict == "foreign":
             raise ValueError(
                 f"a Job {ns}/{name} already exists and is not owned by this ComputeJob; "
@@ -217,6 +217,43 @@ class Api(Transport):
         raise WorkloadBusy(
             f"the Job {ns}/{name} of an earlier attempt (or of an earlier ComputeJob of this name) is being deleted; "
             f"the new one is created once it is gone"
+        )
+
+    def _with_service(self, job: dict[str, Any]) -> dict[str, Any]:
+        if workloads.gang(job):
+            self.ensure_service(job)
+        return job
+
+    def ensure_service(self, job: dict[str, Any]) -> None:
+        """Create the headless Service of a gang's batch Job (`job` as the API returned it), or leave the
+        one there when it is already this Job's. One left by an earlier Job of the name (deleted, its
+        Service not yet collected) is deleted and `WorkloadBusy` raised: it is made again once that is
+        gone. Raises ValueError if a Service of that name is someone else's."""
+        manifest = workloads.build_service(job)
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        services = f"/api/v1/namespaces/{quote(ns)}/services"
+        try:
+            self.request("POST", services, manifest, decode=False)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                self._count("create", "services", exc)
+                raise
+        existing: dict[str, Any] = self.request("GET", f"{services}/{quote(name)}")
+        meta = existing.get("metadata") or {}
+        owners = {r.get("uid") for r in meta.get("ownerReferences") or []}
+        if job["metadata"]["uid"] in owners and not meta.get("deletionTimestamp"):
+            return
+        label = workloads.LABEL_JOB
+        if (meta.get("labels") or {}).get(label) != manifest["metadata"]["labels"].get(label):
+            raise ValueError(
+                f"a Service {ns}/{name} already exists and is not Suanli's; delete or rename it so the replicas of "
+                f"ComputeJob {ns}/{manifest['metadata']['labels'].get(label)} can find each other"
+            )
+        if not meta.get("deletionTimestamp"):
+            self._delete(f"{services}/{quote(name)}", "services", {"preconditions": {"uid": meta.get("uid")}})
+        raise WorkloadBusy(
+            f"the Service {ns}/{name} of an earlier Job of this name is being deleted; the new one is made once it is gone"
         )
 
     def create_namespace(self, name: str) -> None:

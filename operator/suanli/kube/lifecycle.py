@@ -24,6 +24,9 @@ from suanli.measure import energy_meter
 if TYPE_CHECKING:
     from suanli.kube import scheduler as scheduler_mod
 
+SUSPENDED = "Suspended"
+# Phases in which spec.suspend has nothing (more) to do: already suspended, finished, or never valid.
+SUSPEND_DONE = records.DONE_PHASES | {SUSPENDED, "Invalid"}
 STOP_CHECK_SECONDS = 2.0  # how often a requeue waiting for its attempt's pods to stop looks again
 LOG = logging.getLogger("suanli.scheduler.lifecycle")
 Key = records.Key
@@ -73,6 +76,10 @@ class Lifecycle:
         if record is None or ctx.writes.busy(key) or ctx.abandoned.get(key) == record.uid:
             return
         binding = ctx.cache.binding(record)
+        if record.suspended and binding is None and record.phase not in SUSPEND_DONE and not record.deleting:
+            ctx.writes.start(key)  # a waiting job: nothing to stop, only its phase to write
+            ctx.spawn(self._write_suspended(record))
+            return
         if binding is None or record.phase not in records.BOUND_PHASES:
             return
         cluster = binding.cluster
@@ -84,6 +91,8 @@ class Lifecycle:
         ending = self.ending.get(key)
         if ending is not None and ending[:2] != (record.uid, binding.attempt):
             ending = None  # another ComputeJob of the name, or a later attempt
+        if ending is None and record.suspended:
+            ending = (record.uid, binding.attempt, "suspended by spec.suspend", SUSPENDED)
         verdict = attempts.Verdict("requeue", ending[2], ending[3]) if ending is not None else attempts.assess(
             phase=record.phase,
             binding=binding,
@@ -189,7 +198,10 @@ class Lifecycle:
             now = ctx.clock.now()
             n = record.attempts + 1
             ended = self._ended_attempts(record, binding, now, code)
-            if n >= op.requeue_limit:
+            if code == SUSPENDED:
+                where = f"{binding.center}/{binding.pool}" if binding is not None else "its pool"
+                patch, event = status_mod.suspended(record.generation, now, n, record.suspensions + 1, ended, where), code
+            elif n - record.suspensions >= op.requeue_limit:
                 patch, event = status_mod.gave_up(reason, n, record.generation, now, ended), "Failed"
             else:
                 backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, n)
@@ -213,11 +225,39 @@ class Lifecycle:
         try:
             if result is not None:
                 ctx.cache.upsert_job(result, record.created)
-            await ctx.api.run(ctx.api.event, ctx.ref(record), event, patch["message"], True, ctx.clock.now())
+            await ctx.api.run(ctx.api.event, ctx.ref(record), event, patch["message"], event != SUSPENDED,
+                              ctx.clock.now())
         finally:
             ctx.writes.done(key)
             ctx.poke()  # its accelerators are free, and it may be planned again after its backoff
             ctx.center_changed()
+
+    async def _write_suspended(self, record: records.JobRecord) -> None:
+        """A job that holds nothing is suspended: its phase is written (Suspended, with the condition)."""
+        ctx = self.ctx
+        key = record.key
+        now = ctx.clock.now()
+        patch = status_mod.suspended(record.generation, now)
+        try:
+            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid,
+                                       whole=not record.status)
+        except client_mod.Replaced:
+            ctx.writes.done(key)
+            return
+        except Exception as exc:
+            ctx.writes.done(key)
+            delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
+            LOG.warning("%s/%s: could not write Suspended (retrying in %gs): %s", *key, delay, errors.short(exc))
+            return
+        ctx.writes.succeeded(key)
+        LOG.info("%s/%s: %s", *key, patch["message"])
+        try:
+            if result is not None:
+                ctx.cache.upsert_job(result, record.created)
+            await ctx.api.run(ctx.api.event, ctx.ref(record), SUSPENDED, patch["message"], False, now)
+        finally:
+            ctx.writes.done(key)
+            ctx.job_changed(key)
 
     async def _remake(self, record: records.JobRecord, binding: records.Binding, workload: Any, reason: str) -> None:
         """Delete a batch Job the Job controller made no pod for; the job keeps its binding, and its Job is

@@ -51,6 +51,7 @@ class Binding:
 STATUS_KEPT = (
     "phase", "message", "plannedStart", "observedGeneration", "binding", "estimates", "boundTime",
     "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt", "queue", "endedAttempts",
+    "suspensions",
 )
 META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "deletionTimestamp",
              "labels", "annotations")
@@ -84,6 +85,19 @@ class JobRecord:
     def generation(self) -> int | None:
         value = self.raw["metadata"].get("generation")
         return int(value) if value is not None else None
+
+    @property
+    def suspended(self) -> bool:
+        """spec.suspend: the job is to hold nothing and run nowhere until it is set false again."""
+        return bool((self.raw.get("spec") or {}).get("suspend"))
+
+    @property
+    def suspensions(self) -> int:
+        """Times the job was suspended while bound (they are attempts ended, but not counted against the limit)."""
+        try:
+            return int(self.status.get("suspensions") or 0)
+        except (TypeError, ValueError):
+            return 0
 
     @functools.cached_property
     def label(self) -> str:

@@ -147,6 +147,27 @@ def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generati
     }
 
 
+def suspended(generation: int | None, now: float, attempts: int | None = None, suspensions: int | None = None,
+              ended: list[dict[str, Any]] | None = None, where: str = "") -> dict[str, Any]:
+    """Suspended by spec.suspend: nothing held, nothing running. For a job that was bound, `attempts` (its
+    attempt ended), `suspensions` and `ended` (the energy it used so far) are written too; `where` says
+    where it ran."""
+    message = ("suspended by spec.suspend" + (f"; its attempt on {where} was stopped, its accelerators and energy "
+                                              "reservation released" if where else "")
+               + "; set spec.suspend to false to put it back in the queue")
+    return {
+        **unbound(message, generation),
+        "phase": "Suspended",
+        "startTime": None,
+        "plannedStart": None,
+        "requeueAt": None,
+        **({"attempts": attempts} if attempts is not None else {}),
+        **({"suspensions": suspensions} if suspensions is not None else {}),
+        **({"endedAttempts": ended} if ended is not None else {}),
+        "conditions": [condition("Suspended", True, "SuspendedBySpec", message, now, generation)],
+    }
+
+
 def gave_up(reason: str, attempts: int, generation: int | None, now: float,
             ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Failed: the job's last allowed attempt ended without finishing (operator.requeue_limit). Its

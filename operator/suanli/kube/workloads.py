@@ -23,6 +23,12 @@ Decisions fixed here (see DESIGN.md "Running workloads"):
 - The chosen pool's accelerator resource is set as request AND limit on the main container
   (`main`, or the first one), its image is `spec.images[<type>]`, and the pool's nodeSelector
   and tolerations are merged into the pod template.
+- Rendezvous: a gang of more than one replica gets a headless Service named like the Job (dots made
+  dashes), owned by the Job in the Job's cluster (so it goes with the Job: a requeue, a suspend, a
+  member's Job deleted), selecting the attempt's pods and publishing them before they are ready; the
+  pods' `subdomain` is that Service, so replica i is `<job>-<i>.<service>` (the Job controller sets an
+  Indexed Job pod's hostname to `<job>-<i>`). Every container gets the launcher environment
+  (`ENV_DOC`); a variable the template sets already is left as the user wrote it.
 - Its pods are created with the scheduling gate `suanli.io/placement`: no scheduler looks at them
   until the operator has pinned each one to the node the capacity ledger chose for its completion
   index (`status.binding.nodes`) and lifted the gate (`kube/gates.py`), so the cluster's scheduler
@@ -82,6 +88,75 @@ def owner_reference(cj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+DEFAULT_PORT = 29500
+# Launcher environment (torchrun's contract, plus Suanli's own names), each variable's value by what it means.
+ENV_DOC = {
+    "WORLD_SIZE": "replicas", "SUANLI_REPLICAS": "replicas",
+    "RANK": "the completion index", "SUANLI_REPLICA_INDEX": "the completion index",
+    "MASTER_ADDR": "replica 0's stable name", "MASTER_PORT": "spec.rendezvous.port (default 29500)",
+    "NPROC_PER_NODE": "accelerators per replica", "SUANLI_ACCELERATORS_PER_REPLICA": "accelerators per replica",
+    "SUANLI_CENTER": "the bound center", "SUANLI_POOL": "the bound pool",
+    "SUANLI_ACCELERATOR_TYPE": "GPU, NPU, DCU or MLU", "SUANLI_ACCELERATOR_MODEL": "the pool's model",
+}
+
+
+def service_name(job: str) -> str:
+    """The headless Service of a batch Job: its name, as a DNS label (a Service name has no dots)."""
+    if "." not in job:
+        return job
+    digest = hashlib.sha256(job.encode()).hexdigest()[:10]
+    return f"{job.replace('.', '-')[:MAX_LABEL - 11].rstrip('-')}-{digest}"
+
+
+def rendezvous_env(cj: dict[str, Any], *, center: str, pool: str, accelerator_type: str, accelerator_model: str,
+                   replicas: int, count: int) -> list[dict[str, Any]]:
+    """The environment every container of the job's pods gets (see ENV_DOC)."""
+    name = job_name(cj["metadata"]["name"])
+    port = int(((cj["spec"].get("rendezvous") or {}).get("port")) or DEFAULT_PORT)
+    master = f"{name}-0.{service_name(name)}" if replicas > 1 else f"{name}-0"
+    index: dict[str, Any] = {"valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}}
+    plain = {
+        "WORLD_SIZE": str(replicas), "SUANLI_REPLICAS": str(replicas),
+        "MASTER_ADDR": master, "MASTER_PORT": str(port),
+        "NPROC_PER_NODE": str(count), "SUANLI_ACCELERATORS_PER_REPLICA": str(count),
+        "SUANLI_CENTER": center, "SUANLI_POOL": pool,
+        "SUANLI_ACCELERATOR_TYPE": accelerator_type, "SUANLI_ACCELERATOR_MODEL": accelerator_model,
+    }
+    out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
+    out += [{"name": "RANK", **index}, {"name": "SUANLI_REPLICA_INDEX", **index}]
+    return sorted(out, key=lambda e: str(e["name"]))
+
+
+def _with_env(container: dict[str, Any], env: list[dict[str, Any]]) -> None:
+    mine = list(container.get("env") or [])
+    names = {e.get("name") for e in mine}
+    container["env"] = mine + [e for e in env if e["name"] not in names]
+
+
+def build_service(job: dict[str, Any]) -> dict[str, Any]:
+    """The headless Service of a gang's batch Job `job` (as the API returned it: its uid is the owner)."""
+    meta = job["metadata"]
+    labels = dict(meta.get("labels") or {})
+    selector = {k: labels[k] for k in (LABEL_JOB, LABEL_UID, LABEL_ATTEMPT) if k in labels}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
+                                 "controller": True}],
+        },
+        "spec": {"clusterIP": "None", "selector": selector, "publishNotReadyAddresses": True},
+    }
+
+
+def gang(job: dict[str, Any]) -> bool:
+    """Whether a batch Job made here runs more than one replica (and so has a Service)."""
+    return int((job.get("spec") or {}).get("completions") or 1) > 1
+
+
 def _main_container(containers: list[dict[str, Any]]) -> dict[str, Any]:
     for container in containers:
         if container.get("name") == "main":
@@ -96,6 +171,7 @@ def build_job(
     pool: str,
     accelerator_type: str,
     resource_name: str,
+    accelerator_model: str = "",
     node_selector: dict[str, str],
     tolerations: list[dict[str, Any]],
     attempt: int = 0,
@@ -135,6 +211,12 @@ def build_job(
     main["resources"] = resources
     for part in ("requests", "limits"):
         resources[part] = {**(resources.get(part) or {}), resource_name: str(count)}
+    env = rendezvous_env(cj, center=center, pool=pool, accelerator_type=accelerator_type,
+                         accelerator_model=accelerator_model, replicas=replicas, count=count)
+    for container in [*containers, *(pod.get("initContainers") or [])]:
+        _with_env(container, env)
+    if replicas > 1:
+        pod["subdomain"] = service_name(job_name(name))
     pod["nodeSelector"] = {**(pod.get("nodeSelector") or {}), **node_selector}
     existing = list(pod.get("tolerations") or [])
     pod["tolerations"] = existing + [t for t in tolerations if t not in existing]
