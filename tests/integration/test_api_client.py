@@ -139,6 +139,8 @@ def test_a_gangs_job_comes_with_its_headless_service_which_goes_with_it(
     with pytest.raises(ValueError, match=r"Service .*cj-taken already exists and is not Suanli's"):
         api.create_or_adopt_job(manifest3, taken["metadata"]["uid"])
     assert core_v1.read_namespaced_service("cj-taken", namespace).spec.selector == {"app": "web"}
+    left = batch_v1.list_namespaced_job(namespace, field_selector="metadata.name=cj-taken").items
+    assert all(j.metadata.deletion_timestamp for j in left), "the Job made for it is deleted again: nothing runs"
 
     solo = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
                                                           compute_job("solo", namespace, count=1))

@@ -220,8 +220,15 @@ class Api(Transport):
         )
 
     def _with_service(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The Job, once a gang's has its Service. When the name is taken by someone else's Service the
+        Job is deleted again (its replicas could not find each other) and the ValueError raised."""
         if workloads.gang(job):
-            self.ensure_service(job)
+            try:
+                self.ensure_service(job)
+            except ValueError:
+                meta = job["metadata"]
+                self.delete_job(meta["namespace"], meta["name"], str(meta.get("uid") or ""))
+                raise
         return job
 
     def ensure_service(self, job: dict[str, Any]) -> None:
