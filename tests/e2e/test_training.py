@@ -9,15 +9,20 @@
 - Suspend and resume with `kubectl patch`: a running gang's Job, Service and pods go, the pool's free
   count comes back, phase Suspended; resumed, it runs again and succeeds; and the same with the operator
   SIGKILLed while the job is suspended, started again before the resume.
+- Retry: kwok fails a gang's pods with exit code 42 in its first two attempts (the pod-fail stage,
+  by the pods' suanli.io/attempt label) and lets the third complete: spec.retry {maxAttempts: 3,
+  onExitCodes: [42]} ends Succeeded with three attempts listed; a code it does not list fails at once.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tests.e2e.helpers import (
     EXPECT_TIMEOUT_S,
     GROUP,
@@ -166,6 +171,48 @@ def test_suspend_stops_a_running_gang_and_resume_runs_it_to_success(
         final = job_status(custom_objects, namespace, name)
         assert final["attempts"] == 1 and final["suspensions"] == 1
         assert [a["reason"] for a in final.get("endedAttempts") or []] == ["Suspended"]
+        assert " 403 " not in op.log_text()
+    finally:
+        op.stop()
+
+
+def failing_job(name: str, ns: str, center: dict[str, Any], code: int, attempts: str) -> dict[str, Any]:
+    doc = job(name, ns, center, run="2s")
+    doc["spec"]["replicas"] = 2
+    doc["spec"]["template"]["metadata"]["annotations"].update({
+        "pod-fail.stage.kwok.x-k8s.io/delay": "2s",
+        "pod-fail.stage.kwok.x-k8s.io/exit-code": str(code),
+        "pod-fail.stage.kwok.x-k8s.io/attempts": attempts,
+    })
+    doc["spec"]["retry"] = {"maxAttempts": 3, "onExitCodes": [42]}
+    return doc
+
+
+def test_a_listed_exit_code_runs_the_gang_again_until_it_succeeds_and_another_fails_it(
+    kube: Any, tmp_path: Path, fake_nodes: Any, centers: Any, namespace: str, custom_objects: Any, wait_for: Any,
+) -> None:
+    center, tag = fleet_of_one("e2e-retry", 2, fake_nodes, centers)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"operator": {"requeue_backoff_seconds": 1, "requeue_backoff_max_seconds": 2}}))
+    op = Operator(kube.kubeconfig, tmp_path, ["--config", str(config)])
+    op.start()
+    try:
+        flaky, broken = f"flaky-{tag}", f"broken-{tag}"
+        custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                       failing_job(flaky, namespace, center, 42, "0,1"))
+        custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                       failing_job(broken, namespace, center, 3, "0,1,2"))
+        wait_for_phase(custom_objects, namespace, broken, "Failed", what="the job failing with a code not listed")
+        failed = job_status(custom_objects, namespace, broken)
+        assert "exited with code 3" in failed["message"] and "not an exit code spec.retry retries" in failed["message"]
+        assert [(a["outcome"], a.get("exitCode")) for a in failed["attempts"]] == [("Failed", 3)]
+
+        wait_for_phase(custom_objects, namespace, flaky, "Succeeded", what="the flaky job, after two retries")
+        done = job_status(custom_objects, namespace, flaky)
+        assert [(a["attempt"], a["outcome"], a.get("exitCode")) for a in done["attempts"]] == [
+            (0, "Retried", 42), (1, "Retried", 42), (2, "Succeeded", None)], done["attempts"]
+        assert done["retries"] == 2 and not done.get("requeues")
+        assert all(a["center"] == center["metadata"]["name"] for a in done["attempts"])
         assert " 403 " not in op.log_text()
     finally:
         op.stop()

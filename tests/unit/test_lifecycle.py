@@ -224,7 +224,8 @@ def test_a_bound_gang_whose_node_is_deleted_before_it_starts_is_requeued_at_once
         await step(sched)
         assert api.deleted == [("team-a", "cj-a", f"job-{UID}-0")]
         (patch,) = api.patches
-        assert patch["phase"] == "Queued" and patch["attempts"] == 1
+        assert patch["phase"] == "Queued" and patch["requeues"] == 1
+        assert [(a["attempt"], a["outcome"]) for a in patch["attempts"]] == [(0, "Requeued")]
         assert "1 replica(s) cannot start where they were placed: node n1 is gone" in patch["message"]
 
     asyncio.run(go())
@@ -249,7 +250,11 @@ def test_a_gang_whose_pods_never_start_is_requeued_at_the_timeout_then_failed_at
         await step(sched)
         assert api.deleted == [("team-a", "cj-a", f"job-{UID}-0")]
         (patch,) = api.patches
-        assert patch["phase"] == "Queued" and patch["attempts"] == 1 and patch["binding"] is None
+        assert patch["phase"] == "Queued" and patch["requeues"] == 1 and patch["binding"] is None
+        (listed,) = patch["attempts"]
+        assert (listed["attempt"], listed["center"], listed["pool"], listed["outcome"]) == (0, "c1", "a100", "Requeued")
+        assert listed["bound"] == clock_mod_rfc(NOW) and listed["ended"] == clock_mod_rfc(NOW + 301)
+        assert listed["message"] == patch["message"]
         assert "0 of 1 replica(s) running 300s after it was bound" in patch["message"]
         assert patch["requeueAt"] == clock_mod_rfc(NOW + 301 + 10)
         assert ("main", "event", "Requeued") in api.writes
@@ -269,7 +274,8 @@ def test_a_gang_whose_pods_never_start_is_requeued_at_the_timeout_then_failed_at
         clock.advance(301)
         await step(sched)
         (failed,) = api.patches
-        assert failed["phase"] == "Failed" and failed["attempts"] == 2
+        assert failed["phase"] == "Failed" and failed["requeues"] == 2
+        assert [(a["attempt"], a["outcome"]) for a in failed["attempts"]] == [(1, "Failed")]  # a count before it
         assert failed["conditions"][0]["reason"] == "RequeueLimitReached"
         assert "gave up after 2 attempt(s)" in failed["message"]
 

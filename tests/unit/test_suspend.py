@@ -33,7 +33,8 @@ def test_a_running_job_suspended_has_its_job_deleted_its_hold_released_and_its_e
     assert api.deleted == [("team-a", "cj-a", f"job-{lc.UID}-0")]
     (patch,) = api.patches
     assert patch["phase"] == "Suspended" and patch["binding"] is None and patch["requeueAt"] is None
-    assert patch["attempts"] == 1 and patch["suspensions"] == 1
+    assert patch["suspensions"] == 1 and "requeues" not in patch
+    assert [(a["attempt"], a["outcome"]) for a in patch["attempts"]] == [(0, "Suspended")]
     assert patch["message"] == ("suspended by spec.suspend; its attempt on c1/a100 was stopped, its accelerators and "
                                 "energy reservation released; set spec.suspend to false to put it back in the queue")
     (ended,) = patch["endedAttempts"]
@@ -54,8 +55,9 @@ def test_suspensions_do_not_count_against_the_requeue_limit() -> None:
     requeued, not failed."""
     async def go() -> Any:
         sched, api, clock, _ = lc.make(requeue_limit=2, pods_ready_timeout_seconds=300)
-        doc = lc.bound_job(attempts_so_far=1)
-        doc["status"]["suspensions"] = 1
+        doc = lc.bound_job()
+        doc["status"].update(suspensions=1, attempts=[
+            {"attempt": 0, "center": "c1", "pool": "a100", "ended": lc.clock_mod_rfc(lc.NOW), "outcome": "Suspended"}])
         sched.cache.upsert_job(doc, lc.NOW)
         sched.cache.upsert_workload(lc.job_object(attempt=1))
         sched.cache.upsert_pod(lc.pod_object(phase="Pending", node=None, attempt=1))
@@ -65,7 +67,8 @@ def test_suspensions_do_not_count_against_the_requeue_limit() -> None:
 
     api = asyncio.run(go())
     (patch,) = api.patches
-    assert patch["phase"] == "Queued" and patch["attempts"] == 2, patch
+    assert patch["phase"] == "Queued" and patch["requeues"] == 1, patch
+    assert [(a["attempt"], a["outcome"]) for a in patch["attempts"]] == [(0, "Suspended"), (1, "Requeued")]
 
 
 def test_a_waiting_job_suspended_is_not_planned_and_resumed_it_is() -> None:

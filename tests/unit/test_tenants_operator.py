@@ -207,7 +207,8 @@ def test_a_higher_priority_job_of_the_queue_preempts_a_lower_one_whose_attempt_e
     sched, api = asyncio.run(go("LowerPriority"))
     assert api.deleted and api.deleted[0][1] == "cj-a"  # the victim's Job
     (patch,) = [p for p in api.patches if p.get("phase") == "Queued" and "preempted" in p.get("message", "")]
-    assert patch["attempts"] == 1 and patch["conditions"][0]["type"] == "Preempted"
+    assert patch["requeues"] == 1 and patch["conditions"][0]["type"] == "Preempted"
+    assert [a["outcome"] for a in patch["attempts"]] == ["Preempted"]
     assert "preempted by team-a/b (a job of higher priority in its queue) to run on c1/a100" in patch["message"]
     assert ("team-a", "b") in sched.preempting.waiting_for
     sched, api = asyncio.run(go("Never"))

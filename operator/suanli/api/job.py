@@ -112,6 +112,27 @@ class Rendezvous(common.Model):
     port: int = Field(default=29500, ge=1, le=65535, description="MASTER_PORT: where replica 0 listens for its peers.")
 
 
+class Retry(common.Model):
+    """When a gang whose container exits non-zero runs again (as a whole) instead of failing."""
+
+    max_attempts: int = Field(
+        default=1, ge=1, le=20,
+        description="Runs allowed, the first included (1: no retry). Disruptions are not counted here.",
+    )
+    on_exit_codes: list[int] = Field(
+        default_factory=list, max_length=64,
+        description="Exit codes that are retried; empty: any non-zero code (when maxAttempts > 1).",
+    )
+
+    @field_validator("on_exit_codes")
+    @classmethod
+    def _codes(cls, codes: list[int]) -> list[int]:
+        for code in codes:
+            if not 1 <= code <= 255:
+                raise ValueError(f"exit code {code} is not a failure's: give codes from 1 to 255")
+        return codes
+
+
 class ComputeJobSpec(common.Model):
     """What a user asks for."""
 
@@ -140,6 +161,7 @@ class ComputeJobSpec(common.Model):
         description="true pauses the job: its Job, Service and pods are deleted, its accelerators and energy reservation "
         "released (the energy used so far settled), phase Suspended; false puts it back in the queue.",
     )
+    retry: Retry = Field(default_factory=Retry, description="Retry of a failed gang, by its exit code.")
     rendezvous: Rendezvous = Field(
         default_factory=Rendezvous,
         description="Rendezvous of the replicas: replica i is <job>-<i>.<service>; MASTER_ADDR is replica 0.",

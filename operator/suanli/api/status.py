@@ -96,6 +96,22 @@ class EnergyReport(common.Model):
     )
 
 
+class Attempt(common.Model):
+    """One bound attempt of the job: where it ran, when, and how it ended."""
+
+    attempt: int = Field(ge=0, description="Its number (0 first): its Job and pods carry it as suanli.io/attempt.")
+    center: str = Field(description="Center it was bound to.")
+    pool: str = Field(description="Pool it was bound to.")
+    bound: str | None = Field(default=None, description="When it was bound (RFC 3339).")
+    ended: str = Field(description="When it ended (RFC 3339).")
+    outcome: Literal["Succeeded", "Failed", "Retried", "Requeued", "Preempted", "MemberLost", "Suspended"] = Field(
+        description="Succeeded, Failed, Retried (spec.retry), Requeued (pods not ready, a replica lost, its Job "
+        "deleted), Preempted, MemberLost or Suspended."
+    )
+    exit_code: int | None = Field(default=None, description="The exit code of the container that failed it, if one did.")
+    message: str = Field(default="", description="Why it ended, in one sentence.")
+
+
 class EndedAttempt(common.Model):
     """A bound attempt that ended without finishing (preempted, requeued), with the energy it used."""
 
@@ -127,11 +143,15 @@ class ComputeJobStatus(common.Model):
     queue: str | None = Field(
         default=None, description="ComputeQueue that admitted the job (Bound and later), or that considers it (waiting)."
     )
-    attempts: int = Field(
-        default=0,
-        description="Bound attempts that ended back in the queue (pods not ready in time, a replica lost to a "
-        "disruption, the Job deleted); at operator.requeue_limit the job is Failed.",
+    attempts: list[Attempt] = Field(
+        default_factory=list, max_length=100,
+        description="Each bound attempt that ended, oldest first (at most 100: the oldest go first).",
     )
+    requeues: int = Field(
+        default=0, description="Attempts the operator ended and requeued (pods not ready in time, a replica lost to a "
+        "disruption, its Job deleted, preempted, member lost); at operator.requeue_limit the job is Failed.",
+    )
+    retries: int = Field(default=0, description="Runs that failed with an exit code spec.retry retries.")
     suspensions: int = Field(
         default=0, description="Times the job was suspended (spec.suspend) while bound; they do not count as attempts."
     )

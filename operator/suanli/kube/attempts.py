@@ -5,7 +5,8 @@ with the ComputeJob's uid and the attempt, `workloads.LABEL_ATTEMPT`). `assess` 
 says what the lifecycle does next, in this order:
 
 1. The Job finished: Succeeded, or Failed with the application's reason (a container that exited
-   non-zero), or — when a replica was lost to a disruption — back to the queue.
+   non-zero) unless spec.retry runs it again (`retried`: back to the queue as a whole, code
+   Retried), or — when a replica was lost to a disruption — back to the queue.
 2. The member cluster it runs in is lost (unreachable for `members.lost_after_seconds`): back to
    the queue, reason MemberLost (its Job there is deleted when the member is back).
 3. A replica was lost (a `DisruptionTarget` condition: node lost, eviction, preemption; or its pod
@@ -41,6 +42,7 @@ class Verdict:
     reason: str = ""  # requeue, remake: why, for a person
     code: str = "AttemptEnded"  # requeue: the reason of its Requeued condition (MemberLost: its member cluster is lost)
     at: float | None = None  # wait: when to look again (epoch)
+    exit_code: int | None = None  # requeue: the exit code that ended the run (Retried)
 
 
 PROGRESS = Verdict("progress")
@@ -56,6 +58,19 @@ def application_failure(pods: Sequence[kobj.PodInfo]) -> str | None:
     return next((p.failure for p in pods if p.failure and p.disruption is None), None)
 
 
+def retried(pods: Sequence[kobj.PodInfo], retry: tuple[int, tuple[int, ...]], retries: int) -> tuple[str, int] | None:
+    """(why, exit code) when the gang failed on its own with an exit code spec.retry retries, `retry` =
+    (maxAttempts, onExitCodes), and it has runs left (`retries` of them used); else None. An empty list
+    retries any non-zero code."""
+    max_attempts, codes = retry
+    if max_attempts <= 1 or retries + 1 >= max_attempts:
+        return None
+    failed = next((p for p in pods if p.failure and p.disruption is None and p.exit_code is not None), None)
+    if failed is None or failed.exit_code is None or (codes and failed.exit_code not in codes):
+        return None
+    return failed.failure or "", failed.exit_code
+
+
 def assess(
     *,
     phase: str,
@@ -69,13 +84,18 @@ def assess(
     stranded: str | None = None,
     member_lost: str | None = None,
     remake_after: float | None = None,
+    retry: tuple[int, tuple[int, ...]] = (1, ()),
+    retries: int = 0,
 ) -> Verdict:
     """The next step for a job in phase Bound or Running (see the module docstring)."""
     failed_itself = application_failure(pods)
     lost_reason = next((p.lost for p in pods if p.lost), None) or lost
     if workload is not None and workload.finished:
-        if workload.complete or failed_itself is not None:
+        if workload.complete:
             return PROGRESS
+        if failed_itself is not None:
+            again = retried(pods, retry, retries)
+            return Verdict("requeue", again[0], code="Retried", exit_code=again[1]) if again else PROGRESS
         if workload.disrupted or lost_reason is not None:
             return Verdict("requeue", f"a replica was lost: {lost_reason or workload.failed_reason}")
         return PROGRESS  # failed for a reason of its own (deadline, ...): Failed with the Job's reason

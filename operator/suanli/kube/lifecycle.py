@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from suanli.kube import scheduler as scheduler_mod
 
 SUSPENDED = "Suspended"
+RETRIED = "Retried"
 # Phases in which spec.suspend has nothing (more) to do: already suspended, finished, or never valid.
 SUSPEND_DONE = records.DONE_PHASES | {SUSPENDED, "Invalid"}
 STOP_CHECK_SECONDS = 2.0  # how often a requeue waiting for its attempt's pods to stop looks again
@@ -35,8 +36,8 @@ Key = records.Key
 class Lifecycle:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx
-        # job -> (uid, attempt, reason, code): why its attempt is ending, kept until the requeue is written
-        self.ending: dict[Key, tuple[str, int, str, str]] = {}
+        # job -> (uid, attempt, reason, code, exit code): why its attempt is ending, kept until the requeue is written
+        self.ending: dict[Key, tuple[str, int, str, str, int | None]] = {}
         self.waiting_noted: dict[Key, str] = {}  # job -> the pods its requeue waits for, as last logged
         self.remade: dict[Key, tuple[str, int]] = {}  # job -> (uid, attempt) whose podless Job was made again
 
@@ -47,7 +48,7 @@ class Lifecycle:
         binding = self.ctx.cache.binding(record)
         if binding is None or record.phase not in records.BOUND_PHASES or record.key in self.ending:
             return False
-        self.ending[record.key] = (record.uid, binding.attempt, reason, "Preempted")
+        self.ending[record.key] = (record.uid, binding.attempt, reason, "Preempted", None)
         self.ctx.job_changed(record.key)
         return True
 
@@ -92,8 +93,9 @@ class Lifecycle:
         if ending is not None and ending[:2] != (record.uid, binding.attempt):
             ending = None  # another ComputeJob of the name, or a later attempt
         if ending is None and record.suspended:
-            ending = (record.uid, binding.attempt, "suspended by spec.suspend", SUSPENDED)
-        verdict = attempts.Verdict("requeue", ending[2], ending[3]) if ending is not None else attempts.assess(
+            ending = (record.uid, binding.attempt, "suspended by spec.suspend", SUSPENDED, None)
+        verdict = attempts.Verdict("requeue", ending[2], ending[3], exit_code=ending[4]) if ending is not None \
+            else attempts.assess(
             phase=record.phase,
             binding=binding,
             workload=workload,
@@ -106,6 +108,8 @@ class Lifecycle:
             member_lost=self._member_lost(binding),
             remake_after=None if self.remade.get(key) == (record.uid, binding.attempt)
             else ctx.settings.operator.workload_pods_timeout_seconds,
+            retry=record.retry_policy,
+            retries=record.retries,
         )
         if record.deleting and verdict.action in ("ensure", "requeue"):
             return  # being deleted: nothing is made for it again, and its Job goes with it
@@ -117,9 +121,9 @@ class Lifecycle:
         if verdict.action == "requeue":
             # Ending this attempt takes until its pods have stopped; its first reason stands till then
             # (the Job's deletion would bring others, or an "ensure" that made it again).
-            self.ending[key] = (record.uid, binding.attempt, verdict.reason, verdict.code)
+            self.ending[key] = (record.uid, binding.attempt, verdict.reason, verdict.code, verdict.exit_code)
             ctx.writes.start(key)
-            ctx.spawn(self._requeue(record, verdict.reason, verdict.code))
+            ctx.spawn(self._requeue(record, verdict.reason, verdict.code, verdict.exit_code))
             return
         if verdict.action == "remake":
             assert workload is not None
@@ -172,7 +176,8 @@ class Lifecycle:
             )
         return fleet.pools[index].power_watts, center.spec.energy.pue, None
 
-    async def _requeue(self, record: records.JobRecord, reason: str, code: str = "AttemptEnded") -> None:
+    async def _requeue(self, record: records.JobRecord, reason: str, code: str = "AttemptEnded",
+                       exit_code: int | None = None) -> None:
         """End the bound attempt: delete its Job (with its pods, foreground) and send the job back to the
         queue with a backoff, or fail it when it has used its operator.requeue_limit attempts. The
         status is written only after the Job is deleted, so a failed step is retried whole."""
@@ -196,18 +201,30 @@ class Lifecycle:
                 self._note_waiting(record, running)
                 return
             now = ctx.clock.now()
-            n = record.attempts + 1
             ended = self._ended_attempts(record, binding, now, code)
+            requeues, retries = record.requeues + 1, record.retries + 1
+            if code in (SUSPENDED, RETRIED):
+                event = code  # not counted against operator.requeue_limit
+            elif requeues >= op.requeue_limit:
+                event = "Failed"
+            else:
+                event = code if code in ("MemberLost", "Preempted") else "Requeued"
             if code == SUSPENDED:
                 where = f"{binding.center}/{binding.pool}" if binding is not None else "its pool"
-                patch, event = status_mod.suspended(record.generation, now, n, record.suspensions + 1, ended, where), code
-            elif n - record.suspensions >= op.requeue_limit:
-                patch, event = status_mod.gave_up(reason, n, record.generation, now, ended), "Failed"
+                patch = status_mod.suspended(record.generation, now, record.suspensions + 1, ended, where)
+            elif code == RETRIED:
+                backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, retries)
+                patch = status_mod.retried(reason, retries, record.retry_policy[0], now + backoff, record.generation,
+                                           now, ended)
+            elif event == "Failed":
+                patch = status_mod.gave_up(reason, requeues, record.generation, now, ended)
             else:
-                backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, n)
-                patch = status_mod.requeued(reason, n, op.requeue_limit, now + backoff, record.generation, now, code,
-                                            ended)
-                event = code if code in ("MemberLost", "Preempted") else "Requeued"
+                backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, requeues)
+                patch = status_mod.requeued(reason, requeues, op.requeue_limit, now + backoff, record.generation, now,
+                                            code, ended)
+            # The attempt that ended, listed with how it ended (always written: it replaces a count there).
+            entry = status_mod.attempt(binding, now, event, patch["message"], exit_code) if binding is not None else None
+            patch["attempts"] = status_mod.with_attempt(record.history, entry)
             result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
         except client_mod.Replaced:
             ctx.writes.done(key)
@@ -225,7 +242,7 @@ class Lifecycle:
         try:
             if result is not None:
                 ctx.cache.upsert_job(result, record.created)
-            await ctx.api.run(ctx.api.event, ctx.ref(record), event, patch["message"], event != SUSPENDED,
+            await ctx.api.run(ctx.api.event, ctx.ref(record), event, patch["message"], event not in (SUSPENDED, RETRIED),
                               ctx.clock.now())
         finally:
             ctx.writes.done(key)

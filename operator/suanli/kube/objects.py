@@ -125,6 +125,7 @@ class PodInfo:
     index: int | None = None  # its Indexed Job's completion index (the replica it runs)
     uid: str = ""  # metadata.uid: a pod recreated under the same name is another pod (kube/relist.py)
     cluster: str = ""  # the member center whose cluster it is in ("": the operator's own); key and node qualified
+    exit_code: int | None = None  # a failed pod's first container that exited non-zero: its exit code
 
     @property
     def namespace(self) -> str:
@@ -179,6 +180,17 @@ def _failure(obj: Mapping[str, Any]) -> str | None:
     return f"pod {name}: {reason}: {status.get('message') or 'no message'}"
 
 
+def _exit_code(obj: Mapping[str, Any]) -> int | None:
+    status = obj.get("status") or {}
+    if status.get("phase") != "Failed":
+        return None
+    for cs in status.get("containerStatuses") or []:
+        code = ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
+        if isinstance(code, int) and code != 0:
+            return code
+    return None
+
+
 def pod_info(obj: Mapping[str, Any], cluster: str = "") -> PodInfo:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
@@ -210,6 +222,7 @@ def pod_info(obj: Mapping[str, Any], cluster: str = "") -> PodInfo:
         index=_completion_index(meta, labels),
         uid=str(meta.get("uid") or ""),
         cluster=cluster,
+        exit_code=_exit_code(obj),
     )
 
 

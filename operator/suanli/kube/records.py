@@ -51,7 +51,7 @@ class Binding:
 STATUS_KEPT = (
     "phase", "message", "plannedStart", "observedGeneration", "binding", "estimates", "boundTime",
     "startTime", "completionTime", "energy", "workloadRef", "attempts", "requeueAt", "queue", "endedAttempts",
-    "suspensions",
+    "suspensions", "requeues", "retries",
 )
 META_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "deletionTimestamp",
              "labels", "annotations")
@@ -92,24 +92,56 @@ class JobRecord:
         return bool((self.raw.get("spec") or {}).get("suspend"))
 
     @property
+    def retry_policy(self) -> tuple[int, tuple[int, ...]]:
+        """spec.retry: (maxAttempts, onExitCodes); (1, ()) without it (no retry)."""
+        retry = (self.raw.get("spec") or {}).get("retry") or {}
+        try:
+            return max(1, int(retry.get("maxAttempts") or 1)), tuple(int(c) for c in retry.get("onExitCodes") or ())
+        except (TypeError, ValueError):
+            return 1, ()
+
+    @property
     def suspensions(self) -> int:
         """Times the job was suspended while bound (they are attempts ended, but not counted against the limit)."""
-        try:
-            return int(self.status.get("suspensions") or 0)
-        except (TypeError, ValueError):
-            return 0
+        return self._count("suspensions")
 
     @functools.cached_property
     def label(self) -> str:
         return workloads.label_value(self.key[1])
 
-    @property
-    def attempts(self) -> int:
-        """Bound attempts that ended back in the queue; also the number of the current attempt."""
+    def _count(self, key: str) -> int:
         try:
-            return int(self.status.get("attempts") or 0)
+            return max(0, int(self.status.get(key) or 0))
         except (TypeError, ValueError):
             return 0
+
+    @property
+    def attempts(self) -> int:
+        """Bound attempts that ended (requeued, retried, suspended): also the number of the current attempt.
+        (A status written before status.attempts listed them has their count there.)"""
+        legacy = self.status.get("attempts")
+        if isinstance(legacy, int) and not isinstance(legacy, bool):
+            return max(0, legacy)
+        return self.requeues + self.retries + self.suspensions
+
+    @property
+    def requeues(self) -> int:
+        """Attempts the operator ended and requeued: what operator.requeue_limit counts."""
+        legacy = self.status.get("attempts")
+        if isinstance(legacy, int) and not isinstance(legacy, bool):
+            return max(0, legacy - self.suspensions)
+        return self._count("requeues")
+
+    @property
+    def retries(self) -> int:
+        """Runs that failed with an exit code spec.retry retries."""
+        return self._count("retries")
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """status.attempts: each bound attempt that ended (none in a status written before it listed them)."""
+        value = self.status.get("attempts")
+        return [dict(a) for a in value if isinstance(a, dict)] if isinstance(value, list) else []
 
     @property
     def requeue_at(self) -> float | None:

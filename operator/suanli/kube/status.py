@@ -128,29 +128,70 @@ def ended_attempts(previous: Any, center: str, queue: str | None, used: settled_
     return out
 
 
-def requeued(reason: str, attempts: int, limit: int, requeue_at: float, generation: int | None, now: float,
-             code: str = "AttemptEnded", ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Back to the queue after a bound attempt ended without finishing (attempt `attempts` of `limit`);
+MAX_ATTEMPTS_LISTED = 100
+
+
+def attempt(binding: records.Binding, now: float, outcome: str, message: str,
+            exit_code: int | None = None) -> dict[str, Any]:
+    """One entry of status.attempts: the bound attempt `binding` ended now with `outcome`."""
+    out: dict[str, Any] = {"attempt": binding.attempt, "center": binding.center, "pool": binding.pool,
+                           "bound": rfc3339(binding.bound_epoch) if binding.bound_epoch is not None else None,
+                           "ended": rfc3339(now), "outcome": outcome, "message": message}
+    if exit_code is not None:
+        out["exitCode"] = exit_code
+    return out
+
+
+def with_attempt(history: list[dict[str, Any]], entry: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """status.attempts with `entry` added (none: as it is), the oldest dropped past MAX_ATTEMPTS_LISTED
+    (the counters requeues, retries and suspensions keep counting)."""
+    out = [*history, *([entry] if entry is not None else [])]
+    return out[-MAX_ATTEMPTS_LISTED:]
+
+
+def requeued(reason: str, requeues: int, limit: int, requeue_at: float, generation: int | None, now: float,
+             code: str = "AttemptEnded", ended: list[dict[str, Any]] | None = None,
+             history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Back to the queue after a bound attempt ended without finishing (requeue `requeues` of `limit`);
     `code`: the Requeued condition's reason (MemberLost: the member cluster it ran in is lost); a
     preempted attempt's condition is `Preempted` (its message names the preemptor)."""
     message = (
-        f"{reason}; back in the queue (attempt {attempts} of {limit} ended), not planned before {rfc3339(requeue_at)}"
+        f"{reason}; back in the queue (attempt {requeues} of {limit} ended), not planned before {rfc3339(requeue_at)}"
     )
     return {
         **unbound(message, generation),
         "startTime": None,
         "plannedStart": None,
-        "attempts": attempts,
+        "requeues": requeues,
+        **({"attempts": history} if history is not None else {}),
         "requeueAt": rfc3339(requeue_at),
         **({"endedAttempts": ended} if ended is not None else {}),
         "conditions": [condition("Preempted" if code == "Preempted" else "Requeued", True, code, message, now, generation)],
     }
 
 
-def suspended(generation: int | None, now: float, attempts: int | None = None, suspensions: int | None = None,
-              ended: list[dict[str, Any]] | None = None, where: str = "") -> dict[str, Any]:
-    """Suspended by spec.suspend: nothing held, nothing running. For a job that was bound, `attempts` (its
-    attempt ended), `suspensions` and `ended` (the energy it used so far) are written too; `where` says
+def retried(reason: str, retries: int, max_attempts: int, requeue_at: float, generation: int | None, now: float,
+            ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Back to the queue to run again as a whole: its run `retries` of `max_attempts` failed with an exit
+    code spec.retry retries."""
+    message = (f"{reason}; run {retries} of {max_attempts} (spec.retry.maxAttempts) failed, running it again as a "
+               f"whole, not planned before {rfc3339(requeue_at)}")
+    return {
+        **unbound(message, generation),
+        "startTime": None,
+        "plannedStart": None,
+        "retries": retries,
+        "requeueAt": rfc3339(requeue_at),
+        **({"endedAttempts": ended} if ended is not None else {}),
+        "conditions": [condition("Retried", True, "RetryOnExitCode", message, now, generation)],
+    }
+
+
+def suspended(generation: int | None, now: float, suspensions: int | None = None,
+              ended: list[dict[str, Any]] | None = None, where: str = "",
+              history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Suspended by spec.suspend: nothing held, nothing running. For a job that was bound, `suspensions`,
+    `ended` (the energy it used so far) and `history` (its attempt listed) are written too; `where` says
     where it ran."""
     message = ("suspended by spec.suspend" + (f"; its attempt on {where} was stopped, its accelerators and energy "
                                               "reservation released" if where else "")
@@ -161,22 +202,23 @@ def suspended(generation: int | None, now: float, attempts: int | None = None, s
         "startTime": None,
         "plannedStart": None,
         "requeueAt": None,
-        **({"attempts": attempts} if attempts is not None else {}),
+        **({"attempts": history} if history is not None else {}),
         **({"suspensions": suspensions} if suspensions is not None else {}),
         **({"endedAttempts": ended} if ended is not None else {}),
         "conditions": [condition("Suspended", True, "SuspendedBySpec", message, now, generation)],
     }
 
 
-def gave_up(reason: str, attempts: int, generation: int | None, now: float,
-            ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def gave_up(reason: str, requeues: int, generation: int | None, now: float,
+            ended: list[dict[str, Any]] | None = None, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Failed: the job's last allowed attempt ended without finishing (operator.requeue_limit). Its
     reservation goes with the binding; no energy is settled for attempts that never completed."""
-    message = f"{reason}; gave up after {attempts} attempt(s) (operator.requeue_limit)"
+    message = f"{reason}; gave up after {requeues} attempt(s) (operator.requeue_limit)"
     return {
         "phase": "Failed",
         "message": message,
-        "attempts": attempts,
+        "requeues": requeues,
+        **({"attempts": history} if history is not None else {}),
         "requeueAt": None,
         "completionTime": rfc3339(now),
         "energy": {"kWh": 0.0, "carbonKg": 0.0, "source": "estimate", "reason": "no attempt ran to completion"},
@@ -242,7 +284,8 @@ def progress(
                 f"all {binding.replicas} replica(s) on {binding.center}/{binding.pool} completed in "
                 f"{end - start:.0f}s; {'measured' if source == 'measured' else 'about'} {kwh:.3f} kWh, {carbon:.3f} kg CO2e"
             )
-            status: dict[str, Any] = {**base, "phase": "Succeeded", "message": message}
+            status: dict[str, Any] = {**base, "phase": "Succeeded", "message": message,
+                                      "attempts": with_attempt(record.history, attempt(binding, end, "Succeeded", message))}
             status["conditions"] = [condition("Succeeded", True, "Completed", message, now, record.generation)]
             return status, "Succeeded", message, False
         failures = [p.failure for p in pods if p.failure]
@@ -250,7 +293,13 @@ def progress(
         message = f"workload {name} failed: {why}"
         if failures and workload.failed_reason:
             message += f" (Job: {workload.failed_reason})"
-        failed: dict[str, Any] = {**base, "phase": "Failed", "message": message}
+        max_attempts = record.retry_policy[0]
+        if failures and max_attempts > 1:
+            message += (" (not an exit code spec.retry retries)" if record.retries + 1 < max_attempts
+                        else f" (run {record.retries + 1} of {max_attempts}, spec.retry.maxAttempts)")
+        exit_code = next((p.exit_code for p in pods if p.failure and p.exit_code is not None), None)
+        failed: dict[str, Any] = {**base, "phase": "Failed", "message": message, "attempts": with_attempt(
+            record.history, attempt(binding, end, "Failed", message, exit_code))}
         failed["conditions"] = [condition("Failed", True, "WorkloadFailed", message, now, record.generation)]
         return failed, "Failed", message, True
     # Running once the whole gang is up: every replica running (or already done) on a node.
