@@ -180,6 +180,7 @@ def test_the_chart_grants_only_what_the_operator_uses(kube, release) -> None:
         "computejobs.suanli.io/status", "nodes", "pods", "jobs.batch", "events", "events.events.k8s.io",
         "customresourcedefinitions.apiextensions.k8s.io",
         "computequeues.suanli.io", "computequeues.suanli.io/status", "namespaces",  # tenants (ComputeQueues)
+        "services",  # the headless Service a gang's replicas find each other through
     }
     for ns, own in (("default", set()), (release["namespace"], {"secrets", "leases.coordination.k8s.io"})):
         rows = helpers.can_i_list(kube.kubeconfig, ns, user)

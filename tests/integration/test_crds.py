@@ -465,3 +465,26 @@ def test_region_is_immutable(kubectl: Any, centers_made: list[str]) -> None:
     proc = _apply(kubectl, _center(name, region="cn-elsewhere"))
     assert _refused_by_server(proc), proc.stdout
     assert "spec.region is immutable" in proc.stderr, proc.stderr
+
+
+def test_what_placed_a_bound_job_cannot_change_until_it_is_suspended(kubectl: Any, namespace: str) -> None:
+    """The API server refuses a change of a placement field while status.phase is Bound or Running, with a
+    message saying what to do; priority and spec.suspend may change; once Suspended, anything may."""
+    _ok(_apply(kubectl, _job("placed"), namespace))
+    _patch_status(kubectl, "cjob", "placed", {"phase": "Running", "binding": BINDING}, "-n", namespace)
+
+    def patch(spec: dict[str, Any]) -> Any:
+        return kubectl("patch", "cjob", "placed", "-n", namespace, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+    for spec, field in (({"replicas": 3}, "spec.replicas"), ({"accelerators": {"count": 2}}, "spec.accelerators"),
+                        ({"data": {"region": "cn-elsewhere"}}, "spec.data"), ({"queue": "other"}, "spec.queue")):
+        proc = patch(spec)
+        assert proc.returncode != 0 and f"{field} cannot change while the job is Bound or Running" in proc.stderr, (
+            spec, proc.stderr)
+        assert "suspend the job first (spec.suspend: true)" in proc.stderr
+    _ok(patch({"priority": 7}))
+    _ok(patch({"suspend": True}))
+    _patch_status(kubectl, "cjob", "placed", {"phase": "Suspended", "binding": None}, "-n", namespace)
+    _ok(patch({"replicas": 3, "accelerators": {"count": 2}}))
+    stored = json.loads(_ok(kubectl("get", "cjob", "placed", "-n", namespace, "-o", "json")))
+    assert stored["spec"]["replicas"] == 3 and stored["spec"]["accelerators"]["count"] == 2

@@ -96,3 +96,23 @@ def test_a_waiting_job_suspended_is_not_planned_and_resumed_it_is() -> None:
     assert patch["phase"] == "Suspended" and "attempts" not in patch and "suspensions" not in patch
     assert patch["message"] == "suspended by spec.suspend; set spec.suspend to false to put it back in the queue"
     assert [p["phase"] for p in after] == ["Bound"], after
+
+
+def test_a_waiting_jobs_new_priority_is_planned_by_at_the_next_cycle() -> None:
+    """Two jobs wait for the only 8 GPUs, a (earlier) before b; b's priority raised (a new generation): the
+    next cycle binds b, not a. Only the spec and its generation change, as `kubectl patch` does."""
+    async def go() -> list[str]:
+        sched, api = wp.make(gpus=8)
+        for name, created in (("a", "2026-09-21T00:00:00Z"), ("b", "2026-09-21T00:01:00Z")):
+            doc = wp.cjob(name, count=8, created=created)
+            doc["status"] = {"phase": "Queued", "message": "waiting"}
+            sched.cache.upsert_job(doc, lc.NOW)
+        raised = wp.cjob("b", count=8, priority=10, created="2026-09-21T00:01:00Z")
+        raised["metadata"].update(generation=2, resourceVersion="2")
+        raised["status"] = {"phase": "Queued", "message": "waiting"}
+        sched.cache.upsert_job(raised, lc.NOW)
+        await sched.cycle()
+        await wp.settle(sched)
+        return [m["metadata"]["name"] for m in api.created]  # the batch Jobs made: cj-<name>
+
+    assert asyncio.run(go()) == ["cj-b"]

@@ -39,6 +39,23 @@ _MODELS = _quote_list(accelerators.MODEL_NAMES)
 _TYPES = _quote_list(accelerators.ACCELERATOR_TYPES)
 _PRECISIONS = _quote_list(accelerators.PRECISIONS)
 
+# ComputeJob fields that decided where a bound job runs (see `_placement_fixed`).
+PLACEMENT_FIELDS = ("replicas", "accelerators", "images", "data", "runtime", "energy", "schedule", "queue", "policy")
+
+
+def _placement_fixed(field: str) -> dict[str, str]:
+    """A change of spec.<field> is refused while the job is Bound or Running (status.phase)."""
+    same = (f"has(self.spec.{field}) == has(oldSelf.spec.{field}) && "
+            f"(!has(self.spec.{field}) || self.spec.{field} == oldSelf.spec.{field})")
+    return _rule(
+        f"!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Bound', 'Running']) || "
+        f"({same})",
+        f"spec.{field} cannot change while the job is Bound or Running: it decided where the job runs; suspend "
+        "the job first (spec.suspend: true) and change it once it is Suspended, or delete and recreate the job",
+        fieldPath=f".spec.{field}",
+    )
+
+
 # Cross-field rules the schema alone cannot say, keyed by kind and a path in the schema:
 # "a.b" is a property, "a[]" the items of a list, "a{}" the values of a map. Every message
 # names the field and says what to do. A path that no longer exists in the models makes
@@ -101,6 +118,8 @@ RULES: dict[str, dict[str, list[dict[str, str]]]] = {
         ],
     },
     "ComputeJob": {
+        # Transition rules: what decided where a bound or running job runs cannot change under it.
+        "": [_placement_fixed(field) for field in PLACEMENT_FIELDS],
         "spec": [
             _rule(
                 "self.accelerators.types.all(t, t in self.images)",

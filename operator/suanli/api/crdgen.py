@@ -115,8 +115,10 @@ def _structural(node: Schema, defs: Schema, where: str) -> Schema:
 
 
 def _find(schema: Schema, path: str) -> Schema:
-    """The node at a RULES path ("spec.pools[].name", "spec.images{}")."""
+    """The node at a RULES path ("spec.pools[].name", "spec.images{}"; "" is the whole object)."""
     node = schema
+    if not path:
+        return node
     for part in path.replace("[]", ".[]").replace("{}", ".{}").split("."):
         if part == "[]":
             node = node.get("items", {})
