@@ -114,6 +114,11 @@ def test_kubectl_explain_shows_the_model_descriptions(kubectl: Any) -> None:
     assert "Accelerators per replica, on one node." in out
     out = _ok(kubectl("explain", "cc.spec.energy.pue"))
     assert "Power usage effectiveness" in out
+    for field, words in (("cjob.spec.suspend", "true pauses the job"),
+                         ("cjob.spec.retry.onExitCodes", "Exit codes that are retried"),
+                         ("cjob.spec.rendezvous.port", "MASTER_PORT"),
+                         ("cjob.status.attempts.outcome", "Retried (spec.retry)")):
+        assert words in _ok(kubectl("explain", field)), field
 
 
 # --- the examples -------------------------------------------------------------------
