@@ -275,7 +275,7 @@ def test_a_lost_member_fails_over_and_its_superseded_job_is_deleted_when_it_retu
                       lambda: status(custom_objects, namespace, "mover"), what="mover rebound to west")
         took = time.monotonic() - stopped
         assert took >= LOST_AFTER_S - 1, f"requeued {took:.1f}s after the member stopped, before it was lost"
-        assert st["attempts"] == 1
+        assert st["requeues"] == 1 and [a["outcome"] for a in st["attempts"]] == ["MemberLost"]
         cond = ready_condition(custom_objects, east)
         assert cond.get("reason") in ("MemberLost", "MemberUnreachable"), cond
         wait_for(lambda: phase_is(custom_objects, namespace, "mover", "Succeeded", "Failed"), DEADLINE_S,

@@ -95,13 +95,13 @@ def test_a_running_jobs_deleted_batch_job_sends_it_back_and_it_runs_again(
 
     def requeued() -> dict[str, Any] | None:
         status = job_status(custom_objects, namespace, "j")
-        return status if status.get("attempts") == 1 else None
+        return status if status.get("requeues") == 1 else None
 
     status = wait_for(requeued, EXPECT_TIMEOUT_S, lambda: job_status(custom_objects, namespace, "j"),
                       what="the job to be requeued once")
     wait_for_phase(custom_objects, namespace, "j", "Succeeded", what="j to be Succeeded")
     final = job_status(custom_objects, namespace, "j")
-    assert final["attempts"] == 1, final
+    assert final["requeues"] == 1 and [a["outcome"] for a in final["attempts"]] == ["Requeued", "Succeeded"], final
     (again,) = batch_jobs(batch_v1, namespace, "j")
     assert again.metadata.uid != first.metadata.uid
     assert again.metadata.labels["suanli.io/attempt"] == "1"
@@ -124,7 +124,7 @@ def test_a_node_lost_under_a_running_gang_reruns_it_on_another_node(
 
     def rerun() -> dict[str, Any] | None:
         status = job_status(custom_objects, namespace, "g")
-        return status if status.get("attempts") == 1 and status.get("phase") == "Succeeded" else None
+        return status if status.get("requeues") == 1 and status.get("phase") == "Succeeded" else None
 
     final = wait_for(rerun, EXPECT_TIMEOUT_S * 3, lambda: job_status(custom_objects, namespace, "g"),
                      what=f"the gang to rerun on {other} after {lost} was deleted, and succeed")
@@ -140,7 +140,8 @@ def test_a_gang_whose_pods_never_start_is_requeued_then_failed_with_the_reason(
     custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", doc)
     wait_for_phase(custom_objects, namespace, "stuck", "Failed", what="stuck to be Failed")
     status = job_status(custom_objects, namespace, "stuck")
-    assert status["attempts"] == SETTINGS["operator"]["requeue_limit"], status
+    assert status["requeues"] == SETTINGS["operator"]["requeue_limit"], status
+    assert [a["outcome"] for a in status["attempts"]] == ["Requeued"] * (status["requeues"] - 1) + ["Failed"]
     assert "running 8s after it was bound" in status["message"], status["message"]
     assert [c["reason"] for c in status["conditions"]] == ["RequeueLimitReached"]
 
