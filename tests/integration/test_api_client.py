@@ -157,10 +157,10 @@ def test_a_uid_tested_status_patch_never_lands_on_another_job_of_the_name(
                                                              compute_job("same-name", namespace, count=1))
     uid = created["metadata"]["uid"]
     # The first write sets the whole status (a JSON patch cannot add into a missing /status) ...
-    api.patch_job_status(namespace, "same-name", {"phase": "Queued", "message": "waiting", "attempts": 0},
+    api.patch_job_status(namespace, "same-name", {"phase": "Queued", "message": "waiting", "requeues": 0},
                          uid=uid, whole=True)
     # ... later ones set their keys, keeping the rest; None removes a key.
-    api.patch_job_status(namespace, "same-name", {"message": "still waiting", "attempts": None}, uid=uid)
+    api.patch_job_status(namespace, "same-name", {"message": "still waiting", "requeues": None}, uid=uid)
     stored = custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", "same-name")
     assert stored["status"] == {"phase": "Queued", "message": "still waiting"}
     with pytest.raises(client_mod.Replaced):
