@@ -19,7 +19,7 @@ from tests.unit import test_lifecycle as lc
 from tests.unit import test_member_credentials as creds_tests
 from tests.unit import test_write_priority as wp
 
-from suanli.kube import attempts, clusters, records, relist, workloads
+from suanli.kube import attempt_end, attempts, clusters, records, relist, workloads
 from suanli.kube import cache as cache_mod
 from suanli.kube import objects as kobj
 from suanli.kube import status as status_mod
@@ -166,7 +166,7 @@ def test_a_lost_members_jobs_go_back_to_the_queue_unless_they_had_finished() -> 
     verdict = attempts.assess(phase="Running", binding=binding, workload=done, pods=[], lost=None, assumed=False,
                               now=NOW, pods_ready_timeout=300, member_lost=lost)
     assert verdict.action == "progress"  # it finished before the member went: Succeeded, not requeued
-    patch = status_mod.requeued(lost, 1, 5, NOW + 10, 1, NOW, "MemberLost")
+    patch = attempt_end.requeued(lost, 1, 5, NOW + 10, 1, NOW, "MemberLost")
     assert patch["conditions"][0]["reason"] == "MemberLost"
 
 

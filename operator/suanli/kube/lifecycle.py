@@ -14,18 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from suanli import metrics
 from suanli import settings as settings_mod
-from suanli.kube import attempts, errors, gates, records, workqueue
+from suanli.kube import attempt_end, attempts, errors, gates, records
 from suanli.kube import client as client_mod
 from suanli.kube import objects as kobj
-from suanli.kube import settled as settled_mod
 from suanli.kube import status as status_mod
 from suanli.measure import energy_meter
 
 if TYPE_CHECKING:
     from suanli.kube import scheduler as scheduler_mod
 
-SUSPENDED = "Suspended"
-RETRIED = "Retried"
+SUSPENDED, RETRIED = attempt_end.SUSPENDED, attempt_end.RETRIED
 # Phases in which spec.suspend has nothing (more) to do: already suspended, finished, or never valid.
 SUSPEND_DONE = records.DONE_PHASES | {SUSPENDED, "Invalid"}
 STOP_CHECK_SECONDS = 2.0  # how often a requeue waiting for its attempt's pods to stop looks again
@@ -202,29 +200,7 @@ class Lifecycle:
                 return
             now = ctx.clock.now()
             ended = self._ended_attempts(record, binding, now, code)
-            requeues, retries = record.requeues + 1, record.retries + 1
-            if code in (SUSPENDED, RETRIED):
-                event = code  # not counted against operator.requeue_limit
-            elif requeues >= op.requeue_limit:
-                event = "Failed"
-            else:
-                event = code if code in ("MemberLost", "Preempted") else "Requeued"
-            if code == SUSPENDED:
-                where = f"{binding.center}/{binding.pool}" if binding is not None else "its pool"
-                patch = status_mod.suspended(record.generation, now, record.suspensions + 1, ended, where)
-            elif code == RETRIED:
-                backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, retries)
-                patch = status_mod.retried(reason, retries, record.retry_policy[0], now + backoff, record.generation,
-                                           now, ended)
-            elif event == "Failed":
-                patch = status_mod.gave_up(reason, requeues, record.generation, now, ended)
-            else:
-                backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, requeues)
-                patch = status_mod.requeued(reason, requeues, op.requeue_limit, now + backoff, record.generation, now,
-                                            code, ended)
-            # The attempt that ended, listed with how it ended (always written: it replaces a count there).
-            entry = status_mod.attempt(binding, now, event, patch["message"], exit_code) if binding is not None else None
-            patch["attempts"] = status_mod.with_attempt(record.history, entry)
+            patch, event = attempt_end.ending(record, binding, reason, code, exit_code, ended, now, op)
             result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
         except client_mod.Replaced:
             ctx.writes.done(key)
@@ -254,7 +230,7 @@ class Lifecycle:
         ctx = self.ctx
         key = record.key
         now = ctx.clock.now()
-        patch = status_mod.suspended(record.generation, now)
+        patch = attempt_end.suspended(record.generation, now)
         try:
             result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid,
                                        whole=not record.status)
@@ -302,18 +278,9 @@ class Lifecycle:
 
     def _ended_attempts(self, record: records.JobRecord, binding: records.Binding | None, now: float,
                         code: str) -> list[dict[str, Any]]:
-        """status.endedAttempts with the attempt ending now: the energy its replicas used since they all ran
-        (phase Running: status.startTime), as a finished run's estimate is settled (board power x PUE), at its
-        pool's figures; 0 when it never ran or its pool has left the fleet."""
-        previous = record.status.get("endedAttempts")
-        started = kobj.parse_time(record.status.get("startTime")) if record.phase == "Running" else None
-        if binding is None or started is None:
-            return status_mod.ended_attempts(previous, "", None, settled_mod.ZERO, now, code)
-        power, pue, missing = self._figures(binding)
-        kwh, carbon = (0.0, 0.0) if missing else status_mod.settled_energy(binding, now - started, power, pue)
-        used = settled_mod.Amounts(kwh, carbon, kwh * records.price_per_kwh(record.status),
-                                   max(0.0, now - started) / 3600 * binding.replicas * binding.count)
-        return status_mod.ended_attempts(previous, binding.center, binding.queue, used, now, code)
+        """status.endedAttempts with the attempt ending now, at its own pool's figures (`attempt_end.used`)."""
+        figures = self._figures(binding) if binding is not None else (0.0, 1.0, None)
+        return attempt_end.with_used(record, binding, figures, now, code)
 
     async def _stop_pods(self, record: records.JobRecord) -> list[str]:
         """Delete the pods of the job's bound attempt that are still up (the Job's foreground deletion

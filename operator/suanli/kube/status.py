@@ -13,7 +13,6 @@ from typing import Any
 
 from suanli.kube import attempts, records, workloads
 from suanli.kube import objects as kobj
-from suanli.kube import settled as settled_mod
 from suanli.kube import snapshot as snapshot_mod
 from suanli.ledger import energy as energy_mod
 from suanli.placement import decision as decision_mod
@@ -108,26 +107,6 @@ def unbound(message: str, generation: int | None) -> dict[str, Any]:
     }
 
 
-MAX_ENDED_ATTEMPTS = 100
-SUMMED = ("kWh", "carbonKg", "cost", "acceleratorHours")
-
-
-def ended_attempts(previous: Any, center: str, queue: str | None, used: settled_mod.Amounts, now: float,
-                   code: str) -> list[dict[str, Any]]:
-    """status.endedAttempts with the attempt ending now added (when it used energy); past
-    MAX_ENDED_ATTEMPTS the two oldest are folded into one (their sums kept)."""
-    out = [dict(a) for a in previous or [] if isinstance(a, dict)]
-    if used.kwh > 0:
-        out.append({"center": center, "queue": queue, "kWh": round(used.kwh, 9), "carbonKg": round(used.carbon_kg, 9),
-                    "cost": round(used.cost, 9), "acceleratorHours": round(used.accelerator_hours, 9),
-                    "ended": rfc3339(now), "reason": code})
-    while len(out) > MAX_ENDED_ATTEMPTS:
-        first, second = out[0], out[1]
-        out[1] = {**second, **{k: float(first.get(k) or 0) + float(second.get(k) or 0) for k in SUMMED}}
-        del out[0]
-    return out
-
-
 MAX_ATTEMPTS_LISTED = 100
 
 
@@ -147,85 +126,6 @@ def with_attempt(history: list[dict[str, Any]], entry: dict[str, Any] | None) ->
     (the counters requeues, retries and suspensions keep counting)."""
     out = [*history, *([entry] if entry is not None else [])]
     return out[-MAX_ATTEMPTS_LISTED:]
-
-
-def requeued(reason: str, requeues: int, limit: int, requeue_at: float, generation: int | None, now: float,
-             code: str = "AttemptEnded", ended: list[dict[str, Any]] | None = None,
-             history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Back to the queue after a bound attempt ended without finishing (requeue `requeues` of `limit`);
-    `code`: the Requeued condition's reason (MemberLost: the member cluster it ran in is lost); a
-    preempted attempt's condition is `Preempted` (its message names the preemptor)."""
-    message = (
-        f"{reason}; back in the queue (attempt {requeues} of {limit} ended), not planned before {rfc3339(requeue_at)}"
-    )
-    return {
-        **unbound(message, generation),
-        "startTime": None,
-        "plannedStart": None,
-        "requeues": requeues,
-        **({"attempts": history} if history is not None else {}),
-        "requeueAt": rfc3339(requeue_at),
-        **({"endedAttempts": ended} if ended is not None else {}),
-        "conditions": [condition("Preempted" if code == "Preempted" else "Requeued", True, code, message, now, generation)],
-    }
-
-
-def retried(reason: str, retries: int, max_attempts: int, requeue_at: float, generation: int | None, now: float,
-            ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Back to the queue to run again as a whole: its run `retries` of `max_attempts` failed with an exit
-    code spec.retry retries."""
-    message = (f"{reason}; run {retries} of {max_attempts} (spec.retry.maxAttempts) failed, running it again as a "
-               f"whole, not planned before {rfc3339(requeue_at)}")
-    return {
-        **unbound(message, generation),
-        "startTime": None,
-        "plannedStart": None,
-        "retries": retries,
-        "requeueAt": rfc3339(requeue_at),
-        **({"endedAttempts": ended} if ended is not None else {}),
-        "conditions": [condition("Retried", True, "RetryOnExitCode", message, now, generation)],
-    }
-
-
-def suspended(generation: int | None, now: float, suspensions: int | None = None,
-              ended: list[dict[str, Any]] | None = None, where: str = "",
-              history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Suspended by spec.suspend: nothing held, nothing running. For a job that was bound, `suspensions`,
-    `ended` (the energy it used so far) and `history` (its attempt listed) are written too; `where` says
-    where it ran."""
-    message = ("suspended by spec.suspend" + (f"; its attempt on {where} was stopped, its accelerators and energy "
-                                              "reservation released" if where else "")
-               + "; set spec.suspend to false to put it back in the queue")
-    return {
-        **unbound(message, generation),
-        "phase": "Suspended",
-        "startTime": None,
-        "plannedStart": None,
-        "requeueAt": None,
-        **({"attempts": history} if history is not None else {}),
-        **({"suspensions": suspensions} if suspensions is not None else {}),
-        **({"endedAttempts": ended} if ended is not None else {}),
-        "conditions": [condition("Suspended", True, "SuspendedBySpec", message, now, generation)],
-    }
-
-
-def gave_up(reason: str, requeues: int, generation: int | None, now: float,
-            ended: list[dict[str, Any]] | None = None, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Failed: the job's last allowed attempt ended without finishing (operator.requeue_limit). Its
-    reservation goes with the binding; no energy is settled for attempts that never completed."""
-    message = f"{reason}; gave up after {requeues} attempt(s) (operator.requeue_limit)"
-    return {
-        "phase": "Failed",
-        "message": message,
-        "requeues": requeues,
-        **({"attempts": history} if history is not None else {}),
-        "requeueAt": None,
-        "completionTime": rfc3339(now),
-        "energy": {"kWh": 0.0, "carbonKg": 0.0, "source": "estimate", "reason": "no attempt ran to completion"},
-        **({"endedAttempts": ended} if ended is not None else {}),
-        "observedGeneration": generation,
-        "conditions": [condition("Failed", True, "RequeueLimitReached", message, now, generation)],
-    }
 
 
 def settled_energy(binding: records.Binding, runtime_seconds: float, power_watts: float, pue: float) -> tuple[float, float]:
