@@ -49,8 +49,7 @@ def ended_attempts(previous: Any, center: str, queue: str | None, used: settled_
 
 
 def requeued(reason: str, requeues: int, limit: int, requeue_at: float, generation: int | None, now: float,
-             code: str = "AttemptEnded", ended: list[dict[str, Any]] | None = None,
-             history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             code: str = "AttemptEnded", ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Back to the queue after a bound attempt ended without finishing (requeue `requeues` of `limit`);
     `code`: the Requeued condition's reason (MemberLost: the member cluster it ran in is lost); a
     preempted attempt's condition is `Preempted` (its message names the preemptor)."""
@@ -62,7 +61,6 @@ def requeued(reason: str, requeues: int, limit: int, requeue_at: float, generati
         "startTime": None,
         "plannedStart": None,
         "requeues": requeues,
-        **({"attempts": history} if history is not None else {}),
         "requeueAt": rfc3339(requeue_at),
         **({"endedAttempts": ended} if ended is not None else {}),
         "conditions": [condition("Preempted" if code == "Preempted" else "Requeued", True, code, message, now, generation)],
@@ -87,11 +85,9 @@ def retried(reason: str, retries: int, max_attempts: int, requeue_at: float, gen
 
 
 def suspended(generation: int | None, now: float, suspensions: int | None = None,
-              ended: list[dict[str, Any]] | None = None, where: str = "",
-              history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Suspended by spec.suspend: nothing held, nothing running. For a job that was bound, `suspensions`,
-    `ended` (the energy it used so far) and `history` (its attempt listed) are written too; `where` says
-    where it ran."""
+              ended: list[dict[str, Any]] | None = None, where: str = "") -> dict[str, Any]:
+    """Suspended by spec.suspend: nothing held, nothing running. For a job that was bound, `suspensions`
+    and `ended` (the energy it used so far) are written too; `where` says where it ran."""
     message = ("suspended by spec.suspend" + (f"; its attempt on {where} was stopped, its accelerators and energy "
                                               "reservation released" if where else "")
                + "; set spec.suspend to false to put it back in the queue")
@@ -101,7 +97,6 @@ def suspended(generation: int | None, now: float, suspensions: int | None = None
         "startTime": None,
         "plannedStart": None,
         "requeueAt": None,
-        **({"attempts": history} if history is not None else {}),
         **({"suspensions": suspensions} if suspensions is not None else {}),
         **({"endedAttempts": ended} if ended is not None else {}),
         "conditions": [condition("Suspended", True, "SuspendedBySpec", message, now, generation)],
@@ -109,7 +104,7 @@ def suspended(generation: int | None, now: float, suspensions: int | None = None
 
 
 def gave_up(reason: str, requeues: int, generation: int | None, now: float,
-            ended: list[dict[str, Any]] | None = None, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+            ended: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Failed: the job's last allowed attempt ended without finishing (operator.requeue_limit). Its
     reservation goes with the binding; no energy is settled for attempts that never completed."""
     message = f"{reason}; gave up after {requeues} attempt(s) (operator.requeue_limit)"
@@ -117,7 +112,6 @@ def gave_up(reason: str, requeues: int, generation: int | None, now: float,
         "phase": "Failed",
         "message": message,
         "requeues": requeues,
-        **({"attempts": history} if history is not None else {}),
         "requeueAt": None,
         "completionTime": rfc3339(now),
         "energy": {"kWh": 0.0, "carbonKg": 0.0, "source": "estimate", "reason": "no attempt ran to completion"},
@@ -150,22 +144,19 @@ def ending(record: records.JobRecord, binding: records.Binding | None, reason: s
     """(status patch, Event reason) for the job's bound attempt, ended now for `reason` (`code`: Suspended,
     Retried, Preempted, MemberLost, or AttemptEnded); `ended`: its status.endedAttempts with this attempt."""
     requeues, retries = record.requeues + 1, record.retries + 1
-    if code in (SUSPENDED, RETRIED):
-        event = code  # not counted against operator.requeue_limit
-    elif requeues >= op.requeue_limit:
-        event = "Failed"
-    else:
-        event = code if code in ("MemberLost", "Preempted") else "Requeued"
+    # Suspensions and retries are not counted against operator.requeue_limit.
     if code == SUSPENDED:
         where = f"{binding.center}/{binding.pool}" if binding is not None else "its pool"
-        patch = suspended(record.generation, now, record.suspensions + 1, ended, where)
+        event, patch = code, suspended(record.generation, now, record.suspensions + 1, ended, where)
     elif code == RETRIED:
         backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, retries)
-        patch = retried(reason, retries, record.retry_policy[0], now + backoff, record.generation, now, ended)
-    elif event == "Failed":
-        patch = gave_up(reason, requeues, record.generation, now, ended)
+        event, patch = code, retried(reason, retries, record.retry_policy[0], now + backoff, record.generation, now,
+                                     ended)
+    elif requeues >= op.requeue_limit:
+        event, patch = "Failed", gave_up(reason, requeues, record.generation, now, ended)
     else:
         backoff = workqueue.doubling(op.requeue_backoff_seconds, op.requeue_backoff_max_seconds, requeues)
+        event = code if code in ("MemberLost", "Preempted") else "Requeued"
         patch = requeued(reason, requeues, op.requeue_limit, now + backoff, record.generation, now, code, ended)
     # The attempt that ended, listed with how it ended (always written: it replaces a count there).
     entry = attempt(binding, now, event, patch["message"], exit_code) if binding is not None else None

@@ -18,12 +18,14 @@ import asyncio
 import concurrent.futures
 import datetime
 import itertools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from kubernetes.client.exceptions import ApiException
 
+from suanli import metrics
 from suanli.kube import errors as errors_mod
 from suanli.kube import events as events_mod
 from suanli.kube import priority_pool, workloads
@@ -31,7 +33,6 @@ from suanli.kube.transport import (
     COLLECTIONS,
     GROUP,
     JSON_PATCH,
-    LOG,
     MERGE_PATCH,
     PAGE,
     VERSION,
@@ -40,6 +41,7 @@ from suanli.kube.transport import (
     k8s,
 )
 
+LOG = logging.getLogger("suanli.kube")
 T = TypeVar("T")
 __all__ = ["COLLECTIONS", "GROUP", "PAGE", "VERSION", "Api", "NamespaceMissing", "Replaced", "WorkloadBusy", "api_client", "k8s"]
 
@@ -101,6 +103,11 @@ class Api(Transport):
         """A write of a binding chain (its status, its batch Job, or undoing it): the binding pool,
         ahead of every chain that took a later ticket."""
         return await asyncio.wrap_future(self.binding.submit(ticket, lambda: fn(*args, **kwargs)))
+
+    @staticmethod
+    def _count(verb: str, resource: str, exc: BaseException) -> None:
+        metrics.API_WRITE_ERRORS.labels(verb=verb, resource=resource).inc()
+        LOG.debug("%s %s failed: %s", verb, resource, exc)
 
     # --- writes -------------------------------------------------------------------------
 

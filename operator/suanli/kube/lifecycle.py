@@ -34,8 +34,8 @@ Key = records.Key
 class Lifecycle:
     def __init__(self, ctx: scheduler_mod.Scheduler):
         self.ctx = ctx
-        # job -> (uid, attempt, reason, code, exit code): why its attempt is ending, kept until the requeue is written
-        self.ending: dict[Key, tuple[str, int, str, str, int | None]] = {}
+        # job -> (uid, attempt, the requeue verdict): why its attempt is ending, kept until the requeue is written
+        self.ending: dict[Key, tuple[str, int, attempts.Verdict]] = {}
         self.waiting_noted: dict[Key, str] = {}  # job -> the pods its requeue waits for, as last logged
         self.remade: dict[Key, tuple[str, int]] = {}  # job -> (uid, attempt) whose podless Job was made again
 
@@ -46,7 +46,7 @@ class Lifecycle:
         binding = self.ctx.cache.binding(record)
         if binding is None or record.phase not in records.BOUND_PHASES or record.key in self.ending:
             return False
-        self.ending[record.key] = (record.uid, binding.attempt, reason, "Preempted", None)
+        self.ending[record.key] = (record.uid, binding.attempt, attempts.Verdict("requeue", reason, "Preempted"))
         self.ctx.job_changed(record.key)
         return True
 
@@ -77,7 +77,8 @@ class Lifecycle:
         binding = ctx.cache.binding(record)
         if record.suspended and binding is None and record.phase not in SUSPEND_DONE and not record.deleting:
             ctx.writes.start(key)  # a waiting job: nothing to stop, only its phase to write
-            ctx.spawn(self._write_suspended(record))
+            patch = attempt_end.suspended(record.generation, ctx.clock.now())
+            ctx.spawn(self._write_progress(record, patch, SUSPENDED, patch["message"], False))
             return
         if binding is None or record.phase not in records.BOUND_PHASES:
             return
@@ -91,9 +92,8 @@ class Lifecycle:
         if ending is not None and ending[:2] != (record.uid, binding.attempt):
             ending = None  # another ComputeJob of the name, or a later attempt
         if ending is None and record.suspended:
-            ending = (record.uid, binding.attempt, "suspended by spec.suspend", SUSPENDED, None)
-        verdict = attempts.Verdict("requeue", ending[2], ending[3], exit_code=ending[4]) if ending is not None \
-            else attempts.assess(
+            ending = (record.uid, binding.attempt, attempts.Verdict("requeue", "suspended by spec.suspend", SUSPENDED))
+        verdict = ending[2] if ending is not None else attempts.assess(
             phase=record.phase,
             binding=binding,
             workload=workload,
@@ -119,7 +119,7 @@ class Lifecycle:
         if verdict.action == "requeue":
             # Ending this attempt takes until its pods have stopped; its first reason stands till then
             # (the Job's deletion would bring others, or an "ensure" that made it again).
-            self.ending[key] = (record.uid, binding.attempt, verdict.reason, verdict.code, verdict.exit_code)
+            self.ending[key] = (record.uid, binding.attempt, verdict)
             ctx.writes.start(key)
             ctx.spawn(self._requeue(record, verdict.reason, verdict.code, verdict.exit_code))
             return
@@ -224,33 +224,6 @@ class Lifecycle:
             ctx.writes.done(key)
             ctx.poke()  # its accelerators are free, and it may be planned again after its backoff
             ctx.center_changed()
-
-    async def _write_suspended(self, record: records.JobRecord) -> None:
-        """A job that holds nothing is suspended: its phase is written (Suspended, with the condition)."""
-        ctx = self.ctx
-        key = record.key
-        now = ctx.clock.now()
-        patch = attempt_end.suspended(record.generation, now)
-        try:
-            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid,
-                                       whole=not record.status)
-        except client_mod.Replaced:
-            ctx.writes.done(key)
-            return
-        except Exception as exc:
-            ctx.writes.done(key)
-            delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
-            LOG.warning("%s/%s: could not write Suspended (retrying in %gs): %s", *key, delay, errors.short(exc))
-            return
-        ctx.writes.succeeded(key)
-        LOG.info("%s/%s: %s", *key, patch["message"])
-        try:
-            if result is not None:
-                ctx.cache.upsert_job(result, record.created)
-            await ctx.api.run(ctx.api.event, ctx.ref(record), SUSPENDED, patch["message"], False, now)
-        finally:
-            ctx.writes.done(key)
-            ctx.job_changed(key)
 
     async def _remake(self, record: records.JobRecord, binding: records.Binding, workload: Any, reason: str) -> None:
         """Delete a batch Job the Job controller made no pod for; the job keeps its binding, and its Job is
@@ -373,7 +346,8 @@ class Lifecycle:
         ctx = self.ctx
         key = record.key
         try:
-            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid)
+            result = await ctx.api.run(ctx.api.patch_job_status, key[0], key[1], patch, uid=record.uid,
+                                       whole=not record.status)
         except client_mod.Replaced:
             ctx.writes.done(key)
             return  # deleted (or recreated) meanwhile: nothing of this job is left to report

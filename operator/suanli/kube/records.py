@@ -115,22 +115,22 @@ class JobRecord:
         except (TypeError, ValueError):
             return 0
 
+    def _legacy_attempts(self) -> int | None:
+        """The count a status written before status.attempts listed the attempts has there (None otherwise)."""
+        legacy = self.status.get("attempts")
+        return max(0, legacy) if isinstance(legacy, int) and not isinstance(legacy, bool) else None
+
     @property
     def attempts(self) -> int:
-        """Bound attempts that ended (requeued, retried, suspended): also the number of the current attempt.
-        (A status written before status.attempts listed them has their count there.)"""
-        legacy = self.status.get("attempts")
-        if isinstance(legacy, int) and not isinstance(legacy, bool):
-            return max(0, legacy)
-        return self.requeues + self.retries + self.suspensions
+        """Bound attempts that ended (requeued, retried, suspended): also the number of the current attempt."""
+        legacy = self._legacy_attempts()
+        return legacy if legacy is not None else self.requeues + self.retries + self.suspensions
 
     @property
     def requeues(self) -> int:
         """Attempts the operator ended and requeued: what operator.requeue_limit counts."""
-        legacy = self.status.get("attempts")
-        if isinstance(legacy, int) and not isinstance(legacy, bool):
-            return max(0, legacy - self.suspensions)
-        return self._count("requeues")
+        legacy = self._legacy_attempts()
+        return max(0, legacy - self.suspensions) if legacy is not None else self._count("requeues")
 
     @property
     def retries(self) -> int:

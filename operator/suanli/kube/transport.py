@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -20,8 +19,6 @@ from urllib.parse import quote
 from kubernetes import client as _k8s
 from kubernetes import config as _k8s_config
 from kubernetes.client.exceptions import ApiException
-
-from suanli import metrics
 
 GROUP, VERSION = "suanli.io", "v1alpha1"
 JSON = "application/json"
@@ -39,7 +36,6 @@ COLLECTIONS = {
     "queues": (f"/apis/{GROUP}/{VERSION}/computequeues", None),
     "namespaces": ("/api/v1/namespaces", None),
 }
-LOG = logging.getLogger("suanli.kube")
 # The generated client is loosely typed; we pass and read plain dictionaries.
 k8s: Any = _k8s
 k8s_config: Any = _k8s_config
@@ -67,11 +63,6 @@ class Transport:
         answering must not hold a thread for ever)."""
         self.timeout = timeout
         self.client: Any = api
-
-    @staticmethod
-    def _count(verb: str, resource: str, exc: BaseException) -> None:
-        metrics.API_WRITE_ERRORS.labels(verb=verb, resource=resource).inc()
-        LOG.debug("%s %s failed: %s", verb, resource, exc)
 
     # --- plain requests ---------------------------------------------------------------
 
