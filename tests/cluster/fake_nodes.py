@@ -7,6 +7,13 @@ with the pool's ``nodeSelector`` plus ``suanli.io/center``, ``suanli.io/pool`` a
 ``type: kwok``, tainted so that exactly the pool's tolerations let pods in, and with
 ``<resourceName>: <acceleratorsPerNode>`` next to cpu, memory and pods capacity.
 
+A pool declared with ``deviceClassName`` (Dynamic Resource Allocation) gets no extended
+resource: its nodes publish their accelerators as a DRA driver would, one ResourceSlice per
+node (owned by the Node, so it goes with it) with ``acceleratorsPerNode`` devices of a driver
+named like the class (as NVIDIA's ``gpu.nvidia.com`` is), attributes ``model`` and ``type`` and,
+when the pool gives ``memoryGiB``, capacity ``memory``; the DeviceClass selecting that driver is
+made if the cluster has none of that name.
+
 Library use (tests)::
 
     centers = fake_nodes.load_centers(["crds/examples"])
@@ -45,6 +52,8 @@ KWOK_TYPE_VALUE = "kwok"
 # Selects every node this module made (used by ``delete --all`` and tests).
 FAKE_NODE_SELECTOR = f"{KWOK_TYPE_LABEL}={KWOK_TYPE_VALUE},{CENTER_LABEL}"
 
+DRA_DEVICES_ANNOTATION = "suanli.io/fake-dra-devices"  # devices the node's ResourceSlice publishes
+DRA_DRIVER_ANNOTATION = "suanli.io/fake-dra-driver"  # and the driver (the pool's deviceClassName)
 DEFAULT_CPU = "128"
 DEFAULT_MEMORY = "1Ti"
 DEFAULT_PODS = "110"
@@ -146,7 +155,8 @@ def nodes_for_pool(
 ) -> list[dict[str, Any]]:
     """``count`` Node manifests for one pool (a plain dict from ``spec.pools[]``)."""
     pool_name = str(_require(pool, "name", where))
-    resource_name = str(_require(pool, "resourceName", where))
+    device_class = str(pool.get("deviceClassName") or "")
+    resource_name = "" if device_class else str(_require(pool, "resourceName", where))
     expected = pool.get("expected") or {}
     per_node = _require(expected, "acceleratorsPerNode", f"{where}.expected")
     if not isinstance(per_node, int) or per_node < 0:
@@ -157,7 +167,9 @@ def nodes_for_pool(
     if not isinstance(selector, dict):
         raise ManifestError(f"{where}.nodeSelector must be a map of label to value, got {selector!r}")
 
-    resources = {"cpu": cpu, "memory": memory, "pods": pods, resource_name: str(per_node)}
+    resources = {"cpu": cpu, "memory": memory, "pods": pods}
+    if resource_name:
+        resources[resource_name] = str(per_node)
     nodes = []
     for index in range(count):
         name = node_name(center, pool_name, index)
@@ -178,6 +190,9 @@ def nodes_for_pool(
         annotations = {FAKE_NODE_ANNOTATION: FAKE_NODE_VALUE}
         if pool.get("memoryGiB") is not None:
             annotations["suanli.io/accelerator-memory-gib"] = str(pool["memoryGiB"])
+        if device_class:
+            annotations[DRA_DEVICES_ANNOTATION] = str(per_node)
+            annotations[DRA_DRIVER_ANNOTATION] = device_class
         node: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -244,7 +259,8 @@ def apply_nodes(core_v1: Any, nodes: Iterable[dict[str, Any]]) -> list[str]:
     """Create the nodes, or bring existing ones to the manifest (labels, annotations, taints, capacity).
 
     Returns the names. Status (capacity/allocatable) is written through the status
-    subresource, since the API server keeps it only on create.
+    subresource, since the API server keeps it only on create. A DRA pool's node gets its
+    ResourceSlice (`publish_devices`).
     """
     from kubernetes.client.exceptions import ApiException
 
@@ -252,14 +268,75 @@ def apply_nodes(core_v1: Any, nodes: Iterable[dict[str, Any]]) -> list[str]:
     for node in nodes:
         name = node["metadata"]["name"]
         try:
-            core_v1.create_node(node)
+            made = core_v1.create_node(node)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            core_v1.patch_node(name, {"metadata": node["metadata"], "spec": node["spec"]})
+            made = core_v1.patch_node(name, {"metadata": node["metadata"], "spec": node["spec"]})
             core_v1.patch_node_status(name, {"status": node["status"]})
+        publish_devices(core_v1.api_client, node, made.metadata.uid)
         names.append(name)
     return names
+
+
+def device_class(driver: str) -> dict[str, Any]:
+    """The DeviceClass selecting every device of `driver` (named like it)."""
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": driver},
+            "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{driver}"'}}]}}
+
+
+def resource_slice(node: dict[str, Any], uid: str) -> dict[str, Any] | None:
+    """The ResourceSlice a DRA driver would publish for a fake node of a DRA pool (None for other
+    nodes), owned by the Node (uid `uid`)."""
+    meta = node["metadata"]
+    annotations = meta.get("annotations") or {}
+    driver = annotations.get(DRA_DRIVER_ANNOTATION)
+    if not driver:
+        return None
+    labels = meta.get("labels") or {}
+    attributes: dict[str, Any] = {}
+    for key, label in (("model", "suanli.io/accelerator-model"), ("type", "suanli.io/accelerator-type")):
+        if labels.get(label):
+            attributes[key] = {"string": labels[label]}
+    memory = annotations.get("suanli.io/accelerator-memory-gib")
+    devices = []
+    for i in range(int(annotations[DRA_DEVICES_ANNOTATION])):
+        device: dict[str, Any] = {"name": f"accel-{i}", "attributes": {**attributes, "index": {"int": i}}}
+        if memory:
+            device["capacity"] = {"memory": {"value": f"{int(float(memory) * 1024)}Mi"}}
+        devices.append(device)
+    name = meta["name"]
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": f"{name}-{_dns_label(driver)}"[:253],
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]},
+        "spec": {"driver": driver, "nodeName": name, "pool": {"name": name, "generation": 1, "resourceSliceCount": 1},
+                 "devices": devices},
+    }
+
+
+def publish_devices(api_client: Any, node: dict[str, Any], uid: str) -> None:
+    """Publish a DRA pool's fake node's ResourceSlice (replacing an older one), and its DeviceClass
+    when the cluster has none of that name; nothing for other nodes."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    slice_ = resource_slice(node, uid)
+    if slice_ is None:
+        return
+    custom = client.CustomObjectsApi(api_client)
+    for doc, plural in ((device_class(slice_["spec"]["driver"]), "deviceclasses"), (slice_, "resourceslices")):
+        try:
+            custom.create_cluster_custom_object("resource.k8s.io", "v1", plural, doc)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            if plural == "resourceslices":
+                current = custom.get_cluster_custom_object("resource.k8s.io", "v1", plural, doc["metadata"]["name"])
+                doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                doc["spec"]["pool"]["generation"] = current["spec"]["pool"]["generation"] + 1
+                custom.replace_cluster_custom_object("resource.k8s.io", "v1", plural, doc["metadata"]["name"], doc)
 
 
 def delete_nodes(core_v1: Any, nodes: Iterable[dict[str, Any] | str]) -> list[str]:

@@ -181,6 +181,10 @@ def test_the_chart_grants_only_what_the_operator_uses(kube, release) -> None:
         "customresourcedefinitions.apiextensions.k8s.io",
         "computequeues.suanli.io", "computequeues.suanli.io/status", "namespaces",  # tenants (ComputeQueues)
         "services",  # the headless Service a gang's replicas find each other through
+        # DRA pools: the devices nodes publish, the classes selecting them, the claims holding them, and
+        # the ResourceClaimTemplate a DRA pool's Job claims its devices from
+        "resourceslices.resource.k8s.io", "deviceclasses.resource.k8s.io", "resourceclaims.resource.k8s.io",
+        "resourceclaimtemplates.resource.k8s.io",
     }
     for ns, own in (("default", set()), (release["namespace"], {"secrets", "leases.coordination.k8s.io"})):
         rows = helpers.can_i_list(kube.kubeconfig, ns, user)

@@ -342,7 +342,11 @@ def test_the_joined_identity_can_do_only_what_dispatch_needs(fleet: tuple[Fleet,
             resource, verbs = cols[0], line[line.rindex("[") + 1:line.rindex("]")].split()
             granted.setdefault(resource, set()).update(verbs)
         allowed = {"jobs.batch": {"get", "list", "watch", "create", "delete"}, "pods": {"get", "list", "watch", "patch"},
-                   "nodes": {"get", "list", "watch"}, "services": {"get", "create", "delete"}, "namespaces": {"create"}}
+                   "nodes": {"get", "list", "watch"}, "services": {"get", "create", "delete"}, "namespaces": {"create"},
+                   "resourceslices.resource.k8s.io": {"get", "list", "watch"},
+                   "deviceclasses.resource.k8s.io": {"get", "list", "watch"},
+                   "resourceclaims.resource.k8s.io": {"get", "list", "watch"},
+                   "resourceclaimtemplates.resource.k8s.io": {"get", "create", "delete"}}
         public = {"selfsubjectreviews.authentication.k8s.io", "selfsubjectaccessreviews.authorization.k8s.io",
                   "selfsubjectrulesreviews.authorization.k8s.io"}
         for resource, verbs in granted.items():

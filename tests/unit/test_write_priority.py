@@ -146,8 +146,8 @@ class FakeApi:
             return {"metadata": {"namespace": ns, "name": name}, "status": status}
         return {**stored, "status": {**(stored.get("status") or {}), **status}}
 
-    def create_or_adopt_job(self, manifest: dict[str, Any], uid: str,
-                            create_namespace: bool = False) -> tuple[dict[str, Any], bool]:
+    def create_or_adopt_job(self, manifest: dict[str, Any], uid: str, create_namespace: bool = False,
+                            claim: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
         if self.create_error is not None:
             raise self.create_error
         self.created.append(manifest)

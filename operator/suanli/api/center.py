@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from suanli.api import common
+from suanli.api import common, device_cel
 from suanli.catalog import accelerators
 
 AcceleratorType = accelerators.AcceleratorType
@@ -146,6 +146,31 @@ class Toleration(common.Model):
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay.")
 
 
+class CelSelector(common.Model):
+    """A CEL expression over a DRA device."""
+
+    expression: str = Field(
+        min_length=1,
+        max_length=10240,
+        description="CEL over device.driver, device.attributes[\"<domain>\"].<name> and "
+        "device.capacity[\"<domain>\"].<name>; true selects the device.",
+    )
+
+    @field_validator("expression")
+    @classmethod
+    def _compiles(cls, expression: str) -> str:
+        problem = device_cel.check(expression)
+        if problem is not None:
+            raise ValueError(f"{problem}; fix the expression")
+        return expression
+
+
+class DeviceSelector(common.Model):
+    """One selector of a DRA device request (a ResourceClaim's DeviceSelector)."""
+
+    cel: CelSelector = Field(description="The CEL expression.")
+
+
 class Pool(common.Model):
     """A set of identical accelerator nodes inside a center."""
 
@@ -157,9 +182,26 @@ class Pool(common.Model):
         description="Catalog model name (A100, H100, Ascend910B, Z100, MLU370...); unknown models "
         "must give powerWatts, peakTFLOPS and memoryGiB.",
     )
-    resource_name: str = Field(
+    resource_name: str | None = Field(
+        default=None,
         pattern=common.RESOURCE_NAME_PATTERN,
-        description="Extended resource the device plugin advertises, e.g. nvidia.com/gpu, huawei.com/Ascend910.",
+        description="Extended resource the device plugin advertises, e.g. nvidia.com/gpu, huawei.com/Ascend910. "
+        "Give this or deviceClassName.",
+    )
+    device_class_name: str | None = Field(
+        default=None,
+        pattern=common.DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="DeviceClass of the accelerators when a DRA driver hands them out (Dynamic Resource "
+        "Allocation) instead of a device plugin: capacity is the devices of the pool's nodes' ResourceSlices "
+        "that the class (and selectors) select, and the pods get a ResourceClaimTemplate asking for "
+        "accelerators.count of them per replica. Give this or resourceName.",
+    )
+    selectors: list[DeviceSelector] = Field(
+        default_factory=list,
+        max_length=32,
+        description="With deviceClassName: more CEL selectors a device must pass (all of them), as in a "
+        "ResourceClaim's request, e.g. device.attributes[\"gpu.example.com\"].model == \"H100\".",
     )
     node_selector: dict[str, str] = Field(
         min_length=1, description="Labels that select this pool's nodes; copied into placed pods."
@@ -180,6 +222,24 @@ class Pool(common.Model):
             if value <= 0:
                 raise ValueError(f"peakTFLOPS.{precision} must be greater than 0 (got {value})")
         return peaks
+
+    @model_validator(mode="after")
+    def _one_way_to_count(self) -> Pool:
+        if (self.resource_name is None) == (self.device_class_name is None):
+            raise ValueError(
+                f"pool {self.name!r} must give exactly one of resourceName (a device plugin's extended resource) "
+                "and deviceClassName (a DRA DeviceClass)"
+                + ("; it gives both: keep the one its nodes' accelerators are handed out by" if self.resource_name else "")
+            )
+        if self.selectors and self.device_class_name is None:
+            raise ValueError(f"pool {self.name!r}: selectors need deviceClassName (they select DRA devices); "
+                             "drop them, or replace resourceName by deviceClassName")
+        return self
+
+    @property
+    def resource(self) -> str:
+        """What the pool's accelerators are counted in, for people: the extended resource, or the DeviceClass."""
+        return self.resource_name or f"devices of DeviceClass {self.device_class_name}"
 
     @model_validator(mode="after")
     def _known_or_described(self) -> Pool:

@@ -77,6 +77,22 @@ RULES: dict[str, dict[str, list[dict[str, str]]]] = {
         ],
         "spec.pools[]": [
             _rule(
+                "has(self.resourceName) != has(self.deviceClassName)",
+                "spec.pools[] must give exactly one of resourceName (a device plugin's extended resource) and "
+                "deviceClassName (a DRA DeviceClass); keep the one the pool's accelerators are handed out by",
+                messageExpression="'spec.pools[] pool ' + self.name + ' must give exactly one of resourceName (the "
+                "extended resource of a device plugin) and deviceClassName (a DRA DeviceClass); keep the one its "
+                "accelerators are handed out by'",
+            ),
+            _rule(
+                "!has(self.selectors) || size(self.selectors) == 0 || has(self.deviceClassName)",
+                "spec.pools[].selectors need deviceClassName (they select DRA devices); drop them, or replace "
+                "resourceName by deviceClassName",
+                messageExpression="'spec.pools[].selectors of pool ' + self.name + ' need deviceClassName (they "
+                "select DRA devices); drop them, or replace resourceName by deviceClassName'",
+                fieldPath=".selectors",
+            ),
+            _rule(
                 f"self.model in {_MODELS} || (has(self.powerWatts) && has(self.memoryGiB) && "
                 "has(self.peakTFLOPS) && size(self.peakTFLOPS) > 0)",
                 "spec.pools[].model is not in the catalog, so the pool must give powerWatts, peakTFLOPS and "

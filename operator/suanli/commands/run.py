@@ -47,18 +47,22 @@ def load_settings(path: str | None) -> settings_mod.Settings:
     return settings_mod.Settings.model_validate(doc)
 
 
-PRIME_ORDER = ("centers", "queues", "namespaces", "nodes", "pods", "workloads", "jobs")
+PRIME_ORDER = ("centers", "queues", "namespaces", "nodes", "deviceclasses", "slices", "claims", "pods", "workloads", "jobs")
 
 
 async def prime(cache: Any, api: Any, now: float) -> tuple[dict[str, int], dict[str, str]]:
     """Fill the cache from paged LISTs, a page at a time (a large cluster's objects are never all
     held at once); returns how many objects of each kind were read, and each LIST's
     resourceVersion (where the pod and Job watches start)."""
+    from suanli.kube import transport
     upsert = {
         "centers": cache.upsert_center,
         "queues": cache.tenants.upsert_queue,
         "namespaces": cache.tenants.upsert_namespace,
         "nodes": cache.upsert_node,
+        "deviceclasses": cache.devices.upsert_class,
+        "slices": cache.devices.upsert_slice,
+        "claims": cache.devices.upsert_claim,
         "pods": cache.upsert_pod,
         "workloads": cache.upsert_workload,
         "jobs": lambda raw: cache.upsert_job(raw, now),
@@ -68,7 +72,11 @@ async def prime(cache: Any, api: Any, now: float) -> tuple[dict[str, int], dict[
     for kind in PRIME_ORDER:
         token: str | None = ""
         while token is not None:
-            items, following, version = await api.run(api.page, kind, token)
+            try:
+                items, following, version = await api.run(api.page, kind, token)
+            except transport.NotServed as exc:
+                LOG.info("%s: DRA pools in this cluster count no devices", exc)
+                break
             versions[kind] = versions[kind] or version
             for raw in items:
                 upsert[kind](raw)
@@ -236,7 +244,8 @@ async def _serve(
     members = manager.Members(sched, args.namespace, memo, identity, relist_seconds=args.relist_seconds)  # member clusters (spec.cluster)
     memo.members = members
     handlers = {"centers": mirror.on_center, "nodes": mirror.on_node, "pods": mirror.on_pod,
-                "jobs": mirror.on_compute_job, "workloads": mirror.on_workload, "queues": mirror.on_queue}
+                "jobs": mirror.on_compute_job, "workloads": mirror.on_workload, "queues": mirror.on_queue,
+                "deviceclasses": mirror.on_device_class, "slices": mirror.on_slice, "claims": mirror.on_claim}
     tasks = [
         asyncio.create_task(sched.run(), name="scheduler"),
         asyncio.create_task(sched.run_jobs(), name="job-status"),

@@ -110,6 +110,46 @@ def on_pod(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> Non
             sched.job_changed(record.key)
 
 
+def on_slice(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
+    """A ResourceSlice published, changed or withdrawn: a DRA pool's capacity may change."""
+    cache, sched = _parts(memo)
+    body = event["object"]
+    if event.get("type") == "DELETED":
+        changed = cache.devices.delete_slice(body["metadata"]["name"], cluster)
+    else:
+        changed = cache.devices.upsert_slice(_plain(body), cluster)
+    if changed:
+        sched.center_changed()
+        sched.poke()
+
+
+def on_device_class(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
+    """A DeviceClass added, changed or deleted: which devices a DRA pool counts may change."""
+    cache, sched = _parts(memo)
+    body = event["object"]
+    if event.get("type") == "DELETED":
+        changed = cache.devices.delete_class(body["metadata"]["name"], cluster)
+    else:
+        changed = cache.devices.upsert_class(_plain(body), cluster)
+    if changed:
+        sched.center_changed()
+        sched.poke()
+
+
+def on_claim(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
+    """A ResourceClaim allocated or released: a DRA pool's free devices change."""
+    cache, sched = _parts(memo)
+    body = event["object"]
+    meta = body["metadata"]
+    if event.get("type") == "DELETED":
+        changed = cache.devices.delete_claim((kobj.qualify(cluster, meta.get("namespace") or ""), meta["name"]))
+    else:
+        changed = cache.devices.upsert_claim(_plain(body), cluster)
+    if changed:
+        sched.center_changed()
+        sched.poke()
+
+
 def on_workload(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
     cache, sched = _parts(memo)
     body = _plain(event["object"])

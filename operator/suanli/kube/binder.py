@@ -117,16 +117,20 @@ class Binder:
                 center=binding.center,
                 pool=binding.pool,
                 accelerator_type=binding.accelerator_type,
-                resource_name=spec_pool.resource_name,
+                resource_name=spec_pool.resource_name or "",
+                device_class_name=spec_pool.device_class_name or "",
                 accelerator_model=spec_pool.model,
                 node_selector=dict(spec_pool.node_selector),
                 tolerations=[t.to_wire() for t in spec_pool.tolerations],
                 attempt=binding.attempt,
                 hub=ctx.settings.members.hub_name if member else None,
             )
+            claim = (workloads.device_request(spec_pool.device_class_name,
+                                              [s.cel.expression for s in spec_pool.selectors], binding.count)
+                     if spec_pool.device_class_name else None)
             job, created = await api.run_binding(
                 ticket, api.create_or_adopt_job, manifest, record.uid,
-                create_namespace=bool(member) and ctx.settings.members.create_namespaces,
+                create_namespace=bool(member) and ctx.settings.members.create_namespaces, claim=claim,
             )
             ctx.cache.upsert_workload(job, member)  # seen now: no second create before the watch catches up
             if not created:

@@ -17,6 +17,7 @@ from typing import Any
 
 from suanli import settings as settings_mod
 from suanli.api import manifests, objects
+from suanli.kube import devices as devices_mod
 from suanli.kube import holds as holds_mod
 from suanli.kube import member_state, pod_index, pool_overlap, records
 from suanli.kube import objects as kobj
@@ -44,6 +45,7 @@ class Cache:
         self.center_errors: dict[str, str] = {}
         self.nodes: dict[str, kobj.NodeInfo] = {}
         self.pod_index = pod_index.PodIndex()
+        self.devices = devices_mod.Devices()  # DRA: ResourceSlices, DeviceClasses, ResourceClaims
         self.jobs: dict[Key, records.JobRecord] = {}
         self.active: set[Key] = set()  # jobs neither finished nor Invalid
         self.by_label: dict[Key, Key] = {}  # (namespace, job label) -> job
@@ -106,6 +108,22 @@ class Cache:
         if gone:
             self._members = None
         return gone
+
+    def accelerators_on(self, pool: fleet_mod.PoolInfo, node: str) -> tuple[int, int]:
+        """(accelerators `pool` counts on `node` (qualified name), how many of them are in use): the
+        device plugin's allocatable and the non-terminated pods' requests, or, for a DRA pool, the
+        devices its DeviceClass and selectors select in the node's ResourceSlices and those claims hold."""
+        if pool.device_class_name:
+            return self.devices.counts(self.cluster_of(pool.center), pool.device_class_name, pool.selectors, node)
+        info = self.nodes.get(node)
+        have = info.allocatable.get(pool.resource_name, 0) if info is not None else 0
+        return have, self.node_used.get((node, pool.resource_name), 0)
+
+    def pool_problem(self, pool: fleet_mod.PoolInfo) -> str:
+        """Why a DRA pool's devices cannot all be counted ("" if they can, and for device-plugin pools)."""
+        if not pool.device_class_name:
+            return ""
+        return self.devices.selected(self.cluster_of(pool.center), pool.device_class_name, pool.selectors).problem
 
     @property
     def pods(self) -> dict[Key, kobj.PodInfo]:
@@ -423,6 +441,7 @@ class Cache:
         for slot in [k for k, info in self.workloads.items() if info.cluster == cluster]:
             info = self.workloads.pop(slot)
             self._touch_label((info.namespace, info.job_label))
+        self.devices.drop_cluster(cluster)
         self.member_state.forget(cluster)
 
     def cluster_of(self, center: str) -> str:

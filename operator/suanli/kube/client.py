@@ -36,6 +36,7 @@ from suanli.kube.transport import (
     MERGE_PATCH,
     PAGE,
     VERSION,
+    NotServed,
     Transport,
     api_client,
     k8s,
@@ -43,7 +44,7 @@ from suanli.kube.transport import (
 
 LOG = logging.getLogger("suanli.kube")
 T = TypeVar("T")
-__all__ = ["COLLECTIONS", "GROUP", "PAGE", "VERSION", "Api", "NamespaceMissing", "Replaced", "WorkloadBusy", "api_client", "k8s"]
+__all__ = ["COLLECTIONS", "GROUP", "PAGE", "VERSION", "Api", "NamespaceMissing", "NotServed", "Replaced", "WorkloadBusy", "api_client", "k8s"]
 
 
 class Replaced(Exception):
@@ -181,9 +182,11 @@ class Api(Transport):
             self._count("patch", "pods", exc)
             raise
 
-    def create_or_adopt_job(self, manifest: dict[str, Any], owner_uid: str,
-                            create_namespace: bool = False) -> tuple[dict[str, Any], bool]:
+    def create_or_adopt_job(self, manifest: dict[str, Any], owner_uid: str, create_namespace: bool = False,
+                            claim: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
         """Create the batch Job, or adopt the one with its deterministic name. Returns (job, created).
+        `claim`: for a DRA pool, the device request (`workloads.device_request`) of the Job's
+        ResourceClaimTemplate, made (like a gang's Service) once the Job is there.
 
         A missing namespace (a member cluster's) is created first when `create_namespace`, else
         `NamespaceMissing` is raised.
@@ -196,7 +199,7 @@ class Api(Transport):
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         jobs = f"/apis/batch/v1/namespaces/{quote(ns)}/jobs"
         try:
-            return self._with_service(self.request("POST", jobs, manifest)), True
+            return self._with_companions(self.request("POST", jobs, manifest), claim), True
         except ApiException as exc:
             if exc.status == 404 and errors_mod.namespace_gone(exc):
                 if not create_namespace:
@@ -205,14 +208,14 @@ class Api(Transport):
                         f"false; create it there (kubectl create namespace {ns})"
                     ) from None
                 self.create_namespace(ns)
-                return self._with_service(self.request("POST", jobs, manifest)), True
+                return self._with_companions(self.request("POST", jobs, manifest), claim), True
             if exc.status != 409:
                 self._count("create", "jobs", exc)
                 raise
         existing: dict[str, Any] = self.request("GET", f"{jobs}/{quote(name)}")
         verdict = workloads.existing_job(existing, manifest, owner_uid)
         if verdict == "current":
-            return self._with_service(existing), False
+            return self._with_companions(existing, claim), False
         if verdict == "foreign":
             raise ValueError(
                 f"a Job {ns}/{name} already exists and is not owned by this ComputeJob; "
@@ -226,34 +229,42 @@ class Api(Transport):
             f"the new one is created once it is gone"
         )
 
-    def _with_service(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The Job, once a gang's has its Service. When the name is taken by someone else's Service the
-        Job is deleted again (its replicas could not find each other) and the ValueError raised."""
-        if workloads.gang(job):
-            try:
-                self.ensure_service(job)
-            except ValueError:
-                meta = job["metadata"]
-                self.delete_job(meta["namespace"], meta["name"], str(meta.get("uid") or ""))
-                raise
+    def _with_companions(self, job: dict[str, Any], claim: dict[str, Any] | None) -> dict[str, Any]:
+        """The Job, once it has what is made with it: a DRA pool's ResourceClaimTemplate (its pods
+        wait for their claims until it is there) and a gang's Service. When a name is taken by
+        someone else's object the Job is deleted again (its pods could not get their devices, or
+        its replicas could not find each other) and the ValueError raised."""
+        try:
+            if claim is not None and workloads.claims_devices(job):
+                self._ensure_owned(job, workloads.build_claim_template(job, claim), "resource.k8s.io/v1",
+                                   "resourceclaimtemplates", "ResourceClaimTemplate",
+                                   "the replicas of ComputeJob {job} can get their devices")
+            if workloads.gang(job):
+                self._ensure_owned(job, workloads.build_service(job), "v1", "services", "Service",
+                                   "the replicas of ComputeJob {job} can find each other")
+        except ValueError:
+            meta = job["metadata"]
+            self.delete_job(meta["namespace"], meta["name"], str(meta.get("uid") or ""))
+            raise
         return job
 
-    def ensure_service(self, job: dict[str, Any]) -> None:
-        """Create the headless Service of a gang's batch Job (`job` as the API returned it), or leave the
-        one there when it is already this Job's. One left by an earlier Job of the name (deleted, its
-        Service not yet collected) is deleted and `WorkloadBusy` raised: it is made again once that is
-        gone. Raises ValueError if a Service of that name is someone else's."""
-        manifest = workloads.build_service(job)
+    def _ensure_owned(self, job: dict[str, Any], manifest: dict[str, Any], api_version: str, plural: str,
+                      kind: str, purpose: str) -> None:
+        """Create an object the batch Job `job` owns (`manifest`), or leave the one there when it is
+        already this Job's. One left by an earlier Job of the name (deleted, its objects not yet
+        collected) is deleted and `WorkloadBusy` raised: it is made again once that is gone. Raises
+        ValueError if an object of that name is someone else's (`purpose` says why it matters)."""
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        services = f"/api/v1/namespaces/{quote(ns)}/services"
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        collection = f"{prefix}/namespaces/{quote(ns)}/{plural}"
         try:
-            self.request("POST", services, manifest, decode=False)
+            self.request("POST", collection, manifest, decode=False)
             return
         except ApiException as exc:
             if exc.status != 409:
-                self._count("create", "services", exc)
+                self._count("create", plural, exc)
                 raise
-        existing: dict[str, Any] = self.request("GET", f"{services}/{quote(name)}")
+        existing: dict[str, Any] = self.request("GET", f"{collection}/{quote(name)}")
         meta = existing.get("metadata") or {}
         owners = {r.get("uid") for r in meta.get("ownerReferences") or []}
         if job["metadata"]["uid"] in owners and not meta.get("deletionTimestamp"):
@@ -261,13 +272,13 @@ class Api(Transport):
         label = workloads.LABEL_JOB
         if (meta.get("labels") or {}).get(label) != manifest["metadata"]["labels"].get(label):
             raise ValueError(
-                f"a Service {ns}/{name} already exists and is not Suanli's; delete or rename it so the replicas of "
-                f"ComputeJob {ns}/{manifest['metadata']['labels'].get(label)} can find each other"
+                f"a {kind} {ns}/{name} already exists and is not Suanli's; delete or rename it so "
+                + purpose.format(job=f"{ns}/{manifest['metadata']['labels'].get(label)}")
             )
         if not meta.get("deletionTimestamp"):
-            self._delete(f"{services}/{quote(name)}", "services", {"preconditions": {"uid": meta.get("uid")}})
+            self._delete(f"{collection}/{quote(name)}", plural, {"preconditions": {"uid": meta.get("uid")}})
         raise WorkloadBusy(
-            f"the Service {ns}/{name} of an earlier Job of this name is being deleted; the new one is made once it is gone"
+            f"the {kind} {ns}/{name} of an earlier Job of this name is being deleted; the new one is made once it is gone"
         )
 
     def create_namespace(self, name: str) -> None:

@@ -192,12 +192,16 @@ def _node_problem(cache: cache_mod.Cache, binding: records.Binding, node: str, p
         return Problem(f"node {node} is not Ready or not schedulable", False)
     waiting = sum(1 for i, n in enumerate(binding.nodes) if n == node and i not in placed)
     need = waiting * binding.count
-    resource = spec.resource_name
-    free = info.allocatable.get(resource, 0) - cache.node_used.get((node, resource), 0)
+    pool = cache.fleet().pool_index(binding.center, binding.pool)
+    if pool is None:
+        return Problem(f"pool {binding.center}/{binding.pool} is gone", True)
+    pool_info = cache.fleet().pools[pool]
+    have, in_use = cache.accelerators_on(pool_info, node)
+    free = have - in_use
     if free < need:
         return Problem(
-            f"node {node} has {max(0, free)} {resource} free; the {waiting} replica(s) bound to it and not "
-            f"started need {need}", False)
+            f"node {node} has {max(0, free)} {pool_info.resource} free; the {waiting} replica(s) bound to it and "
+            f"not started need {need}", False)
     return None
 
 

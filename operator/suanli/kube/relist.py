@@ -33,8 +33,8 @@ from suanli.kube import objects as kobj
 from suanli.kube import workloads
 
 LOG = logging.getLogger("suanli.relist")
-KINDS = ("centers", "queues", "nodes", "pods", "jobs", "workloads")
-MEMBER_KINDS = ("nodes", "pods", "workloads")  # what the hub mirrors of a member cluster
+KINDS = ("centers", "queues", "nodes", "pods", "jobs", "workloads", "deviceclasses", "slices", "claims")
+MEMBER_KINDS = ("nodes", "pods", "workloads", "deviceclasses", "slices", "claims")  # what the hub mirrors of a member
 KOPF_KINDS = ("centers", "queues", "nodes")  # listed by kopf after the priming LIST: the first sweep's kinds
 UidKey = tuple[str, str, str]  # (namespace or "", name, uid or "")
 
@@ -61,6 +61,13 @@ def cached_uids(cache: cache_mod.Cache, kind: str, cluster: str = "") -> set[Uid
         return {(info.namespace, key[1], info.uid) for key, info in cache.pods.items() if info.cluster == cluster}
     if kind == "jobs":
         return {(*key, record.uid) for key, record in cache.jobs.items()}
+    if kind == "slices":
+        return {("", s.name, s.uid) for (c, _), s in cache.devices.slices.items() if c == cluster}
+    if kind == "deviceclasses":
+        return {("", name, uid) for (c, name), (uid, _) in cache.devices.classes.items() if c == cluster}
+    if kind == "claims":
+        return {(kobj.split(key[0])[1], key[1], info.uid) for key, info in cache.devices.claims.items()
+                if kobj.split(key[0])[0] == cluster}
     raise KeyError(f"not a mirrored kind: {kind}")
 
 

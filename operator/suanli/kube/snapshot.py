@@ -4,7 +4,9 @@ the cache at one instant, plus the per-pool usage the status writers publish. No
 
 Capacity comes from Ready, schedulable Nodes matching each pool's nodeSelector (a node matching
 two pools' selectors counts in the earlier pool only, and the later pool is refused:
-kube/pool_overlap.py) minus the accelerator requests of non-terminated Pods on them, minus the
+kube/pool_overlap.py) minus the accelerator requests of non-terminated Pods on them (for a pool declared with
+`deviceClassName`: the devices of the nodes' ResourceSlices that the class and the pool's selectors
+select, minus those ResourceClaims hold: kube/devices.py), minus the
 replicas of bound jobs whose pods are not on a node yet: on the very nodes their binding names
 (`status.binding.nodes`), or, for a binding written before that field existed, best-fit. The
 ledger's node order of each pool is kept (`node_names`): it is how the planner's node indices
@@ -79,8 +81,13 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
     used = cache.node_used
     free_by_pool, cap_by_pool = [], []
     for info, members in zip(fleet.pools, nodes, strict=True):
-        caps = [min(n.allocatable.get(info.resource_name, 0), capacity_mod.MAX_PER_NODE) for n in members]
-        frees = [max(0, c - used.get((n.name, info.resource_name), 0)) for n, c in zip(members, caps, strict=True)]
+        if info.device_class_name:
+            counts = [cache.accelerators_on(info, n.name) for n in members]
+            caps = [min(have, capacity_mod.MAX_PER_NODE) for have, _ in counts]
+            frees = [max(0, c - in_use) for c, (_, in_use) in zip(caps, counts, strict=True)]
+        else:
+            caps = [min(n.allocatable.get(info.resource_name, 0), capacity_mod.MAX_PER_NODE) for n in members]
+            frees = [max(0, c - used.get((n.name, info.resource_name), 0)) for n, c in zip(members, caps, strict=True)]
         cap_by_pool.append(caps)
         free_by_pool.append(frees)
     capacity = capacity_mod.CapacityLedger(free_by_pool, cap_by_pool)
@@ -147,7 +154,9 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
                 f"no Ready, schedulable node has the labels {dict(specs[p].node_selector)} of pool {info.pool}"
             )
         elif capacity.capacity(p) == 0:
-            reasons.append(f"the pool's nodes offer no {info.resource_name}")
+            devices_problem = cache.pool_problem(info)
+            reasons.append(f"the pool's nodes offer no {info.resource}"
+                           + (f": {devices_problem}" if devices_problem else ""))
         else:
             reasons.append("")
             ready[p] = True

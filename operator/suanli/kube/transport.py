@@ -35,7 +35,17 @@ COLLECTIONS = {
     "workloads": ("/apis/batch/v1/jobs", "suanli.io/job"),
     "queues": (f"/apis/{GROUP}/{VERSION}/computequeues", None),
     "namespaces": ("/api/v1/namespaces", None),
+    "slices": ("/apis/resource.k8s.io/v1/resourceslices", None),
+    "deviceclasses": ("/apis/resource.k8s.io/v1/deviceclasses", None),
+    "claims": ("/apis/resource.k8s.io/v1/resourceclaims", None),
 }
+# Kinds a cluster may not serve (Dynamic Resource Allocation's, before Kubernetes 1.34 or switched off):
+# their LIST answering 404 is `NotServed`, and the cluster has none of them.
+OPTIONAL = frozenset({"slices", "deviceclasses", "claims"})
+
+
+class NotServed(Exception):
+    """The API server does not serve this kind (its LIST answered 404)."""
 # The generated client is loosely typed; we pass and read plain dictionaries.
 k8s: Any = _k8s
 k8s_config: Any = _k8s_config
@@ -118,7 +128,12 @@ class Transport:
         """One page (at most `PAGE` objects) of a mirrored kind, the token of the next ("" at the end)
         and the LIST's resourceVersion (every page of one LIST is the same snapshot)."""
         path, query = self._collection(kind, ("limit", PAGE), *([("continue", token)] if token else []))
-        page = self.request("GET", path, query=query, accept=accept, timeout=60)
+        try:
+            page = self.request("GET", path, query=query, accept=accept, timeout=60)
+        except ApiException as exc:
+            if exc.status == 404 and kind in OPTIONAL:
+                raise NotServed(f"the API server does not serve {path}") from None
+            raise
         meta = page.get("metadata") or {}
         return list(page.get("items") or []), str(meta.get("continue") or ""), str(meta.get("resourceVersion") or "")
 
@@ -165,7 +180,11 @@ class Transport:
         out: dict[str, set[tuple[str, str, str]]] = {}
         for kind in kinds:
             keys = set()
-            for item in self.pages(kind, accept=METADATA_ONLY):
+            try:
+                items = self.pages(kind, accept=METADATA_ONLY)
+            except NotServed:
+                items = []  # a kind the cluster does not serve: it has none
+            for item in items:
                 meta = item.get("metadata") or {}
                 keys.add((meta.get("namespace") or "", meta.get("name") or "", meta.get("uid") or ""))
             out[kind] = keys

@@ -36,8 +36,10 @@ from suanli.kube import relist
 
 LOG = logging.getLogger("suanli.watch")
 T = TypeVar("T")
-KINDS = ("pods", "workloads", "jobs")  # relist / client kind names: pods, batch Jobs, ComputeJobs
+# relist / client kind names: pods, batch Jobs, ComputeJobs, and DRA's DeviceClasses, ResourceSlices, ResourceClaims
+KINDS = ("pods", "workloads", "jobs", "deviceclasses", "slices", "claims")
 MAX_BACKOFF_S = 30.0
+NOT_SERVED_RETRY_S = 300.0  # a kind the cluster does not serve (DRA before 1.34): how often to look again
 
 
 class Gone(Exception):
@@ -81,6 +83,15 @@ class Watcher:
                     delay = 1.0
                     if loop.time() - started < 1.0 and self.resource_version == before:
                         await asyncio.sleep(1.0)  # an empty stream ended at once: do not spin on the server
+                except client_mod.NotServed as exc:
+                    LOG.log(logging.INFO if delay < NOT_SERVED_RETRY_S else logging.DEBUG,
+                            "watch of %s%s: %s; DRA pools there count no devices (looking again every %gs)",
+                            self.kind, self._where(), exc, NOT_SERVED_RETRY_S)
+                    delay = NOT_SERVED_RETRY_S  # logged once, until it is served
+                    self.resource_version = ""
+                    if self.listed is not None:
+                        self.listed(self.kind)  # the cluster has none of them: that is the whole LIST
+                    await asyncio.sleep(NOT_SERVED_RETRY_S)
                 except Exception as exc:
                     # 410 Gone: as an ERROR event in the stream, or as the answer to the request itself.
                     if isinstance(exc, Gone) or (isinstance(exc, ApiException) and exc.status == 410):

@@ -22,7 +22,11 @@ Decisions fixed here (see DESIGN.md "Running workloads"):
   taken for the current one.
 - The chosen pool's accelerator resource is set as request AND limit on the main container
   (`main`, or the first one), its image is `spec.images[<type>]`, and the pool's nodeSelector
-  and tolerations are merged into the pod template.
+  and tolerations are merged into the pod template. For a pool whose accelerators a DRA driver
+  hands out (`deviceClassName`), the main container claims them instead (`resources.claims`) from
+  a ResourceClaim each pod gets from the ResourceClaimTemplate named like the Job, which asks for
+  `accelerators.count` devices of the class (and the pool's selectors); the template is owned by
+  the Job in the Job's cluster, like the Service, so it goes with it.
 - Rendezvous: a gang of more than one replica gets a headless Service named like the Job (dots made
   dashes), owned by the Job in the Job's cluster (so it goes with the Job: a requeue, a suspend, a
   member's Job deleted), selecting the attempt's pods and publishing them before they are ready; the
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 LABEL_JOB = "suanli.io/job"
@@ -52,6 +57,7 @@ LABEL_NAMESPACE = "suanli.io/job-namespace"  # member Jobs: the hub namespace of
 LABEL_HUB = "suanli.io/hub"  # member Jobs: the hub that made them (members.hub_name); only it ever deletes them
 GATE = "suanli.io/placement"  # the pods' scheduling gate, lifted once each is pinned to its node (kube/gates.py)
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # an Indexed Job pod's index (label and annotation)
+CLAIM = "suanli-accelerators"  # the pod's claim (and the template's request) of a DRA pool's devices
 MAX_JOB_NAME = 52
 MAX_LABEL = 63
 API_VERSION = "suanli.io/v1alpha1"
@@ -152,6 +158,39 @@ def build_service(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def device_request(device_class_name: str, selectors: Sequence[str], count: int) -> dict[str, Any]:
+    """The ResourceClaim spec a replica of a DRA pool asks for: `count` devices of the class."""
+    exactly: dict[str, Any] = {"deviceClassName": device_class_name, "allocationMode": "ExactCount", "count": count}
+    if selectors:
+        exactly["selectors"] = [{"cel": {"expression": e}} for e in selectors]
+    return {"devices": {"requests": [{"name": "accelerators", "exactly": exactly}]}}
+
+
+def build_claim_template(job: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """The ResourceClaimTemplate of a DRA pool's batch Job `job` (as the API returned it: its uid is
+    the owner), with `request` (`device_request`) as every pod's claim."""
+    meta = job["metadata"]
+    labels = dict(meta.get("labels") or {})
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
+                                 "controller": True}],
+        },
+        "spec": {"metadata": {"labels": labels}, "spec": request},
+    }
+
+
+def claims_devices(job: dict[str, Any]) -> bool:
+    """Whether a batch Job made here asks for a DRA pool's devices (and so has a ResourceClaimTemplate)."""
+    pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return any(c.get("name") == CLAIM for c in pod.get("resourceClaims") or [])
+
+
 def gang(job: dict[str, Any]) -> bool:
     """Whether a batch Job made here runs more than one replica (and so has a Service)."""
     return int((job.get("spec") or {}).get("completions") or 1) > 1
@@ -170,7 +209,8 @@ def build_job(
     center: str,
     pool: str,
     accelerator_type: str,
-    resource_name: str,
+    resource_name: str = "",
+    device_class_name: str = "",
     accelerator_model: str = "",
     node_selector: dict[str, str],
     tolerations: list[dict[str, Any]],
@@ -179,7 +219,9 @@ def build_job(
 ) -> dict[str, Any]:
     """The batch/v1 Job manifest for ComputeJob `cj` (a dict as read from the API) bound to a pool, for
     its bound attempt `attempt` (status.attempts when it was bound). `hub`: the hub's name when the Job
-    goes to a member cluster (labelled back, no owner reference); None in the operator's own cluster."""
+    goes to a member cluster (labelled back, no owner reference); None in the operator's own cluster.
+    `resource_name`: the pool's device-plugin resource; or `device_class_name`: its DRA DeviceClass (the
+    pods claim their devices from the ResourceClaimTemplate named like the Job: `build_claim_template`)."""
     meta = cj["metadata"]
     spec = cj["spec"]
     name = meta["name"]
@@ -209,8 +251,14 @@ def build_job(
     main["image"] = spec["images"][accelerator_type]
     resources = main.setdefault("resources", {}) or {}
     main["resources"] = resources
-    for part in ("requests", "limits"):
-        resources[part] = {**(resources.get(part) or {}), resource_name: str(count)}
+    if device_class_name:
+        claims = [c for c in resources.get("claims") or [] if c.get("name") != CLAIM]
+        resources["claims"] = [*claims, {"name": CLAIM}]
+        pod_claims = [c for c in pod.get("resourceClaims") or [] if c.get("name") != CLAIM]
+        pod["resourceClaims"] = [*pod_claims, {"name": CLAIM, "resourceClaimTemplateName": job_name(name)}]
+    else:
+        for part in ("requests", "limits"):
+            resources[part] = {**(resources.get(part) or {}), resource_name: str(count)}
     env = rendezvous_env(cj, center=center, pool=pool, accelerator_type=accelerator_type,
                          accelerator_model=accelerator_model, replicas=replicas, count=count)
     for container in [*containers, *(pod.get("initContainers") or [])]:

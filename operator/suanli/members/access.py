@@ -30,6 +30,11 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
+    # DRA pools: the devices the nodes publish, the classes that select them, the claims that hold them;
+    # and the ResourceClaimTemplate a DRA pool's Job claims its devices from.
+    {"apiGroups": ["resource.k8s.io"], "resources": ["resourceslices", "deviceclasses", "resourceclaims"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaimtemplates"], "verbs": ["get", "create", "delete"]},
 ]
 NAMESPACE_RULE: dict[str, Any] = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]}
 

@@ -42,7 +42,8 @@ from suanli.members import connection as connection_mod
 from suanli.members import credentials as credentials_mod
 
 LOG = logging.getLogger("suanli.members")
-WATCHED = {"nodes": mirror.on_node, "pods": mirror.on_pod, "workloads": mirror.on_workload}
+WATCHED = {"nodes": mirror.on_node, "pods": mirror.on_pod, "workloads": mirror.on_workload,
+           "deviceclasses": mirror.on_device_class, "slices": mirror.on_slice, "claims": mirror.on_claim}
 
 
 class _Member:

@@ -39,7 +39,7 @@ class PoolInfo:
     region: str
     accelerator_type: str
     model: str
-    resource_name: str
+    resource_name: str  # the device plugin's extended resource; "" for a DRA pool
     memory_gib: float
     power_watts: float
     peak_tflops: Mapping[str, float]
@@ -47,10 +47,17 @@ class PoolInfo:
     expected_nodes: int
     accelerators_per_node: int
     declared_order: int
+    device_class_name: str = ""  # the DRA DeviceClass; "" for a device-plugin pool
+    selectors: tuple[str, ...] = ()  # with device_class_name: more CEL selectors a device must pass
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.center, self.pool)
+
+    @property
+    def resource(self) -> str:
+        """What the pool's accelerators are counted in, for people."""
+        return self.resource_name or f"devices of DeviceClass {self.device_class_name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +202,9 @@ def build(
                 region=spec.region,
                 accelerator_type=pool.accelerator_type,
                 model=pool.model,
-                resource_name=pool.resource_name,
+                resource_name=pool.resource_name or "",
+                device_class_name=pool.device_class_name or "",
+                selectors=tuple(s.cel.expression for s in pool.selectors),
                 memory_gib=memory,
                 power_watts=watts,
                 peak_tflops=peak,
