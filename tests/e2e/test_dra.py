@@ -5,7 +5,8 @@ nodes that publish ResourceSlices as a DRA driver would (tests/cluster/fake_node
 `plugin` counted from a device plugin's extended resource. The center's status counts the DRA pool's
 capacity from the slices; a gang placed there gets a ResourceClaimTemplate (owned by its Job) and
 kube-scheduler allocates each pod's claim devices from the very node the pod runs on; free follows the
-claims and comes back when the job ends; a driver republishing fewer devices shrinks the capacity. A
+claims, also for an operator killed and started again (a job submitted meanwhile waits for the
+devices instead of being placed on them), and comes back when the jobs end; a driver republishing fewer devices shrinks the capacity. A
 job for the device-plugin pool runs next to it, as before.
 """
 
@@ -23,6 +24,7 @@ from tests.e2e.helpers import (
     Operator,
     centers_fixture,  # noqa: F401  (the `centers` fixture)
     get_center,
+    job_status,
     only_on,
     small_center,
     wait_for_phase,
@@ -72,7 +74,7 @@ def test_a_dra_pool_counts_its_slices_and_its_gangs_get_devices_from_their_own_n
                  or None, EXPECT_TIMEOUT_S, lambda: pool_status(custom_objects, cname, "dra"),
                  what="the DRA pool counted from its ResourceSlices")
 
-        gang = job(f"dra-{tag}", namespace, center, run="30s")
+        gang = job(f"dra-{tag}", namespace, center, run="45s")
         gang["spec"]["replicas"] = 2
         gang["spec"]["accelerators"]["count"] = 4
         gang["spec"]["accelerators"]["models"] = ["A100"]
@@ -116,7 +118,23 @@ def test_a_dra_pool_counts_its_slices_and_its_gangs_get_devices_from_their_own_n
             GROUP, VERSION, namespace, "computejobs", plain["metadata"]["name"])["status"]
         assert plain_status["binding"]["pool"] == "plugin", plain_status
 
+        # The operator killed while the gang holds every device, a job for them submitted meanwhile: the
+        # restarted operator counts the devices from the claims it lists, and the job waits its turn.
+        op.kill()
+        late = job(f"late-{tag}", namespace, center, run="3s")
+        late["spec"]["accelerators"]["count"] = 4
+        late["spec"]["accelerators"]["models"] = ["A100"]
+        custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs", late)
+        op.start()
+        lname = late["metadata"]["name"]
+        waiting = wait_for(lambda: (st := job_status(custom_objects, namespace, lname)).get("phase") == "Queued"
+                           and st.get("message") and st, EXPECT_TIMEOUT_S,
+                           lambda: job_status(custom_objects, namespace, lname), what="the late job waiting")
+        assert job_status(custom_objects, namespace, name)["phase"] == "Running", "the gang ended too soon to tell"
+        assert "binding" not in waiting, waiting
         wait_for_phase(custom_objects, namespace, name, "Succeeded", what="the DRA gang succeeded")
+        wait_for_phase(custom_objects, namespace, lname, "Succeeded", what="the late job ran once the devices were free")
+        assert job_status(custom_objects, namespace, lname)["binding"]["pool"] == "dra"
         wait_for(lambda: pool_status(custom_objects, cname, "dra").get("free") == 8 or None, EXPECT_TIMEOUT_S,
                  lambda: pool_status(custom_objects, cname, "dra"), what="the devices free again")
 

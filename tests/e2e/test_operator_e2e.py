@@ -30,6 +30,8 @@ from tests.e2e.helpers import (
     workload_gone,
 )
 
+from suanli.kube import workloads
+
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
 
@@ -71,7 +73,11 @@ def test_every_example_job_lands_where_it_says_and_succeeds(
             spec_pool = next(p for c in center_docs if c["metadata"]["name"] == center for p in c["spec"]["pools"] if p["name"] == pool)
             for pod in pods:
                 main = next(c for c in pod.spec.containers if c.name == "main")
-                assert main.resources.limits[spec_pool["resourceName"]] == str(doc["spec"]["accelerators"]["count"])
+                if spec_pool.get("deviceClassName"):  # a DRA pool: the devices come through the pod's claim
+                    assert [c.name for c in main.resources.claims] == [workloads.CLAIM], main.resources
+                    assert [c.resource_claim_template_name for c in pod.spec.resource_claims] == [f"cj-{name}"]
+                else:
+                    assert main.resources.limits[spec_pool["resourceName"]] == str(doc["spec"]["accelerators"]["count"])
         else:
             # Queued / Deferred depend on the hour: the operator must agree with `suanli plan` now.
             want = planned[name]["phase"]

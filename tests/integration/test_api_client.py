@@ -42,6 +42,22 @@ def test_lists_come_in_pages_and_key_listings_carry_names_and_uids_only(
     assert all(uid for kind in keys.values() for _, _, uid in kind)
 
 
+def test_a_kind_the_server_does_not_serve_is_not_served_not_an_error(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster without DRA's API group answers its LIST with 404: that kind is `NotServed` (the watcher
+    and the priming LIST take it as none), and the relist's key listing has it empty. (A group this
+    server does not serve stands in for resource.k8s.io on an older cluster.)"""
+    monkeypatch.setitem(transport.COLLECTIONS, "slices", ("/apis/nothere.suanli.io/v1/resourceslices", None))
+    with pytest.raises(client_mod.NotServed, match="does not serve /apis/nothere.suanli.io/v1/resourceslices"):
+        api.page("slices")
+    assert api.list_keys(("slices", "nodes"))["slices"] == set()
+    monkeypatch.setitem(transport.COLLECTIONS, "nodes", ("/apis/nothere.suanli.io/v1/nodes", None))
+    with pytest.raises(ApiException) as refused:  # a kind that must be served stays an error
+        api.page("nodes")
+    assert refused.value.status == 404
+
+
 def test_exists_tells_a_deleted_object_from_a_present_one(api: Any, custom_objects: Any, namespace: str) -> None:
     created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
                                                              compute_job("here", namespace, count=1))
@@ -176,3 +192,41 @@ def test_errors_carry_the_status_and_the_servers_words(api: Any, namespace: str)
         api.patch_job_status(namespace, "missing", {"phase": "Queued"})
     assert err.value.status == 404
     assert "missing" in str(err.value.body)
+
+
+def test_a_dra_pools_job_comes_with_its_claim_template_which_is_its_own(
+    api: Any, custom_objects: Any, batch_v1: Any, namespace: str
+) -> None:
+    """A Job for a DRA pool is created with a ResourceClaimTemplate of its name, owned by the Job, asking
+    for the replica's devices (adopting the Job keeps it); someone else's template under the name is
+    refused and left alone, and the Job made for it deleted again."""
+    from kubernetes import client as k8s
+
+    resource = k8s.CustomObjectsApi(custom_objects.api_client)
+    created = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                             compute_job("dra", namespace, count=4))
+    uid = created["metadata"]["uid"]
+    manifest = workloads.build_job(created, center="c1", pool="dra", accelerator_type="GPU",
+                                   device_class_name="gpu.example.com", node_selector={"suanli.io/pool": "none"},
+                                   tolerations=[])
+    request = workloads.device_request("gpu.example.com", ['device.attributes["gpu.example.com"].model == "A100"'], 4)
+    job, fresh = api.create_or_adopt_job(manifest, uid, claim=request)
+    template = resource.get_namespaced_custom_object("resource.k8s.io", "v1", namespace, "resourceclaimtemplates", "cj-dra")
+    assert fresh and [(r["kind"], r["uid"]) for r in template["metadata"]["ownerReferences"]] == [("Job", job["metadata"]["uid"])]
+    (wanted,) = template["spec"]["spec"]["devices"]["requests"]
+    assert (wanted["exactly"]["deviceClassName"], wanted["exactly"]["count"]) == ("gpu.example.com", 4)
+    assert wanted["exactly"]["selectors"][0]["cel"]["expression"].endswith('== "A100"')
+    _, fresh = api.create_or_adopt_job(manifest, uid, claim=request)
+    again = resource.get_namespaced_custom_object("resource.k8s.io", "v1", namespace, "resourceclaimtemplates", "cj-dra")
+    assert not fresh and again["metadata"]["uid"] == template["metadata"]["uid"]
+
+    taken = custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "computejobs",
+                                                           compute_job("taken-dra", namespace, count=4))
+    resource.create_namespaced_custom_object("resource.k8s.io", "v1", namespace, "resourceclaimtemplates", {
+        "metadata": {"name": "cj-taken-dra"}, "spec": {"spec": request}})
+    manifest2 = workloads.build_job(taken, center="c1", pool="dra", accelerator_type="GPU",
+                                    device_class_name="gpu.example.com", node_selector={}, tolerations=[])
+    with pytest.raises(ValueError, match=r"ResourceClaimTemplate .*cj-taken-dra already exists and is not Suanli's"):
+        api.create_or_adopt_job(manifest2, taken["metadata"]["uid"], claim=request)
+    left = batch_v1.list_namespaced_job(namespace, field_selector="metadata.name=cj-taken-dra").items
+    assert all(j.metadata.deletion_timestamp for j in left), "the Job made for it is deleted again: nothing runs"

@@ -133,3 +133,25 @@ def test_410_as_the_answer_to_the_watch_request_lists_again_too() -> None:
     run_until(w, lambda: len(api.started_from) >= 2)
     assert api.started_from[:2] == ["5", "900"]
     assert time.monotonic() - started < 1.0  # no back-off: a LIST is the answer, not a retry
+
+
+def test_a_kind_the_cluster_does_not_serve_counts_as_listed_empty_and_is_looked_at_again_later(caplog: Any) -> None:
+    """DRA's kinds on a cluster without resource.k8s.io/v1 (before 1.34, or switched off): the LIST's 404
+    (`NotServed`, scripted here; tests/integration/test_api_client.py has a real server's) is an empty
+    cluster of that kind: the member counts it as listed (so it is not waited for), nothing is mirrored,
+    and the watcher says so once and looks again every NOT_SERVED_RETRY_S instead of spinning."""
+    listed: list[str] = []
+
+    class NotServing(ScriptedApi):
+        def page(self, kind: str, token: str = "") -> tuple[list[dict[str, Any]], str, str]:
+            raise watch.client_mod.NotServed("the API server does not serve /apis/resource.k8s.io/v1/resourceslices")
+
+    api = NotServing([])
+    seen: list[Any] = []
+    w = watch.Watcher(api, "slices", cache_mod.Cache(), lambda e, memo: seen.append(e), None, listed=listed.append,
+                      cluster="east")
+    with caplog.at_level("INFO", logger="suanli.watch"):
+        run_until(w, lambda: listed == ["slices"])
+    assert seen == [] and api.started_from == []  # never watched what is not there
+    (record,) = [r for r in caplog.records if "does not serve" in r.getMessage()]
+    assert "in member cluster east" in record.getMessage() and "DRA pools there count no devices" in record.getMessage()
