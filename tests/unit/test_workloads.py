@@ -161,6 +161,13 @@ def test_every_container_gets_the_launcher_environment_and_a_gang_its_subdomain(
         "SUANLI_ACCELERATOR_TYPE": {"value": "NPU"}, "SUANLI_ACCELERATOR_MODEL": {"value": "Ascend910B"},
     }
     assert set(want) == set(workloads.ENV_DOC)
+    # An Ascend NPU job also gets MindSpore's dynamic-networking variables (msrun reads them).
+    want.update({
+        "MS_SCHED_HOST": {"value": "cj-llm-finetune-0.cj-llm-finetune"}, "MS_SCHED_PORT": {"value": "23456"},
+        "MS_WORKER_NUM": {"value": "32"}, "MS_LOCAL_WORKER": {"value": "8"}, "MS_NODE_RANK": index,
+        "MS_SERVER_NUM": {"value": "0"},
+    })
+    assert set(want) == set(workloads.ENV_DOC) | set(workloads.STACK_ENV_DOC["NPU"])
     sidecar, main = pod["containers"]
     (init,) = pod["initContainers"]
     for container in (sidecar, init):
@@ -168,6 +175,18 @@ def test_every_container_gets_the_launcher_environment_and_a_gang_its_subdomain(
     # a variable the template sets is left as the user wrote it, and not given twice
     assert [e for e in main["env"] if e["name"] == "MASTER_PORT"] == [{"name": "MASTER_PORT", "value": "1"}]
     assert len(main["env"]) == len(want)
+
+
+@pytest.mark.parametrize("accelerator_type", ["GPU", "DCU", "MLU"])
+def test_other_stacks_get_the_torchrun_variables_alone_and_nobody_gets_visible_devices(accelerator_type):
+    cj = copy.deepcopy(CJ)
+    cj["spec"]["images"] = {accelerator_type: "img"}
+    pod = build(cj, accelerator_type=accelerator_type, resource_name="x.example.com/accel")["spec"]["template"]["spec"]
+    names = {e["name"] for e in pod["containers"][1]["env"]}
+    assert names == set(workloads.ENV_DOC)
+    assert accelerator_type not in workloads.STACK_ENV_DOC
+    npu = {e["name"] for e in build(CJ)["spec"]["template"]["spec"]["containers"][1]["env"]}
+    assert not [n for n in names | npu if n.endswith("VISIBLE_DEVICES")]  # the device plugin's (or DRA driver's)
 
 
 def test_one_replica_has_no_subdomain_and_its_master_is_its_own_host_name():

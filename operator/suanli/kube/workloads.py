@@ -104,6 +104,19 @@ ENV_DOC = {
     "SUANLI_CENTER": "the bound center", "SUANLI_POOL": "the bound pool",
     "SUANLI_ACCELERATOR_TYPE": "GPU, NPU, DCU or MLU", "SUANLI_ACCELERATOR_MODEL": "the pool's model",
 }
+# What a type's own stack reads beyond torchrun's variables, set only for that type. Ascend NPUs: MindSpore's
+# dynamic networking (msrun; Huawei's MindCluster ascend-operator sets the same for its AscendJobs) — MS_ROLE
+# is left to msrun, which starts the scheduler process on node rank 0. NVIDIA (NCCL), Hygon DCU (DTK, RCCL)
+# and Cambricon MLU (torch_mlu, CNCL) distributed training reads the torchrun variables above, nothing more.
+# Never a *_VISIBLE_DEVICES: the device plugin (or DRA driver) sets those, and a container's own env is
+# applied after the device plugin's (kubelet GenerateRunContainerOptions), so it would override them.
+STACK_ENV_DOC = {
+    "NPU": {
+        "MS_SCHED_HOST": "replica 0's stable name (MASTER_ADDR)", "MS_SCHED_PORT": "MASTER_PORT",
+        "MS_WORKER_NUM": "replicas x accelerators per replica", "MS_LOCAL_WORKER": "accelerators per replica",
+        "MS_NODE_RANK": "the completion index", "MS_SERVER_NUM": "0 (no parameter servers)",
+    },
+}
 
 
 def service_name(job: str) -> str:
@@ -116,7 +129,7 @@ def service_name(job: str) -> str:
 
 def rendezvous_env(cj: dict[str, Any], *, center: str, pool: str, accelerator_type: str, accelerator_model: str,
                    replicas: int, count: int) -> list[dict[str, Any]]:
-    """The environment every container of the job's pods gets (see ENV_DOC)."""
+    """The environment every container of the job's pods gets (see ENV_DOC, and STACK_ENV_DOC for its type)."""
     name = job_name(cj["metadata"]["name"])
     port = int(((cj["spec"].get("rendezvous") or {}).get("port")) or DEFAULT_PORT)
     master = f"{name}-0.{service_name(name)}" if replicas > 1 else f"{name}-0"
@@ -128,8 +141,15 @@ def rendezvous_env(cj: dict[str, Any], *, center: str, pool: str, accelerator_ty
         "SUANLI_CENTER": center, "SUANLI_POOL": pool,
         "SUANLI_ACCELERATOR_TYPE": accelerator_type, "SUANLI_ACCELERATOR_MODEL": accelerator_model,
     }
+    if accelerator_type == "NPU":
+        plain.update({
+            "MS_SCHED_HOST": master, "MS_SCHED_PORT": str(port), "MS_WORKER_NUM": str(replicas * count),
+            "MS_LOCAL_WORKER": str(count), "MS_SERVER_NUM": "0",
+        })
     out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     out += [{"name": "RANK", **index}, {"name": "SUANLI_REPLICA_INDEX", **index}]
+    if accelerator_type == "NPU":
+        out.append({"name": "MS_NODE_RANK", **index})
     return sorted(out, key=lambda e: str(e["name"]))
 
 
