@@ -90,3 +90,26 @@ def test_retried(retry: tuple[int, tuple[int, ...]], code: int, retries: int, wa
     assert (got is not None) is want and (got is None or got[1] == code)
     disrupted = dataclasses.replace(pod, disruption="node lost")
     assert attempts.retried([disrupted], retry, retries) is None  # a disruption is never the user's attempt
+
+
+def test_a_failed_pods_message_and_exit_code_name_the_same_container() -> None:
+    """A sidecar that exited 0, listed before the main container that exited 42: the failure is the main
+    container's, in the message and in the code the retry policy reads (they once named different ones)."""
+    from suanli.kube import objects as kobj
+
+    pod = {
+        "metadata": {"name": "p", "namespace": "team-a", "labels": {"suanli.io/job": "j"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "logs"}, {"name": "main"}]},
+        "status": {"phase": "Failed", "containerStatuses": [
+            {"name": "logs", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+            {"name": "main", "state": {"terminated": {"exitCode": 42, "reason": "Error", "message": "NCCL timeout"}}},
+        ]},
+    }
+    info = kobj.pod_info(pod)
+    assert info is not None
+    assert info.exit_code == 42
+    assert info.failure == "pod p: container main exited with code 42 (Error): NCCL timeout"
+    ok = {**pod, "status": {**pod["status"], "containerStatuses": pod["status"]["containerStatuses"][:1]}}
+    only_zero = kobj.pod_info(ok)
+    assert only_zero is not None and only_zero.exit_code is None
+    assert only_zero.failure == "pod p: container logs exited with code 0 (Completed)"

@@ -163,32 +163,37 @@ def _int_label(labels: Mapping[str, Any], key: str) -> int | None:
         return None
 
 
+def _failed_container(status: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    """(name, terminated state) of the container a failed pod failed by: the first that exited with a
+    non-zero code, else the first that terminated at all (a sidecar that exited 0 is not the failure)."""
+    ended = [(str(cs.get("name") or ""), term) for cs in status.get("containerStatuses") or []
+             if (term := (cs.get("state") or {}).get("terminated"))]
+    return next(((n, t) for n, t in ended if t.get("exitCode") not in (0, None)), ended[0] if ended else None)
+
+
 def _failure(obj: Mapping[str, Any]) -> str | None:
     status = obj.get("status") or {}
     if status.get("phase") != "Failed":
         return None
     name = (obj.get("metadata") or {}).get("name", "")
-    for cs in status.get("containerStatuses") or []:
-        term = (cs.get("state") or {}).get("terminated")
-        if term:
-            extra = f": {term['message']}" if term.get("message") else ""
-            return (
-                f"pod {name}: container {cs.get('name')} exited with code {term.get('exitCode')} "
-                f"({term.get('reason') or 'no reason given'}){extra}"
-            )
+    failed = _failed_container(status)
+    if failed is not None:
+        container, term = failed
+        extra = f": {term['message']}" if term.get("message") else ""
+        return (
+            f"pod {name}: container {container} exited with code {term.get('exitCode')} "
+            f"({term.get('reason') or 'no reason given'}){extra}"
+        )
     reason = status.get("reason") or "Failed"
     return f"pod {name}: {reason}: {status.get('message') or 'no message'}"
 
 
 def _exit_code(obj: Mapping[str, Any]) -> int | None:
+    """The exit code of the container the failed pod failed by (`_failed_container`), if not 0."""
     status = obj.get("status") or {}
-    if status.get("phase") != "Failed":
-        return None
-    for cs in status.get("containerStatuses") or []:
-        code = ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
-        if isinstance(code, int) and code != 0:
-            return code
-    return None
+    failed = _failed_container(status) if status.get("phase") == "Failed" else None
+    code = failed[1].get("exitCode") if failed is not None else None
+    return code if isinstance(code, int) and code != 0 else None
 
 
 def pod_info(obj: Mapping[str, Any], cluster: str = "") -> PodInfo:
