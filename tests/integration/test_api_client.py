@@ -49,7 +49,7 @@ def test_a_kind_the_server_does_not_serve_is_not_served_not_an_error(
     and the priming LIST take it as none), and the relist's key listing has it empty. (A group this
     server does not serve stands in for resource.k8s.io on an older cluster.)"""
     monkeypatch.setitem(transport.COLLECTIONS, "slices", ("/apis/nothere.suanli.io/v1/resourceslices", None))
-    with pytest.raises(client_mod.NotServed, match="does not serve /apis/nothere.suanli.io/v1/resourceslices"):
+    with pytest.raises(client_mod.NotServed, match=r"does not serve /apis/nothere\.suanli\.io/v1/resourceslices"):
         api.page("slices")
     assert api.list_keys(("slices", "nodes"))["slices"] == set()
     monkeypatch.setitem(transport.COLLECTIONS, "nodes", ("/apis/nothere.suanli.io/v1/nodes", None))

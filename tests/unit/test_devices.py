@@ -7,12 +7,12 @@ import copy
 from typing import Any
 
 import pytest
+from tests.unit.test_cache import CENTER, NOW, cjob, node
 
 from suanli.api import manifests
 from suanli.kube import cache as cache_mod
 from suanli.kube import devices as devices_mod
 from suanli.kube import workloads
-from tests.unit.test_cache import CENTER, NOW, cjob, node
 
 DRIVER = "gpu.example.com"
 

@@ -110,44 +110,23 @@ def on_pod(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> Non
             sched.job_changed(record.key)
 
 
-def on_slice(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
-    """A ResourceSlice published, changed or withdrawn: a DRA pool's capacity may change."""
-    cache, sched = _parts(memo)
-    body = event["object"]
-    if event.get("type") == "DELETED":
-        changed = cache.devices.delete_slice(body["metadata"]["name"], cluster)
-    else:
-        changed = cache.devices.upsert_slice(_plain(body), cluster)
-    if changed:
-        sched.center_changed()
-        sched.poke()
+def _on_devices(kind: str, what: str) -> Any:
+    """The handler of a DRA kind ("slices", "deviceclasses", "claims"): `what` changes a DRA pool's count."""
+
+    def handler(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
+        cache, sched = _parts(memo)
+        if cache.devices.mirror(kind, event.get("type") == "DELETED", _plain(event["object"]), cluster):
+            sched.center_changed()
+            sched.poke()
+
+    handler.__doc__ = f"{what}: a DRA pool's capacity or free devices may change."
+    handler.__name__ = f"on_{kind}"
+    return handler
 
 
-def on_device_class(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
-    """A DeviceClass added, changed or deleted: which devices a DRA pool counts may change."""
-    cache, sched = _parts(memo)
-    body = event["object"]
-    if event.get("type") == "DELETED":
-        changed = cache.devices.delete_class(body["metadata"]["name"], cluster)
-    else:
-        changed = cache.devices.upsert_class(_plain(body), cluster)
-    if changed:
-        sched.center_changed()
-        sched.poke()
-
-
-def on_claim(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:
-    """A ResourceClaim allocated or released: a DRA pool's free devices change."""
-    cache, sched = _parts(memo)
-    body = event["object"]
-    meta = body["metadata"]
-    if event.get("type") == "DELETED":
-        changed = cache.devices.delete_claim((kobj.qualify(cluster, meta.get("namespace") or ""), meta["name"]))
-    else:
-        changed = cache.devices.upsert_claim(_plain(body), cluster)
-    if changed:
-        sched.center_changed()
-        sched.poke()
+on_slice = _on_devices("slices", "A ResourceSlice published, changed or withdrawn")
+on_device_class = _on_devices("deviceclasses", "A DeviceClass added, changed or deleted")
+on_claim = _on_devices("claims", "A ResourceClaim allocated, released or deleted")
 
 
 def on_workload(event: dict[str, Any], memo: Any, cluster: str = "", **_: Any) -> None:

@@ -111,37 +111,47 @@ class Devices:
 
     # --- slices and classes ---------------------------------------------------------------
 
+    def mirror(self, kind: str, deleted: bool, raw: Mapping[str, Any], cluster: str = "") -> bool:
+        """A watch event of `kind` ("slices", "deviceclasses" or "claims") from `cluster`; True when
+        it can change what a DRA pool counts."""
+        meta = raw.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if kind == "claims":
+            if deleted:
+                return self.delete_claim((kobj.qualify(cluster, str(meta.get("namespace") or "")), name))
+            return self.upsert_claim(raw, cluster)
+        if kind == "slices":
+            return self.delete_slice(name, cluster) if deleted else self.upsert_slice(raw, cluster)
+        return self.delete_class(name, cluster) if deleted else self.upsert_class(raw, cluster)
+
+    def _put(self, table: dict[tuple[str, str], Any], cluster: str, name: str, value: Any) -> bool:
+        if table.get((cluster, name)) == value:
+            return False
+        table[(cluster, name)] = value
+        self._version[cluster] += 1
+        return True
+
+    def _drop(self, table: dict[tuple[str, str], Any], cluster: str, name: str) -> bool:
+        if table.pop((cluster, name), None) is None:
+            return False
+        self._version[cluster] += 1
+        return True
+
     def upsert_slice(self, raw: Mapping[str, Any], cluster: str = "") -> bool:
         """Returns True when the change can matter for capacity."""
         info = slice_info(raw, cluster)
-        key = (cluster, info.name)
-        if self.slices.get(key) == info:
-            return False
-        self.slices[key] = info
-        self._version[cluster] += 1
-        return True
+        return self._put(self.slices, cluster, info.name, info)
 
     def delete_slice(self, name: str, cluster: str = "") -> bool:
-        if self.slices.pop((cluster, name), None) is None:
-            return False
-        self._version[cluster] += 1
-        return True
+        return self._drop(self.slices, cluster, name)
 
     def upsert_class(self, raw: Mapping[str, Any], cluster: str = "") -> bool:
         meta = raw.get("metadata") or {}
-        key = (cluster, str(meta.get("name") or ""))
-        value = (str(meta.get("uid") or ""), class_selectors(raw))
-        if self.classes.get(key) == value:
-            return False
-        self.classes[key] = value
-        self._version[cluster] += 1
-        return True
+        return self._put(self.classes, cluster, str(meta.get("name") or ""),
+                         (str(meta.get("uid") or ""), class_selectors(raw)))
 
     def delete_class(self, name: str, cluster: str = "") -> bool:
-        if self.classes.pop((cluster, name), None) is None:
-            return False
-        self._version[cluster] += 1
-        return True
+        return self._drop(self.classes, cluster, name)
 
     # --- claims ----------------------------------------------------------------------------
 
