@@ -117,7 +117,9 @@ def test_kubectl_explain_shows_the_model_descriptions(kubectl: Any) -> None:
     for field, words in (("cjob.spec.suspend", "true pauses the job"),
                          ("cjob.spec.retry.onExitCodes", "Exit codes that are retried"),
                          ("cjob.spec.rendezvous.port", "MASTER_PORT"),
-                         ("cjob.status.attempts.outcome", "Retried (spec.retry)")):
+                         ("cjob.status.attempts.outcome", "Retried (spec.retry)"),
+                         ("cc.spec.pools.deviceClassName", "ResourceClaimTemplate"),
+                         ("cc.spec.pools.selectors.cel.expression", "device.driver")):
         assert words in _ok(kubectl("explain", field)), field
 
 
@@ -415,8 +417,19 @@ def test_cel_rules_beyond_the_table(kubectl: Any, centers_made: list[str]) -> No
     refusal = _refusal(kubectl, custom_without_memory)
     assert "spec.pools[0].model" in refusal and "MLU590 of pool ascend-910b" in refusal, refusal
     assert "memoryGiB" in refusal
-    # Suanli agrees on both
-    for obj in (unknown_key, custom_without_memory):
+    # A pool says how its accelerators are handed out: one of resourceName and deviceClassName, and
+    # selectors only with a DeviceClass.
+    dra = {k: v for k, v in pool.items() if k != "resourceName"}
+    both = _center(name, pools=[{**pool, "deviceClassName": "npu.example.com"}])
+    neither = _center(name, pools=[dra])
+    stray_selectors = _center(name, pools=[{**pool, "selectors": [{"cel": {"expression": "true"}}]}])
+    for obj in (both, neither):
+        refusal = _refusal(kubectl, obj)
+        assert "pool ascend-910b must give exactly one of resourceName" in refusal, refusal
+    refusal = _refusal(kubectl, stray_selectors)
+    assert "spec.pools[0].selectors" in refusal and "need deviceClassName" in refusal, refusal
+    # Suanli agrees on all of them
+    for obj in (unknown_key, custom_without_memory, both, neither, stray_selectors):
         with pytest.raises(manifests.InvalidManifests):
             manifests.parse_object(obj, "inline")
 
@@ -435,7 +448,10 @@ def test_cel_accepts_what_is_valid(kubectl: Any, namespace: str, centers_made: l
         "memoryGiB": 80,
         "peakTFLOPS": {"fp16": 314, "bf16": 314, "int8": 628},
     }
-    center = _center(name, pools=[pool, custom], network={"links": [{"region": "cn-a", "bandwidthGbps": 10}]})
+    dra = {**{k: v for k, v in pool.items() if k not in ("resourceName", "name")}, "name": "dra",
+           "deviceClassName": "npu.example.com",
+           "selectors": [{"cel": {"expression": 'device.attributes["npu.example.com"].model == "910B"'}}]}
+    center = _center(name, pools=[pool, custom, dra], network={"links": [{"region": "cn-a", "bandwidthGbps": 10}]})
     _ok(_apply(kubectl, center))
     manifests.parse_object(copy.deepcopy(center), "inline")  # and Suanli agrees
     job = _job(
@@ -493,3 +509,93 @@ def test_what_placed_a_bound_job_cannot_change_until_it_is_suspended(kubectl: An
     _ok(patch({"replicas": 3, "accelerators": {"count": 2}}))
     stored = json.loads(_ok(kubectl("get", "cjob", "placed", "-n", namespace, "-o", "json")))
     assert stored["spec"]["replicas"] == 3 and stored["spec"]["accelerators"]["count"] == 2
+
+
+def test_a_status_written_when_attempts_was_a_count_stays_writable_and_reads_as_requeues(
+    kube: Any, custom_objects: Any, namespace: str, wait_for: Any
+) -> None:
+    """Upgrade: a ComputeJob whose status.attempts is the count the CRD once had (an integer) under
+    today's schema (a list). The API server ratchets validation (an update that leaves an invalid
+    field as it was is not refused for it), so the operator's status writes go on; it reads the count
+    as requeues with no history; writing the list replaces it. Played on a copy of the CRD in a group
+    of its own, so the real one is never swapped under other tests."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from suanli.kube import cache as cache_mod
+
+    group = f"upgrade{uuid.uuid4().hex[:6]}.suanli.io"
+    new = yaml.safe_load((REPO / "crds" / "computejobs.suanli.io.yaml").read_text())
+    new["metadata"] = {"name": f"computejobs.{group}"}
+    new["spec"]["group"] = group
+    new["spec"]["names"] = {k: v for k, v in new["spec"]["names"].items() if k not in ("shortNames", "categories")}
+    old = copy.deepcopy(new)
+    old_status = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    old_status["attempts"] = {"type": "integer", "minimum": 0, "description": "Times the job was requeued."}
+    apiext = client.ApiextensionsV1Api(kube.api_client)
+    apiext.create_custom_resource_definition(old)
+    try:
+        def established() -> bool:
+            crd = apiext.read_custom_resource_definition(old["metadata"]["name"])
+            return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+        wait_for(established, 30, "the old CRD established")
+        version = new["spec"]["versions"][0]["name"]
+        doc = {**compute_job_doc("upgraded", namespace), "apiVersion": f"{group}/{version}"}
+        plural = new["spec"]["names"]["plural"]
+        wait_for(lambda: _created(custom_objects, group, version, namespace, plural, doc), 30, "the job created")
+        custom_objects.patch_namespaced_custom_object_status(
+            group, version, namespace, plural, "upgraded", {"status": {"phase": "Queued", "attempts": 2}})
+
+        current = apiext.read_custom_resource_definition(old["metadata"]["name"])
+        new["metadata"]["resourceVersion"] = current.metadata.resource_version
+        apiext.replace_custom_resource_definition(old["metadata"]["name"], new)
+
+        probes = iter(range(3, 1000))
+
+        def list_schema_in_force() -> bool:  # a changed count is refused once the list schema is served
+            try:
+                custom_objects.patch_namespaced_custom_object_status(
+                    group, version, namespace, plural, "upgraded", {"status": {"attempts": next(probes)}})
+            except ApiException as exc:
+                return exc.status == 422
+            return False
+
+        wait_for(list_schema_in_force, 30, "the list schema in force")
+        # The operator's writes that leave attempts alone go through (ratcheting) ...
+        custom_objects.patch_namespaced_custom_object_status(
+            group, version, namespace, plural, "upgraded", {"status": {"phase": "Running", "message": "running"}})
+        stored = custom_objects.get_namespaced_custom_object(group, version, namespace, plural, "upgraded")
+        count = stored["status"]["attempts"]  # 2, or a probe's count written before the list schema was served
+        assert isinstance(count, int) and count >= 2 and stored["status"]["phase"] == "Running", stored["status"]
+        # ... and the count reads as requeues, with no history.
+        record = cache_mod.Cache().upsert_job({**stored, "apiVersion": "suanli.io/v1alpha1"}, 0.0)
+        assert (record.requeues, record.attempts, record.history) == (count, count, [])
+        # Writing the list replaces the count.
+        listed = [{"attempt": 0, "center": "c1", "pool": "a100", "bound": "2026-12-01T10:00:00Z",
+                   "ended": "2026-12-01T11:00:00Z", "outcome": "Requeued"}]
+        custom_objects.patch_namespaced_custom_object_status(
+            group, version, namespace, plural, "upgraded", {"status": {"attempts": listed, "requeues": 3}})
+        stored = custom_objects.get_namespaced_custom_object(group, version, namespace, plural, "upgraded")
+        assert stored["status"]["attempts"] == listed
+    finally:
+        apiext.delete_custom_resource_definition(old["metadata"]["name"])
+
+
+def compute_job_doc(name: str, namespace: str) -> dict[str, Any]:
+    from tests.e2e.helpers import compute_job
+
+    return compute_job(name, namespace, count=1)
+
+
+def _created(custom_objects: Any, group: str, version: str, namespace: str, plural: str, doc: dict[str, Any]) -> bool:
+    """Create the object; False while the new kind is not served yet (404)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        custom_objects.create_namespaced_custom_object(group, version, namespace, plural, doc)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
