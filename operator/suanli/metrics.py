@@ -32,6 +32,12 @@ POOL_ACCELERATORS = Gauge(
     registry=REGISTRY,
 )
 QUEUE_LENGTH = Gauge("suanli_queue_length", "ComputeJobs waiting for a placement (Pending, Queued, Deferred).", registry=REGISTRY)
+QUEUE_SET_ASIDE = Gauge(
+    "suanli_queue_set_aside",
+    "Waiting ComputeJobs kept out of the scheduling cycle: Queued, and no pool they could use has room for "
+    "their gang now (planned again once capacity they could use frees up).",
+    registry=REGISTRY,
+)
 JOB_QUEUED_SECONDS = Gauge(
     "suanli_job_queued_seconds",
     "Age in seconds (since creation) of the oldest ComputeJob waiting in phase Queued; 0 when none waits.",
@@ -91,6 +97,7 @@ ALL = (
     CYCLE,
     POOL_ACCELERATORS,
     QUEUE_LENGTH,
+    QUEUE_SET_ASIDE,
     JOB_QUEUED_SECONDS,
     API_WRITE_ERRORS,
     CENTER_ENERGY,

@@ -1047,3 +1047,101 @@ def test_scheduler_core_rate_without_the_api_server(write_report: Any) -> None:
     print("\n" + "\n".join(lines))
     for run in (timed, memory, tenants, tenants_memory):
         assert run["bound"] == JOBS and run["queue_after"] == 0, run
+
+
+DEEP_QUEUES = tuple(int(n) for n in os.environ.get("SUANLI_BENCH_DEEP_QUEUES", "2000,10000,40000").split(","))
+SHAPES = ((1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (4, 8))  # the deep queue's gangs (replicas, count)
+
+
+def deep_queue_cycle(waiting: int, decided: bool) -> dict[str, Any]:
+    """The benchmark fleet full (a pod holding every accelerator of every node), `waiting` queued jobs of
+    mixed gang shapes with their Queued status (`decided`; else none: as if each were new), then one
+    node's pod completes: the seconds of the snapshot and plan that follow, as the scheduler's cycle."""
+    from tests.cluster import fake_nodes as fake_nodes_module
+
+    from suanli import settings as settings_mod
+    from suanli.kube import cache as cache_mod
+    from suanli.placement import planner
+
+    settings = settings_mod.Settings()
+    cache = cache_mod.Cache(settings)
+    centers = [center(i) for i in range(CENTERS)]
+    for doc in centers:
+        cache.upsert_center(doc)
+    nodes = fake_nodes_module.nodes_for_centers(centers, nodes_per_pool=NODES_PER_POOL)
+    for raw in nodes:
+        raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        cache.upsert_node(raw)
+        resource = next(k for k in raw["status"]["allocatable"] if "/" in k)
+        cache.upsert_pod({"metadata": {"name": f"busy-{raw['metadata']['name']}", "namespace": "other"},
+                          "spec": {"nodeName": raw["metadata"]["name"], "containers": [
+                              {"name": "main", "resources": {"requests": {resource: str(PER_NODE)}}}]},
+                          "status": {"phase": "Running"}})
+    now = time.time()
+    stamp = datetime.datetime.fromtimestamp(now, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for i in range(waiting):
+        raw = job(f"deep-{i:05d}", "bench", i)
+        replicas, count = SHAPES[i % len(SHAPES)]
+        raw["spec"]["replicas"], raw["spec"]["accelerators"]["count"] = replicas, count
+        raw["metadata"].update(uid=f"uid-{i}", generation=1, resourceVersion=str(i + 1), creationTimestamp=stamp)
+        if decided:
+            raw["status"] = {"phase": "Queued", "observedGeneration": 1,
+                             "message": "waiting: no pool can take the job now: not enough free accelerators"}
+        cache.upsert_job(raw, now)
+    cache.snapshot(now)  # the cycle before: the pools each job could use are known from it on
+    first = nodes[0]["metadata"]["name"]
+    done = {"metadata": {"name": f"busy-{first}", "namespace": "other"},
+            "spec": {"nodeName": first, "containers": [
+                {"name": "main", "resources": {"requests": {"nvidia.com/gpu": str(PER_NODE)}}}]},
+            "status": {"phase": "Succeeded"}}
+    cache.upsert_pod(done)
+    t0 = time.perf_counter()
+    snap = cache.snapshot(now)
+    t_snapshot = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    reply = planner.plan(planner.PlanRequest(
+        fleet=snap.fleet, capacity=snap.capacity, energy=snap.energy, jobs=snap.queue, now=now,
+        settings=settings, ready=snap.ready, not_ready_reason=snap.not_ready_reason, quotas=snap.quotas,
+        skippable=snap.skippable))
+    t_plan = time.perf_counter() - t0
+    return {"waiting": waiting, "planned": len(snap.queue), "set_aside": snap.set_aside,
+            "decided": len(reply.decisions), "skipped": reply.skipped,
+            "bound": sum(1 for d in reply.decisions if d.phase == "Bound"),
+            "snapshot_seconds": round(t_snapshot, 4), "plan_seconds": round(t_plan, 4),
+            "cycle_seconds": round(t_snapshot + t_plan, 4)}
+
+
+def test_a_cycle_after_one_node_frees_up_under_a_deep_queue(write_report: Any) -> None:
+    """A full fleet, 2,000 / 10,000 / 40,000 waiting jobs (1x1 to 4x8 gangs) that already have their
+    Queued status, and one node's 48 accelerators free again: the cycle takes only the jobs whose pools
+    have room (the rest is set aside: kube/set_aside.py), and once the node is full again the planner
+    skips the rest of them without scoring. Baseline in the same run: the same queue with no statuses
+    yet, so every job is planned up to operator.max_jobs_per_cycle, as every cycle was before."""
+    rows = []
+    for n in DEEP_QUEUES:
+        aside = deep_queue_cycle(n, decided=True)
+        every = deep_queue_cycle(n, decided=False)
+        rows.append({"set_aside": aside, "baseline": every,
+                     "ratio": round(aside["cycle_seconds"] / every["cycle_seconds"], 3) if every["cycle_seconds"] else None})
+    lines = [
+        "# A cycle after one node frees up, under a deep queue (`test_a_cycle_after_one_node_frees_up_under_a_deep_queue`)",
+        "",
+        f"The benchmark fleet ({CENTERS * 2} pools, {CENTERS * 2 * NODES_PER_POOL} nodes of {PER_NODE}) full; the queue's "
+        f"gangs are {', '.join(f'{r}x{c}' for r, c in SHAPES)} in turn; one node's accelerators come free. Baseline "
+        "(same run): the same jobs without their Queued status, planned as every cycle planned them before.",
+        "",
+        "| waiting | set aside | in the cycle | decided | bound | snapshot s | plan s | cycle s | baseline cycle s (decided) | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        a, b = row["set_aside"], row["baseline"]
+        lines.append(f"| {a['waiting']} | {a['set_aside']} | {a['planned']} | {a['decided']} | {a['bound']} | "
+                     f"{a['snapshot_seconds']} | {a['plan_seconds']} | {a['cycle_seconds']} | {b['cycle_seconds']} "
+                     f"({b['decided']}) | {row['ratio']} |")
+    write_report("operator-deep-queue", {"rows": rows}, "\n".join(lines))
+    print("\n" + "\n".join(lines))
+    for row in rows:
+        a = row["set_aside"]
+        assert a["bound"] >= 1, a  # the freed node is used
+        assert a["decided"] + a["skipped"] == a["planned"] and a["decided"] < a["planned"], a  # once full, skipped
+        assert row["baseline"]["decided"] == min(row["baseline"]["waiting"], 2000), row["baseline"]

@@ -19,6 +19,7 @@ def test_documentation_table_lists_every_metric():
         "suanli_scheduling_cycle_seconds",
         "suanli_pool_accelerators",
         "suanli_queue_length",
+        "suanli_queue_set_aside",
         "suanli_job_queued_seconds",
         "suanli_api_write_errors_total",
         "suanli_center_energy_kwh",

@@ -19,7 +19,7 @@ from suanli import settings as settings_mod
 from suanli.api import manifests, objects
 from suanli.kube import devices as devices_mod
 from suanli.kube import holds as holds_mod
-from suanli.kube import member_state, pod_index, pool_overlap, records
+from suanli.kube import member_state, pod_index, pool_overlap, records, set_aside
 from suanli.kube import objects as kobj
 from suanli.kube import settled as settled_mod
 from suanli.kube import snapshot as snapshot_mod
@@ -46,6 +46,7 @@ class Cache:
         self.nodes: dict[str, kobj.NodeInfo] = {}
         self.pod_index = pod_index.PodIndex()
         self.devices = devices_mod.Devices()  # DRA: ResourceSlices, DeviceClasses, ResourceClaims
+        self.set_aside = set_aside.SetAside()  # the pools each waiting job could use (kube/set_aside.py)
         self.jobs: dict[Key, records.JobRecord] = {}
         self.active: set[Key] = set()  # jobs neither finished nor Invalid
         self.by_label: dict[Key, Key] = {}  # (namespace, job label) -> job

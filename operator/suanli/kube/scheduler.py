@@ -208,6 +208,7 @@ class Scheduler:
                 ready=snap.ready,
                 not_ready_reason=snap.not_ready_reason,
                 quotas=snap.quotas,
+                skippable=snap.skippable,
             )
             reply = await asyncio.to_thread(planner.plan, request)
             for d in reply.decisions:
@@ -285,7 +286,8 @@ class Scheduler:
             counts[phase if phase in counts else "Pending"] += n
         for phase, n in counts.items():
             metrics.JOBS.labels(phase=phase).set(n)
-        metrics.QUEUE_LENGTH.set(len(snap.queue) + snap.truncated)
+        metrics.QUEUE_LENGTH.set(len(snap.queue) + snap.truncated + snap.set_aside)
+        metrics.QUEUE_SET_ASIDE.set(snap.set_aside)
         oldest = self.cache.oldest_queued()
         metrics.JOB_QUEUED_SECONDS.set(max(0.0, snap.now - oldest) if oldest is not None else 0.0)
         for u in snap.usage:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,8 +26,8 @@ from suanli.kube import objects as kobj
 from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import energy as energy_mod
 from suanli.ledger import quota as quota_mod
+from suanli.placement import preemption, validation
 from suanli.placement import queue as queue_mod
-from suanli.placement import validation
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import fleet as fleet_mod
 
@@ -63,6 +64,8 @@ class Snapshot:
     invalid: tuple[tuple[Key, str, str], ...]  # (job, field, message) not yet marked Invalid
     usage: tuple[PoolUsage, ...]
     truncated: int = 0  # queued jobs left out of `queue` by operator.max_jobs_per_cycle
+    set_aside: int = 0  # queued jobs left out because none of their pools has room now (kube/set_aside.py)
+    skippable: Mapping[Key, np.ndarray] | None = None  # planned jobs the planner may skip (PlanRequest.skippable)
     next_requeue: float = math.inf  # when the first requeued job's backoff ends (epoch)
     node_names: tuple[tuple[str, ...], ...] = ()  # per pool: its nodes' names in the capacity ledger's order
     quotas: quota_mod.QuotaLedger | None = None  # ComputeQueues' usage (kube/tenants.py); None without queues
@@ -167,7 +170,11 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
                 reserved=max(0, cap - free - in_pods[p]),
             )
         )
-    # Cut after queue order (priority, then arrival), never by name: the head of the queue is planned.
+    # Jobs that cannot start now and have their Queued status already wait outside the cycle
+    # (kube/set_aside.py); the rest is cut after queue order (priority, then arrival), never by name.
+    queue, aside, skippable = cache.set_aside.split(
+        fleet, queue, fleet_mod.FleetState.slot_table(capacity.histogram()), ready, cache.settings,
+        _decided(cache))
     ordered = queue_mod.ordered(queue)
     limit = cache.settings.operator.max_jobs_per_cycle
     return Snapshot(
@@ -181,10 +188,27 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         invalid=tuple(invalid),
         usage=tuple(usage),
         truncated=max(0, len(ordered) - limit),
+        set_aside=aside,
+        skippable=skippable,
         next_requeue=next_requeue,
         node_names=tuple(tuple(n.name for n in members) for members in nodes),
         quotas=tenants.ledger(fleet, cache.placed_records(), now) if tenants.active else None,
     )
+
+
+def _decided(cache: cache_mod.Cache) -> Callable[[demand_mod.JobDemand], bool]:
+    """Whether a waiting job may be set aside: its status says Queued for its current spec (with the
+    reason), and its ComputeQueue cannot preempt for it (a job that may preempt is always planned)."""
+    preempting = {name for name, policy in preemption.policies(cache.tenants.queues).items()
+                  if policy != preemption.Policy()}
+
+    def decided(job: demand_mod.JobDemand) -> bool:
+        record = cache.jobs[job.key]
+        status = record.status
+        return (record.phase == "Queued" and bool(status.get("message"))
+                and status.get("observedGeneration") == record.generation and job.queue not in preempting)
+
+    return decided
 
 
 def _hold_pinned(

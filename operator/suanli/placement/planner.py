@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +60,9 @@ class PlanRequest:
     policy: str = policies.SCORE
     seed: int = 0
     quotas: quota_mod.QuotaLedger | None = None  # ComputeQueues; None: no tenants
+    # Jobs whose Queued status is current, by key: the pools each could ever use. Such a job is skipped
+    # (no decision) while none of those has room for its gang (kube/set_aside.py).
+    skippable: Mapping[tuple[str, str], BoolArray] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +73,7 @@ class PlanReply:
     capacity: capacity_mod.CapacityLedger
     energy: energy_mod.EnergyLedger
     quotas: quota_mod.QuotaLedger | None = None
+    skipped: int = 0  # skippable jobs left without a decision: no room for them at their turn
 
 
 def _fmt_time(epoch: float) -> str:
@@ -337,10 +341,27 @@ def plan_one(
 
 
 def plan(request: PlanRequest) -> PlanReply:
-    """Decide every job of the request: queues by fair share, then priority and arrival (tenancy.fair_order)."""
+    """Decide every job of the request: queues by fair share, then priority and arrival (tenancy.fair_order).
+    A job in `request.skippable` gets no decision when none of its pools is ready with room for its gang at
+    its turn (earlier jobs of the plan took it): it would only be Queued again, as it already is."""
     work = WorkingState.for_request(request)
-    decisions = tuple(plan_one(request, work, job) for job in tenancy.fair_order(request.jobs, work.quotas))
-    return PlanReply(decisions=decisions, capacity=work.capacity, energy=work.energy, quotas=work.quotas)
+    decisions, skipped = [], 0
+    skippable = request.skippable or {}
+    for job in tenancy.fair_order(request.jobs, work.quotas):
+        usable = skippable.get(job.key)
+        if usable is not None and not _room(work, usable, job):
+            skipped += 1
+            continue
+        decisions.append(plan_one(request, work, job))
+    return PlanReply(decisions=tuple(decisions), capacity=work.capacity, energy=work.energy, quotas=work.quotas,
+                     skipped=skipped)
+
+
+def _room(work: WorkingState, usable: BoolArray, job: demand_mod.JobDemand) -> bool:
+    """Whether a pool the job could use is ready with room for its gang now."""
+    if job.count >= work.slots.shape[1]:
+        return False
+    return bool((usable & work.ready & (work.slots[:, job.count] >= job.replicas)).any())
 
 
 def ledgers_for(fleet: fleet_mod.Fleet) -> tuple[capacity_mod.CapacityLedger, energy_mod.EnergyLedger]:

@@ -37,10 +37,10 @@ from suanli import settings as settings_mod
 from suanli.api import queue as queue_api
 from suanli.ledger import capacity as capacity_mod
 from suanli.placement import decision as decision_mod
-from suanli.placement import planner, policies, preemption, session, tenancy
+from suanli.placement import feasible, planner, policies, preemption, session, tenancy
 from suanli.scoring import demand as demand_mod
-from suanli.scoring import engine, profiles
 from suanli.scoring import fleet as fleet_mod
+from suanli.scoring import profiles
 from suanli.sim import preempting, waiting
 from suanli.sim import tenants as tenants_mod
 
@@ -127,22 +127,6 @@ def planner_policy(policy: str) -> str:
     raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
 
 
-def permanent_pools(
-    fleet: fleet_mod.Fleet, jobs: Sequence[demand_mod.JobDemand], config: settings_mod.Settings
-) -> npt.NDArray[np.bool_]:
-    """(J, P): pools each job could ever use (no permanent filter fails), scored at once on an idle fleet."""
-    out = np.zeros((len(jobs), fleet.size), dtype=np.bool_)
-    idle = fleet_mod.idle_state(fleet)
-    chunk = 2048
-    for lo in range(0, len(jobs), chunk):
-        part = list(jobs[lo : lo + chunk])
-        batch = demand_mod.batch(part, fleet, config.scoring.reference_pue)
-        starts = np.array([j.arrival_epoch for j in part])
-        ev = engine.evaluate(fleet, idle, batch, starts, config.scoring)
-        out[lo : lo + len(part)] = (ev.reasons & int(engine.PERMANENT)) == 0
-    return out
-
-
 def replay(
     fleet: fleet_mod.Fleet,
     trace_jobs: Sequence[demand_mod.JobDemand],
@@ -166,7 +150,7 @@ class _Replay:
                  queues: Mapping[str, queue_api.ComputeQueueSpec] | None):
         self.fleet, self.policy, self.retry_seconds = fleet, policy, retry_seconds
         self.jobs = jobs = tuple(for_policy(j, policy) for j in trace_jobs)
-        self.usable = permanent_pools(fleet, jobs, config)
+        self.usable = feasible.pools(fleet, jobs, config)
         capacity, energy = planner.ledgers_for(fleet)
         self.first = min((j.arrival_epoch for j in jobs), default=0.0)
         self.work = session.Session(
