@@ -99,3 +99,20 @@ def test_a_job_whose_queue_may_preempt_is_always_planned() -> None:
         c.upsert_job(doc, NOW)
     snap = c.snapshot(NOW)
     assert [j.name for j in snap.queue] == ["mine"] and snap.set_aside == 1
+
+
+def test_the_planner_skips_a_decided_job_once_earlier_jobs_took_the_room_it_could_use() -> None:
+    c = full_fleet()
+    c.upsert_pod(pod("busy-2", "n2", 8, phase="Succeeded"))  # n2 free: room for one 1x8 gang
+    c.upsert_job(waiting("first", count=8, created=0), NOW)
+    c.upsert_job(waiting("second", count=8, created=1), NOW)
+    new = cjob("new", count=8)  # no decision yet: it gets one even when nothing fits
+    new["metadata"]["creationTimestamp"] = "2026-01-01T00:00:02Z"
+    c.upsert_job(new, NOW)
+    snap = c.snapshot(NOW)
+    assert [j.name for j in snap.queue] == ["first", "second", "new"]
+    assert snap.skippable is not None and set(snap.skippable) == {("team-a", "first"), ("team-a", "second")}
+    reply = planner.plan(planner.PlanRequest(fleet=snap.fleet, capacity=snap.capacity, energy=snap.energy,
+                                             jobs=snap.queue, now=NOW, ready=snap.ready, skippable=snap.skippable))
+    assert [(d.job.name, d.phase) for d in reply.decisions] == [("first", "Bound"), ("new", "Queued")]
+    assert reply.skipped == 1  # "second": its status already says Queued, and stays as it is
