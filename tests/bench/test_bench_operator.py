@@ -939,6 +939,21 @@ def bench_queue(name: str, jobs: int) -> dict[str, Any]:
                 "computeUnits": share * 4, "energy": {"kWh": 10**7, "period": "Month"}}}}
 
 
+def timed_cycle(cache: Any, settings: Any, now: float) -> tuple[Any, Any, float, float]:
+    """One scheduling cycle as the scheduler task runs it: (snapshot, plan reply, seconds of each)."""
+    from suanli.placement import planner
+
+    t0 = time.perf_counter()
+    snap = cache.snapshot(now)
+    t_snapshot = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    reply = planner.plan(planner.PlanRequest(
+        fleet=snap.fleet, capacity=snap.capacity, energy=snap.energy, jobs=snap.queue, now=now,
+        settings=settings, ready=snap.ready, not_ready_reason=snap.not_ready_reason, quotas=snap.quotas,
+        skippable=snap.skippable))
+    return snap, reply, t_snapshot, time.perf_counter() - t0
+
+
 def core_cycle(traced: bool, queues: int = 0) -> dict[str, Any]:
     """Build the operator's cache for the benchmark fleet and JOBS queued jobs, then run one
     scheduling cycle (snapshot + plan + assume) as the scheduler task does. With `queues`, the jobs
@@ -951,7 +966,6 @@ def core_cycle(traced: bool, queues: int = 0) -> dict[str, Any]:
     from suanli import settings as settings_mod
     from suanli.kube import cache as cache_mod
     from suanli.kube import records
-    from suanli.placement import planner
 
     settings = settings_mod.Settings()
     if traced:
@@ -975,14 +989,7 @@ def core_cycle(traced: bool, queues: int = 0) -> dict[str, Any]:
             raw["spec"]["queue"] = f"bench-q{i % queues}"
         cache.upsert_job(raw, now)
     t_ingest = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    snap = cache.snapshot(now)
-    t_snapshot = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    reply = planner.plan(planner.PlanRequest(
-        fleet=snap.fleet, capacity=snap.capacity, energy=snap.energy, jobs=snap.queue, now=now,
-        settings=settings, ready=snap.ready, not_ready_reason=snap.not_ready_reason, quotas=snap.quotas))
-    t_plan = time.perf_counter() - t0
+    _, reply, t_snapshot, t_plan = timed_cycle(cache, settings, now)
     bound = [d for d in reply.decisions if d.phase == "Bound"]
     for d in bound:
         assert d.binding is not None
@@ -1061,7 +1068,6 @@ def deep_queue_cycle(waiting: int, decided: bool) -> dict[str, Any]:
 
     from suanli import settings as settings_mod
     from suanli.kube import cache as cache_mod
-    from suanli.placement import planner
 
     settings = settings_mod.Settings()
     cache = cache_mod.Cache(settings)
@@ -1095,15 +1101,7 @@ def deep_queue_cycle(waiting: int, decided: bool) -> dict[str, Any]:
                 {"name": "main", "resources": {"requests": {"nvidia.com/gpu": str(PER_NODE)}}}]},
             "status": {"phase": "Succeeded"}}
     cache.upsert_pod(done)
-    t0 = time.perf_counter()
-    snap = cache.snapshot(now)
-    t_snapshot = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    reply = planner.plan(planner.PlanRequest(
-        fleet=snap.fleet, capacity=snap.capacity, energy=snap.energy, jobs=snap.queue, now=now,
-        settings=settings, ready=snap.ready, not_ready_reason=snap.not_ready_reason, quotas=snap.quotas,
-        skippable=snap.skippable))
-    t_plan = time.perf_counter() - t0
+    snap, reply, t_snapshot, t_plan = timed_cycle(cache, settings, now)
     return {"waiting": waiting, "planned": len(snap.queue), "set_aside": snap.set_aside,
             "decided": len(reply.decisions), "skipped": reply.skipped,
             "bound": sum(1 for d in reply.decisions if d.phase == "Bound"),
