@@ -54,8 +54,7 @@ class SetAside:
         may not preempt (only such jobs may be set aside or skipped)."""
         self._learn(fleet, jobs, settings)
         usable, masks = self._usable, self._masks
-        widest = slots.shape[1] - 1
-        room: dict[tuple[int, int, int], bool] = {}  # (replicas, count, mask id) -> a usable pool has room
+        fits_by_shape: dict[tuple[int, int, int], bool] = {}  # (replicas, count, mask id) -> a usable pool has room
         plan: list[demand_mod.JobDemand] = []
         aside = 0
         skippable: dict[kobj.Key, BoolArray] = {}
@@ -65,10 +64,9 @@ class SetAside:
                 continue
             mask_id = usable[job.key][1]
             shape = (job.replicas, job.count, mask_id)
-            fits = room.get(shape)
+            fits = fits_by_shape.get(shape)
             if fits is None:
-                fits = room[shape] = job.count <= widest and bool(
-                    (masks[mask_id] & ready & (slots[:, job.count] >= job.replicas)).any())
+                fits = fits_by_shape[shape] = feasible.room(masks[mask_id], ready, slots, job.replicas, job.count)
             if fits:
                 plan.append(job)
                 skippable[job.key] = masks[mask_id]

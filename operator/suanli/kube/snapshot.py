@@ -81,16 +81,11 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
     """The planner's inputs now."""
     fleet = cache.fleet()
     specs, nodes, refused = cache.pool_members(fleet)
-    used = cache.node_used
     free_by_pool, cap_by_pool = [], []
     for info, members in zip(fleet.pools, nodes, strict=True):
-        if info.device_class_name:
-            counts = [cache.accelerators_on(info, n.name) for n in members]
-            caps = [min(have, capacity_mod.MAX_PER_NODE) for have, _ in counts]
-            frees = [max(0, c - in_use) for c, (_, in_use) in zip(caps, counts, strict=True)]
-        else:
-            caps = [min(n.allocatable.get(info.resource_name, 0), capacity_mod.MAX_PER_NODE) for n in members]
-            frees = [max(0, c - used.get((n.name, info.resource_name), 0)) for n, c in zip(members, caps, strict=True)]
+        counts = [cache.accelerators_on(info, n.name) for n in members]
+        caps = [min(have, capacity_mod.MAX_PER_NODE) for have, _ in counts]
+        frees = [max(0, c - in_use) for c, (_, in_use) in zip(caps, counts, strict=True)]
         cap_by_pool.append(caps)
         free_by_pool.append(frees)
     capacity = capacity_mod.CapacityLedger(free_by_pool, cap_by_pool)

@@ -39,3 +39,10 @@ def pools(
         ev = engine.evaluate(fleet, idle, batch, starts, config.scoring)
         out[lo : lo + len(part)] = (ev.reasons & mask) == 0
     return out
+
+
+def room(usable: npt.NDArray[np.bool_], ready: npt.NDArray[np.bool_], slots: npt.NDArray[np.int64],
+         replicas: int, count: int) -> bool:
+    """Whether a pool in `usable` is `ready` with room for a gang of `replicas` x `count` now
+    (`slots[p, c]`: replicas of c accelerators that fit on pool p)."""
+    return count < slots.shape[1] and bool((usable & ready & (slots[:, count] >= replicas)).any())

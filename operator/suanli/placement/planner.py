@@ -20,7 +20,7 @@ from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import energy as energy_mod
 from suanli.ledger import quota as quota_mod
 from suanli.placement import decision as decision_mod
-from suanli.placement import deferral, policies, tenancy
+from suanli.placement import deferral, feasible, policies, tenancy
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import engine
 from suanli.scoring import explain as explain_mod
@@ -349,19 +349,12 @@ def plan(request: PlanRequest) -> PlanReply:
     skippable = request.skippable or {}
     for job in tenancy.fair_order(request.jobs, work.quotas):
         usable = skippable.get(job.key)
-        if usable is not None and not _room(work, usable, job):
+        if usable is not None and not feasible.room(usable, work.ready, work.slots, job.replicas, job.count):
             skipped += 1
             continue
         decisions.append(plan_one(request, work, job))
     return PlanReply(decisions=tuple(decisions), capacity=work.capacity, energy=work.energy, quotas=work.quotas,
                      skipped=skipped)
-
-
-def _room(work: WorkingState, usable: BoolArray, job: demand_mod.JobDemand) -> bool:
-    """Whether a pool the job could use is ready with room for its gang now."""
-    if job.count >= work.slots.shape[1]:
-        return False
-    return bool((usable & work.ready & (work.slots[:, job.count] >= job.replicas)).any())
 
 
 def ledgers_for(fleet: fleet_mod.Fleet) -> tuple[capacity_mod.CapacityLedger, energy_mod.EnergyLedger]:
