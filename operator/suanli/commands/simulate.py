@@ -12,7 +12,7 @@ from suanli import settings as settings_mod
 from suanli.api import manifests
 from suanli.api import queue as queue_api
 from suanli.scoring import fleet as fleet_mod
-from suanli.sim import metrics, replay, traces
+from suanli.sim import metrics, oracle, replay, traces
 from suanli.sim import options as options_mod
 
 Queues = dict[str, queue_api.ComputeQueueSpec]
@@ -52,10 +52,13 @@ def simulate(
 ) -> tuple[dict[str, Any], list[replay.Run]]:
     """The `-o json` document and the runs behind it."""
     runs = []
+    floor = oracle.carbon_floor(fleet, trace.jobs)
     for policy in policies:
         callback = progress(policy, len(trace.jobs)) if progress is not None else None
         runs.append(replay.replay(fleet, trace.jobs, policy, seed=seed, progress=callback, queues=queues))
-    doc = {"policies": {run.policy: metrics.summary(run) for run in runs}, "skipped": dict(trace.skipped)}
+    doc = {"policies": {run.policy: metrics.summary(run, floor) for run in runs}, "skipped": dict(trace.skipped),
+           "oracle": {"carbonKg": round(float(floor.sum()), 3),
+                      "rule": "each job alone on its cleanest allowed pool at its cleanest hour; no capacity, no wait"}}
     return doc, runs
 
 
@@ -71,6 +74,7 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
         ("UNSCHED", "unschedulable"),
         ("kWh", "energyKWh"),
         ("kgCO2e", "carbonKg"),
+        ("xORACLE", "carbonVsOracle"),
         ("COST", "cost"),
         ("WAIT mean s", "meanWaitSeconds"),
         ("WAIT p95 s", "p95WaitSeconds"),
@@ -84,11 +88,17 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
     for name, row in doc["policies"].items():
         cells = [name]
         for _, key in columns[1:]:
-            value = row[key]
+            value = row.get(key, "-")
+            if isinstance(value, str):
+                cells.append(value)
+                continue
             cells.append(f"{value:,}" if isinstance(value, int) else f"{value:,.2f}")
         table.add_row(*cells)
     console = Console(file=out, width=200 if not out.isatty() else None)
     console.print(table)
+    if doc.get("oracle"):
+        console.print(f"carbon oracle (a lower bound: {doc['oracle']['rule']}): {doc['oracle']['carbonKg']:,.2f} kgCO2e "
+                      "for every job; xORACLE: a policy's carbon over the bound for the jobs it completed")
     for name, row in doc["policies"].items():
         if row.get("queues"):
             console.print(_queue_table(name, row))

@@ -11,6 +11,9 @@
                            window [first arrival, last arrival] (the long tail after it would dilute it)
   deadlineMisses           completed after their deadline, or never completed while having one
   maxPoolOversubscription  worst accelerators over capacity on any node or pool, checked after every event
+  oracleCarbonKg           the carbon oracle (`sim/oracle.py`) summed over the jobs this run completed: each
+                           on its cleanest allowed pool at its cleanest hour, capacity and wait ignored
+  carbonVsOracle           carbonKg / oracleCarbonKg (>= 1; how far placement and timing are from the bound)
 
 With ComputeQueues (`sim/tenants.py`):
   queues[]                 per queue: name, weight, jobs, completed, meanWaitSeconds, p95WaitSeconds,
@@ -28,12 +31,14 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from suanli.sim import replay
 from suanli.sim import tenants as tenants_mod
 
 
-def summary(run: replay.Run) -> dict[str, Any]:
+def summary(run: replay.Run, floor: npt.NDArray[np.float64] | None = None) -> dict[str, Any]:
+    """The run's figures; with `floor` (per job, `oracle.carbon_floor`) also the oracle's."""
     records = run.records
     started = [r for r in records if not math.isnan(r.start)]
     completed = [r for r in records if r.outcome == "completed"]
@@ -67,8 +72,15 @@ def summary(run: replay.Run) -> dict[str, Any]:
         "utilization": round(busy / (fleet_size * span), 4) if fleet_size else 0.0,
         "deadlineMisses": misses,
         "maxPoolOversubscription": run.max_pool_oversubscription,
+        **(_oracle(run, floor) if floor is not None else {}),
         **(_tenants(run) if run.tenants is not None else {}),
     }
+
+
+def _oracle(run: replay.Run, floor: npt.NDArray[np.float64]) -> dict[str, Any]:
+    bound = float(sum(floor[r.index] for r in run.records if r.outcome == "completed"))
+    carbon = sum(run.center_carbon_kg.values())
+    return {"oracleCarbonKg": round(bound, 3), "carbonVsOracle": round(carbon / bound, 3) if bound > 0 else 0.0}
 
 
 def _waits(records: list[replay.JobRecord]) -> tuple[float, float]:

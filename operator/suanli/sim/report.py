@@ -1,7 +1,8 @@
 """The `--report-dir` report: a Markdown page with PNG plots (matplotlib, Agg backend), self-contained.
 
 Plots: carbon and energy settled over time per policy, queue length over time, accelerators
-busy per center over time, and the wait-time distribution per policy.
+busy per center over time, the wait-time distribution per policy, and the Pareto view (carbon
+against mean wait, one point per policy, the carbon oracle as a line).
 """
 
 from __future__ import annotations
@@ -37,9 +38,34 @@ def _series(run: replay.Run) -> tuple[np.ndarray, ...]:
     )
 
 
-def _plots(runs: Sequence[replay.Run], out: pathlib.Path) -> list[tuple[str, str]]:
+def _pareto(plt: Any, doc: Mapping[str, Any], out: pathlib.Path) -> tuple[str, str]:
+    """Carbon against mean wait per policy; the policies no other beats on both are joined (the front)."""
+    points = [(name, float(row["carbonKg"]), float(row["meanWaitSeconds"])) for name, row in doc["policies"].items()]
+    front = sorted((p for p in points if not any(q[1] <= p[1] and q[2] <= p[2] and q[1:] != p[1:] for q in points)),
+                   key=lambda p: p[1])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, carbon, wait in points:
+        ax.scatter([carbon], [wait], zorder=3)
+        ax.annotate(name, (carbon, wait), textcoords="offset points", xytext=(5, 4))
+    if len(front) > 1:
+        ax.plot([p[1] for p in front], [p[2] for p in front], linestyle="--", color="grey", zorder=2,
+                label="Pareto front")
+    bound = doc.get("oracle", {}).get("carbonKg")
+    if bound:
+        ax.axvline(bound, color="green", linestyle=":", label=f"carbon oracle {bound:,.0f} kg (no capacity, no wait)")
+    ax.set(title="Carbon against mean wait", xlabel="kg CO2e", ylabel="mean wait (s)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png", dpi=100)
+    plt.close(fig)
+    return ("Carbon against mean wait (Pareto view)", "pareto.png")
+
+
+def _plots(runs: Sequence[replay.Run], out: pathlib.Path, doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     plt = _pyplot()
-    made: list[tuple[str, str]] = []
+    made: list[tuple[str, str]] = [_pareto(plt, doc, out)] if doc.get("policies") else []
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for run in runs:
@@ -110,8 +136,11 @@ def write(
     """Write report.md, summary.json-style tables and the PNGs into out_dir; returns report.md."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plots = _plots(runs, out)
+    plots = _plots(runs, out, doc)
     lines = ["# suanli simulate", "", *header, "", "## Per policy", ""]
+    if doc.get("oracle"):
+        lines[-1:-1] = [f"Carbon oracle (a lower bound: {doc['oracle']['rule']}): {doc['oracle']['carbonKg']:,.2f} kg CO2e "
+                        "for every job; `carbonVsOracle`: a policy's carbon over the bound for the jobs it completed.", ""]
     first = next(iter(doc["policies"].values())) if doc["policies"] else {}
     keys = [k for k, v in first.items() if isinstance(v, int | float)]
     lines.append("| policy | " + " | ".join(keys) + " |")
