@@ -242,3 +242,16 @@ def test_a_requeued_job_comes_back_when_its_backoff_ends_and_not_before() -> Non
     assert [j.name for j in snap.queue] == ["r"] and snap.next_requeue == math.inf
     snap = cache.snapshot(NOW + 10)  # the clock went back: filed again from scratch
     assert (snap.queue, snap.next_requeue) == ((), NOW + 30)
+
+
+def test_a_burst_of_jobs_is_filed_as_one_by_one() -> None:
+    """Hundreds of jobs changed between two cycles (a burst of creates, a relist) are sorted in at once:
+    the same queue as a pass over every waiting job gives."""
+    world = World(random.Random(99))
+    names = [f"burst-{i:03d}" for i in range(300)]
+    for rounds in range(3):
+        for name in names[rounds * 50:]:
+            world.cache.upsert_job(world.job(name), world.now)
+        snap = world.cache.snapshot(world.now)
+        assert observed(world.cache, snap) == reference(world.cache, snap, world.now), rounds
+    assert snap.truncated + len(snap.queue) + snap.set_aside > 100  # the burst was filed, not lost

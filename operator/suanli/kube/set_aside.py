@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from suanli.kube import objects as kobj
+from suanli.kube import records
 from suanli.placement import feasible, preemption, validation
 from suanli.placement import queue as queue_mod
 from suanli.scoring import demand as demand_mod
@@ -111,6 +112,7 @@ class SetAside:
         preempting = {name for name, policy in preemption.policies(tenants.queues).items()
                       if policy != preemption.Policy()} if tenants.queues else set()
         decided: list[tuple[Key, _Filed]] = []
+        undecided: list[Member] = []
         waiting = cache.holds.waiting
         for key in sorted(dirty):
             self._unfile(key)
@@ -129,7 +131,6 @@ class SetAside:
                 continue
             demand = (tenants.resolve(record.demand, (record.raw.get("spec") or {}).get("queue")) if tenants.active
                       else record.demand)
-            status = record.status
             requeue_at = record.requeue_at
             filed = _Filed(queue_mod.order_key(demand), demand, None, requeue_at, next(self._tokens))
             self._filed[key] = filed
@@ -137,16 +138,16 @@ class SetAside:
                 heapq.heappush(self._backoff, (requeue_at, filed.token, key))  # a requeued job sits out its backoff
                 continue
             filed.requeue_at = None
-            if (record.phase == "Queued" and bool(status.get("message"))
-                    and status.get("observedGeneration") == record.generation and demand.queue not in preempting):
-                decided.append((key, filed))  # it has its decision and may not preempt: may be set aside
+            if _decided(record, demand, preempting):
+                decided.append((key, filed))
             else:
-                bisect.insort(self._open, (filed.order, key))
-        self._end_backoffs(now, decided, preempting, cache)
+                undecided.append((filed.order, key))
+        self._end_backoffs(now, decided, undecided, preempting, cache)
+        _insert(self._open, undecided)
         self._group(fleet, decided, cache)
 
-    def _end_backoffs(self, now: float, decided: list[tuple[Key, _Filed]], preempting: set[str],
-                      cache: cache_mod.Cache) -> None:
+    def _end_backoffs(self, now: float, decided: list[tuple[Key, _Filed]], undecided: list[Member],
+                      preempting: set[str], cache: cache_mod.Cache) -> None:
         heap = self._backoff
         while heap and heap[0][0] <= now:
             _, token, key = heapq.heappop(heap)
@@ -154,13 +155,10 @@ class SetAside:
             if filed is None or filed.token != token or filed.requeue_at is None:
                 continue  # stale: filed again since
             filed.requeue_at = None
-            record = cache.jobs[key]
-            status = record.status
-            if (record.phase == "Queued" and bool(status.get("message"))
-                    and status.get("observedGeneration") == record.generation and filed.demand.queue not in preempting):
+            if _decided(cache.jobs[key], filed.demand, preempting):
                 decided.append((key, filed))
             else:
-                bisect.insort(self._open, (filed.order, key))
+                undecided.append((filed.order, key))
         if len(heap) > 2 * len(self._filed) + 1024:  # stale entries: keep the heap to the live ones
             self._backoff = [e for e in heap if (f := self._filed.get(e[2])) is not None and f.token == e[1]
                              and f.requeue_at is not None]
@@ -171,6 +169,7 @@ class SetAside:
         if not decided:
             return
         rows = feasible.pools(fleet, [f.demand for _, f in decided], cache.settings, gang=False)
+        joining: dict[Group, list[Member]] = {}
         for (key, filed), row in zip(decided, rows, strict=True):
             raw = row.tobytes()
             mask_id = self._mask_ids.get(raw)
@@ -178,7 +177,9 @@ class SetAside:
                 mask_id = self._mask_ids[raw] = len(self._masks)
                 self._masks.append(row)
             group = filed.group = (filed.demand.replicas, filed.demand.count, mask_id)
-            bisect.insort(self._groups.setdefault(group, []), (filed.order, key))
+            joining.setdefault(group, []).append((filed.order, key))
+        for group, members in joining.items():
+            _insert(self._groups.setdefault(group, []), members)
 
     def _unfile(self, key: Key) -> None:
         self._invalid.pop(key, None)
@@ -240,3 +241,22 @@ class SetAside:
     def __len__(self) -> int:
         """Schedulable waiting jobs filed (in backoff or not)."""
         return len(self._filed)
+
+
+def _decided(record: records.JobRecord, demand: demand_mod.JobDemand, preempting: set[str]) -> bool:
+    """Whether a waiting job may be set aside: its status says Queued for its current spec (with the
+    reason), and its ComputeQueue cannot preempt for it (a job that may preempt is always planned)."""
+    status = record.status
+    return (record.phase == "Queued" and bool(status.get("message"))
+            and status.get("observedGeneration") == record.generation and demand.queue not in preempting)
+
+
+def _insert(members: list[Member], new: list[Member]) -> None:
+    """Put `new` into the ordered list `members`: one by one when they are few, else sorted in at once (a
+    burst of thousands of new jobs is not thousands of insertions into a long list)."""
+    if len(new) <= 32:
+        for member in new:
+            bisect.insort(members, member)
+    else:
+        members.extend(new)
+        members.sort()
