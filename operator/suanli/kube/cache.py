@@ -67,6 +67,7 @@ class Cache:
         self._fleet: fleet_mod.Fleet | None = None
         self._fleet_regions: frozenset[str] = frozenset()
         self._members: tuple[fleet_mod.Fleet, list[Any], pool_overlap.Assignment] | None = None
+        self._members_usable = True  # False: a node's readiness or capacity changed since `_members` was taken
         # Waiting, schedulable jobs whose phase is Queued: job -> creation time, and a heap of (time, job)
         # whose entries no longer in `_queued` are skipped (`oldest_queued` without a pass over the queue).
         self._queued: dict[Key, float] = {}
@@ -106,7 +107,10 @@ class Cache:
         old = self.nodes.get(info.name)
         self.nodes[info.name] = info
         if old != info:
-            self._members = None
+            if old is not None and old.labels == info.labels and old.cluster == info.cluster:
+                self._members_usable = False  # the same claims (kube/pool_overlap.py): its readiness or capacity
+            else:
+                self._members = None
         return old != info
 
     def delete_node(self, name: str, cluster: str = "") -> bool:
@@ -387,7 +391,11 @@ class Cache:
         if self._members is None or self._members[0] is not fleet:
             specs = [self.pool_spec(info.center, info.pool) for info in fleet.pools]
             assigned = pool_overlap.assign(fleet.pools, specs, self.centers, self.center_raw, self.nodes)
-            self._members = (fleet, specs, assigned)
+            self._members, self._members_usable = (fleet, specs, assigned), True
+        if not self._members_usable:  # only readiness or capacity changed: the claims stand (a heartbeat
+            # of thousands of kwok nodes would otherwise match every pool's selector on every node each cycle)
+            self._members = (fleet, self._members[1], pool_overlap.usable(self._members[2], self.nodes))
+            self._members_usable = True
         _, specs, assigned = self._members
         return specs, assigned.members, assigned.refused
 
