@@ -1,0 +1,598 @@
+"""Suanli beside Kueue, in the same run on the same local control plane and the same fleet.
+
+Kueue is the scheduler a platform team would otherwise pick. Its manager is built from its Go module
+(`sigs.k8s.io/kueue/cmd/kueue` at KUEUE_VERSION in tests/cluster/versions.env) by
+tests/cluster/build-kueue.sh into the control plane's binary cache (~/.cache/suanli/bin/kueue-<version>/,
+with the CRDs its module ships); a machine without it builds it here first (about 7 minutes), and a
+failed build fails the test.
+
+Fleet (test_bench_operator's): 10 ComputeCenters x 2 pools (A100 GPU, Ascend910B NPU) x 8 kwok nodes x
+48 accelerators = 7,680. Work: job i asks for 1 accelerator, a GPU when i is even and an NPU when odd
+(Kueue has no "either type" request, so Suanli's jobs are narrowed to the same type); its pods complete
+after 2-5 s. Everything fits at once: both schedulers are measured deciding and writing, not queueing.
+
+- Suanli: `suanli run` (namespace-scoped), ComputeJobs. "Bound" = the first watch event showing the
+  ComputeJob Bound (or later); its batch Job must exist too (the second watch).
+- Kueue: its manager against the same API server, one ResourceFlavor per pool (nodeLabels: the pool's
+  node selector), one ClusterQueue with two resource groups (nvidia.com/gpu over the ten A100 flavors,
+  huawei.com/Ascend910 over the ten Ascend ones; nominal quota = the pool's accelerators), one
+  LocalQueue, and batch Jobs created suspended with `kueue.x-k8s.io/queue-name`. "Admitted" = the first
+  watch event showing the Job's Workload with condition Admitted=True; the Job unsuspended must be seen
+  too (the second watch). Job i is created exactly as ComputeJob i is (same names, same pacing).
+
+Each scheduler gets the same two phases, one after the other (SUANLI_BENCH_KUEUE_ORDER, default
+suanli,kueue): "paced", JOBS created at RATE/s, and "burst", JOBS more as fast as 32 threads can; between
+the two schedulers, the test waits (bounded) until every Job of the first has completed, so the second
+does not share the Job controller and kwok with the first's pods. Per phase: admitted/bound per second,
+create→admitted/bound p50/p99 (the test's clock, ms resolution), the scheduler process's CPU per job
+(/proc), its peak RSS (VmHWM) and the API writes per job the API server served (apiserver_request_total,
+every client: the test's creates, the scheduler, the Job controller, kube-scheduler and kwok), and the
+ratio Suanli / Kueue of each.
+
+How Kueue runs outside a cluster (its Configuration is written by `kueue_configuration`; every field
+below is read from apis/config/v1beta2 of the module):
+- `internalCertManagement.enable: false`: the built-in rotator would write a Secret and inject CA bundles
+  into webhook configurations and CRDs that do not exist here. The webhook server still starts (on
+  `webhook.host` 127.0.0.1, a free `webhook.port`, `webhook.certDir` with a self-signed certificate made
+  here with openssl), but no Validating/MutatingWebhookConfiguration is registered, so the API server
+  never calls it: the Jobs are created already suspended and labelled, which is what the defaulting
+  webhook would have done; the validating webhooks (Workload, ClusterQueue, ...) are not exercised.
+- With internal cert management off, the manager reads a metrics serving certificate from the fixed
+  path /etc/kueue/metrics/certs (cmd/kueue/main.go) even when metrics are off. The test starts it in a
+  private mount namespace (`unshare --mount`, or `--user --map-root-user --mount` when not root) with an
+  overlay over /etc whose upper layer holds that certificate: nothing is written to the host's /etc.
+- `metrics.bindAddress: "0"` (off: its metrics need a token with authorization, and are not used),
+  `health.healthProbeBindAddress` on 127.0.0.1 (the test waits for /readyz), `leaderElection.leaderElect:
+  false`, `integrations.frameworks: [batch/job]`, feature gate `VisibilityOnDemand: false` (an aggregated
+  API server bound to 0.0.0.0:8082 by default, which would need an APIService; not used by admission).
+- As shipped (config/components/manager/controller_manager_config.yaml): `clientConnection` qps 50, burst
+  100 (SUANLI_BENCH_KUEUE_QPS / _BURST change it; a negative qps turns Kueue's client-side limit off) and
+  its `controller.groupKindConcurrency`. The kubeconfig is the cluster's admin one (KUBECONFIG).
+
+Knobs (environment): SUANLI_BENCH_KUEUE_JOBS (500 per phase), SUANLI_BENCH_KUEUE_RATE (50/s),
+SUANLI_BENCH_KUEUE_ORDER (suanli,kueue), SUANLI_BENCH_KUEUE_QPS (50), SUANLI_BENCH_KUEUE_BURST (100),
+SUANLI_BENCH_KUEUE_SETTLE_SECONDS (600: the deadline for the first scheduler's Jobs to complete),
+SUANLI_BENCH_OPERATOR_TIMEOUT_SECONDS (300, per phase). Results: reports/bench/kueue.{json,md}. Sanity
+is asserted (every job created, admitted/bound, and its Job made or unsuspended), not speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.bench.test_bench_operator import (
+    CENTERS,
+    GROUP,
+    NODES_PER_POOL,
+    PER_NODE,
+    VERSION,
+    BoundWatcher,
+    FirstSeen,
+    WorkloadWatcher,
+    api_requests,
+    bench_namespace,  # noqa: F401  (fixture)
+    center,
+    component_cpu,
+    cpu_delta,
+    cpu_seconds,
+    custom_objects,  # noqa: F401  (fixture)
+    job,
+    run_phase,
+    urllib_metrics,
+    vm,
+)
+from tests.cluster.pytest_plugin import (  # noqa: F401  (fixtures)
+    CLUSTER_SCRIPTS,
+    core_v1,
+    fake_nodes,
+    install_crds,
+    kube,
+    wait_for_value,
+)
+from tests.e2e.helpers import free_port, http_status
+from tests.e2e.test_operator_leader import OperatorProcess
+
+pytestmark = [pytest.mark.bench, pytest.mark.cluster]
+
+JOBS = int(os.environ.get("SUANLI_BENCH_KUEUE_JOBS", "500"))
+RATE = float(os.environ.get("SUANLI_BENCH_KUEUE_RATE", "50"))
+ORDER = tuple(os.environ.get("SUANLI_BENCH_KUEUE_ORDER", "suanli,kueue").split(","))
+KUEUE_QPS = float(os.environ.get("SUANLI_BENCH_KUEUE_QPS", "50"))
+KUEUE_BURST = int(os.environ.get("SUANLI_BENCH_KUEUE_BURST", "100"))
+SETTLE_S = float(os.environ.get("SUANLI_BENCH_KUEUE_SETTLE_SECONDS", "600"))
+BUILD_TIMEOUT_S = float(os.environ.get("SUANLI_BENCH_KUEUE_BUILD_TIMEOUT_SECONDS", "1800"))
+READY_TIMEOUT_S = 120.0
+KUEUE_GROUP, KUEUE_API = "kueue.x-k8s.io", "v1beta2"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+QUEUE = "bench-peer"  # the ClusterQueue's and the LocalQueue's name
+# Per type: Suanli's accelerator type, the pools' resource name and image (as in test_bench_operator.center/job).
+TYPES = (("GPU", "nvidia.com/gpu", "registry.example.com/bench:cuda12"),
+         ("NPU", "huawei.com/Ascend910", "registry.example.com/bench:cann8"))
+PHASES = (("paced", RATE), ("burst", None))
+# controller.groupKindConcurrency of Kueue's shipped config/components/manager/controller_manager_config.yaml.
+GROUP_KIND_CONCURRENCY = {"Job.batch": 5, "Pod": 5, "Workload.kueue.x-k8s.io": 5, "LocalQueue.kueue.x-k8s.io": 1,
+                          "Cohort.kueue.x-k8s.io": 1, "ClusterQueue.kueue.x-k8s.io": 1,
+                          "ResourceFlavor.kueue.x-k8s.io": 1}
+
+
+# --- the work: the same jobs for both -----------------------------------------------------------
+
+
+def kind_of(i: int) -> tuple[str, str, str]:
+    """Job i's accelerator: (type, resource name, image); GPU for even i, NPU for odd."""
+    return TYPES[i % 2]
+
+
+def suanli_job(name: str, ns: str, i: int) -> dict[str, Any]:
+    """test_bench_operator's ComputeJob i, narrowed to job i's one accelerator type."""
+    doc = job(name, ns, i)
+    kind, _, image = kind_of(i)
+    doc["spec"]["accelerators"]["types"] = [kind]
+    doc["spec"]["images"] = {kind: image}
+    return doc
+
+
+def kueue_job(name: str, ns: str, i: int) -> dict[str, Any]:
+    """The batch Job a Kueue user would create for ComputeJob i: suspended, in the LocalQueue, one pod
+    asking for one accelerator of job i's type, completing after 2-5 s (the same kwok annotations)."""
+    _, resource, image = kind_of(i)
+    template = job(name, ns, i)["spec"]["template"]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": ns, "labels": {QUEUE_LABEL: QUEUE}},
+        "spec": {
+            "suspend": True, "parallelism": 1, "completions": 1, "backoffLimit": 0,
+            "template": {
+                "metadata": template["metadata"],
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "main", "image": image, "command": ["bench"],
+                    "resources": {"requests": {resource: "1"}, "limits": {resource: "1"}}}]},
+            },
+        },
+    }
+
+
+def kueue_queues(centers: list[dict[str, Any]], ns: str) -> list[tuple[str, dict[str, Any]]]:
+    """(plural, object) to create, in order: one ResourceFlavor per pool (its node labels: the pool's
+    nodeSelector), the ClusterQueue (one resource group per accelerator resource, its flavors in pool
+    order, nominal quota = the pool's accelerators), the LocalQueue in `ns`."""
+    flavors: dict[str, list[dict[str, Any]]] = {resource: [] for _, resource, _ in TYPES}
+    out: list[tuple[str, dict[str, Any]]] = []
+    for doc in centers:
+        for pool in doc["spec"]["pools"]:
+            name = f"{doc['metadata']['name']}-{pool['name']}"
+            out.append(("resourceflavors", {"apiVersion": f"{KUEUE_GROUP}/{KUEUE_API}", "kind": "ResourceFlavor",
+                                            "metadata": {"name": name}, "spec": {"nodeLabels": pool["nodeSelector"]}}))
+            quota = pool["expected"]["nodes"] * pool["expected"]["acceleratorsPerNode"]
+            flavors[pool["resourceName"]].append(
+                {"name": name, "resources": [{"name": pool["resourceName"], "nominalQuota": str(quota)}]})
+    out.append(("clusterqueues", {
+        "apiVersion": f"{KUEUE_GROUP}/{KUEUE_API}", "kind": "ClusterQueue", "metadata": {"name": QUEUE},
+        "spec": {"namespaceSelector": {}, "queueingStrategy": "BestEffortFIFO",
+                 "resourceGroups": [{"coveredResources": [resource], "flavors": fl} for resource, fl in flavors.items()]}}))
+    out.append(("localqueues", {
+        "apiVersion": f"{KUEUE_GROUP}/{KUEUE_API}", "kind": "LocalQueue", "metadata": {"name": QUEUE, "namespace": ns},
+        "spec": {"clusterQueue": QUEUE}}))
+    return out
+
+
+def remove_kueue_objects(custom: Any, objects: list[tuple[str, dict[str, Any]]], ns: str | None) -> None:
+    """With Kueue stopped: the Workloads of `ns` (if given) and `objects` lose their finalizers (Kueue
+    would have removed them; without it a namespace or a ClusterQueue never goes) and are deleted.
+    One pass over each (bounded); a missing object is fine."""
+    from kubernetes.client.exceptions import ApiException
+
+    strip = {"metadata": {"finalizers": None}}
+    if ns is not None:
+        with contextlib.suppress(ApiException):
+            for wl in custom.list_namespaced_custom_object(KUEUE_GROUP, KUEUE_API, ns, "workloads")["items"]:
+                with contextlib.suppress(ApiException):
+                    custom.patch_namespaced_custom_object(KUEUE_GROUP, KUEUE_API, ns, "workloads",
+                                                          wl["metadata"]["name"], strip)
+    for plural, doc in reversed(objects):
+        name, where = doc["metadata"]["name"], doc["metadata"].get("namespace")
+        with contextlib.suppress(ApiException):
+            if where:
+                custom.patch_namespaced_custom_object(KUEUE_GROUP, KUEUE_API, where, plural, name, strip)
+                custom.delete_namespaced_custom_object(KUEUE_GROUP, KUEUE_API, where, plural, name)
+            else:
+                custom.patch_cluster_custom_object(KUEUE_GROUP, KUEUE_API, plural, name, strip)
+                custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_API, plural, name)
+
+
+class AdmittedWatcher(FirstSeen):
+    """Kueue Workloads first seen with Admitted=True, recorded under their Job's name (the owner
+    reference); `bound_time` keeps the condition's lastTransitionTime (1 s resolution), as
+    BoundWatcher keeps boundTime."""
+
+    def __init__(self, custom: Any, ns: str):
+        super().__init__(custom, ns, KUEUE_GROUP, KUEUE_API, "workloads", "admitted")
+        self.bound_time: dict[str, str] = {}
+
+    def accept(self, obj: dict[str, Any]) -> str | None:
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Admitted" and c.get("status") == "True" for c in conditions):
+            return None
+        owners = obj["metadata"].get("ownerReferences") or []
+        return next((str(o["name"]) for o in owners if o.get("kind") == "Job"), None)
+
+    def first_seen(self, key: str, obj: dict[str, Any]) -> None:
+        for c in obj["status"]["conditions"]:
+            if c.get("type") == "Admitted" and c.get("lastTransitionTime"):
+                self.bound_time[key] = c["lastTransitionTime"]
+
+
+class UnsuspendedWatcher(FirstSeen):
+    """batch Jobs first seen with spec.suspend false (Kueue started them)."""
+
+    def __init__(self, custom: Any, ns: str):
+        super().__init__(custom, ns, "batch", "v1", "jobs", "unsuspended")
+
+    def accept(self, obj: dict[str, Any]) -> str | None:
+        return None if obj["spec"].get("suspend") else str(obj["metadata"]["name"])
+
+
+# --- Kueue's manager as a local process ---------------------------------------------------------
+
+
+def kueue_build() -> Path:
+    """tests/cluster/build-kueue.sh: the binary folder (kueue, crds/); built first if missing."""
+    try:
+        proc = subprocess.run(["bash", str(CLUSTER_SCRIPTS / "build-kueue.sh")], capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"tests/cluster/build-kueue.sh did not finish within {BUILD_TIMEOUT_S:g}s "
+                    "(SUANLI_BENCH_KUEUE_BUILD_TIMEOUT_SECONDS)", pytrace=False)
+    assert proc.returncode == 0, f"tests/cluster/build-kueue.sh failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    assert (folder / "kueue").is_file() and (folder / "crds").is_dir(), proc.stdout + proc.stderr
+    return folder
+
+
+def self_signed(folder: Path) -> None:
+    """tls.crt and tls.key in `folder`: a self-signed P-256 certificate for 127.0.0.1, valid one day."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+         "-sha256", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(folder / "tls.key"), "-out", str(folder / "tls.crt")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"openssl could not make a certificate: {proc.stderr}"
+
+
+def kueue_configuration(health_port: int, webhook_port: int, cert_dir: Path) -> dict[str, Any]:
+    """Kueue's Configuration (config.kueue.x-k8s.io/v1beta2) for a process outside a cluster: see the
+    module docstring for why each field is what it is."""
+    return {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration",
+        "namespace": "kueue-system",
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{health_port}"},
+        "metrics": {"bindAddress": "0"},
+        "webhook": {"host": "127.0.0.1", "port": webhook_port, "certDir": str(cert_dir)},
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": False},
+        "controller": {"groupKindConcurrency": GROUP_KIND_CONCURRENCY},
+        "clientConnection": {"qps": KUEUE_QPS, "burst": KUEUE_BURST},
+        "integrations": {"frameworks": ["batch/job"]},
+        "featureGates": {"VisibilityOnDemand": False},
+    }
+
+
+class KueueProcess:
+    """Kueue's manager in a private mount namespace (see the module docstring), logging to
+    `folder`/kueue.log; `pid` is the manager's own (unshare and sh exec into it)."""
+
+    def __init__(self, binary: Path, kubeconfig: str, folder: Path):
+        self.binary, self.kubeconfig, self.folder = binary, kubeconfig, folder
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.health_port = 0
+        self.config: dict[str, Any] = {}
+        self.log = folder / "kueue.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> KueueProcess:
+        upper, work = self.folder / "etc-upper", self.folder / "etc-work"
+        self_signed(upper / "kueue" / "metrics" / "certs")
+        self_signed(self.folder / "webhook-certs")
+        work.mkdir(parents=True, exist_ok=True)
+        self.health_port = free_port()
+        self.config = kueue_configuration(self.health_port, free_port(), self.folder / "webhook-certs")
+        config = self.folder / "kueue-config.yaml"
+        config.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        unshare = shutil.which("unshare")
+        assert unshare, "unshare (util-linux) is needed to give Kueue its /etc/kueue/metrics/certs without touching /etc"
+        isolate = ["--mount", "--propagation", "private"] if os.geteuid() == 0 else \
+            ["--user", "--map-root-user", "--mount", "--propagation", "private"]
+        script = (f'mount -t overlay overlay -o "lowerdir=/etc,upperdir={upper},workdir={work}" /etc '
+                  '&& exec "$0" "$@"')
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [unshare, *isolate, "sh", "-c", script, str(self.binary), f"--config={config}", "--zap-log-level=info"],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": self.kubeconfig})
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while http_status(f"http://127.0.0.1:{self.health_port}/readyz", 2) != 200:
+            assert self.proc.poll() is None, f"Kueue exited ({self.proc.returncode}); {self.log}:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, f"Kueue's /readyz did not answer 200 within {READY_TIMEOUT_S:g}s:\n{self.log_tail()}"
+            time.sleep(0.2)
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def measure(cluster: Any, pid: int, run: Callable[[str, int, float | None], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """PHASES one after the other through `run(name, offset, rate)` (run_phase's figures), each with the
+    scheduler's CPU seconds (`pid`, /proc), the control plane's, and the API writes it cost."""
+    out: dict[str, dict[str, Any]] = {}
+    for k, (name, rate) in enumerate(PHASES):
+        cpu0, cluster0, writes0 = cpu_seconds(pid), component_cpu(cluster), api_requests(cluster.api_client)
+        phase = run(name, k * JOBS, rate)
+        cpu1, cluster1, writes1 = cpu_seconds(pid), component_cpu(cluster), api_requests(cluster.api_client)
+        delta = {key: after - writes0.get(key, 0.0) for key, after in writes1.items() if after > writes0.get(key, 0.0)}
+        phase["scheduler_cpu_seconds"] = round(cpu1 - cpu0, 2)
+        phase["scheduler_cpu_ms_per_job"] = round(1000 * (cpu1 - cpu0) / phase["bound"], 2) if phase["bound"] else None
+        phase["control_plane_cpu_seconds"] = cpu_delta(cluster0, cluster1)
+        phase["api_writes"] = dict(sorted(delta.items(), key=lambda kv: -kv[1]))
+        phase["api_writes_total"] = sum(delta.values())
+        phase["api_writes_per_job"] = round(phase["api_writes_total"] / max(1, phase["created"]), 2)
+        out[name] = phase
+    return out
+
+
+def run_suanli(cluster: Any, custom: Any, tmp_path: Path, ns: str) -> dict[str, Any]:
+    """Suanli's phases: `suanli run` for `ns`, started once it sees the whole fleet."""
+    op = OperatorProcess(cluster.kubeconfig, tmp_path, "kueue-peer", ["--namespace", ns]).start()
+    try:
+        assert op.proc is not None and op.proc.poll() is None, op.log_tail()
+        total = CENTERS * 2 * NODES_PER_POOL * PER_NODE
+
+        def capacity() -> float:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in urllib_metrics(op).splitlines()
+                       if line.startswith("suanli_pool_accelerators{") and 'center="bench-c' in line
+                       and 'state="capacity"' in line)
+
+        wait_for_value(lambda: capacity() >= total, 60, lambda: f"{capacity()} of {total} accelerators",
+                       what="the operator to see the whole fleet")
+        with BoundWatcher(custom, ns) as watcher, WorkloadWatcher(custom, ns) as made:
+            phases = measure(cluster, op.proc.pid, lambda name, offset, rate: run_phase(
+                custom, ns, watcher, made, name, offset, rate, jobs=JOBS, make=suanli_job))
+        peak = vm(op.proc.pid, "VmHWM")
+        binds = int(op.metric("suanli_binds_total"))
+    finally:
+        op.stop()
+    return {"phases": phases, "peak_rss_mb": peak, "process": "suanli run (Python)", "bound_by_this_operator": binds}
+
+
+def run_kueue(cluster: Any, custom: Any, tmp_path: Path, ns: str, binary: Path,
+              objects: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Kueue's phases: its queues, then its manager, ready once the ClusterQueue is Active."""
+    remove_kueue_objects(custom, objects, None)  # a crashed earlier run's, if any
+    for plural, doc in objects:
+        if doc["metadata"].get("namespace"):
+            custom.create_namespaced_custom_object(KUEUE_GROUP, KUEUE_API, ns, plural, doc)
+        else:
+            custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_API, plural, doc)
+    kueue = KueueProcess(binary, cluster.kubeconfig, tmp_path)
+    try:
+        kueue.start()
+
+        def active() -> bool:
+            cq = custom.get_cluster_custom_object(KUEUE_GROUP, KUEUE_API, "clusterqueues", QUEUE)
+            return any(c.get("type") == "Active" and c.get("status") == "True"
+                       for c in (cq.get("status") or {}).get("conditions") or [])
+
+        wait_for_value(active, 60, lambda: custom.get_cluster_custom_object(
+            KUEUE_GROUP, KUEUE_API, "clusterqueues", QUEUE).get("status"), what=f"ClusterQueue {QUEUE} to be Active")
+        with AdmittedWatcher(custom, ns) as admitted, UnsuspendedWatcher(custom, ns) as started:
+            phases = measure(cluster, kueue.pid, lambda name, offset, rate: run_phase(
+                custom, ns, admitted, started, name, offset, rate, jobs=JOBS, make=kueue_job,
+                resource=("batch", "v1", "jobs")))
+        assert kueue.proc is not None and kueue.proc.poll() is None, kueue.log_tail()
+        peak = vm(kueue.pid, "VmHWM")
+    finally:
+        kueue.stop()
+        remove_kueue_objects(custom, objects, ns)
+    return {"phases": phases, "peak_rss_mb": peak, "process": "kueue manager (Go)", "configuration": kueue.config}
+
+
+def all_jobs_done(batch: Any, ns: str) -> tuple[int, int]:
+    """(Jobs in `ns`, Jobs of them complete or failed)."""
+    jobs = batch.list_namespaced_job(ns).items
+    done = sum(1 for j in jobs if any(c.type in ("Complete", "Failed") and c.status == "True"
+                                      for c in (j.status.conditions or [])))
+    return len(jobs), done
+
+
+def test_suanli_beside_kueue_same_run(kube: Any, tmp_path: Path, fake_nodes: Any, custom_objects: Any,  # noqa: F811
+                                      bench_namespace: str, core_v1: Any, write_report: Any) -> None:  # noqa: F811
+    from kubernetes import client
+
+    assert sorted(ORDER) == ["kueue", "suanli"], f"SUANLI_BENCH_KUEUE_ORDER must name suanli and kueue once each, not {ORDER}"
+    folder = kueue_build()
+    install_crds(kube.api_client, folder / "crds")
+    centers = [center(i) for i in range(CENTERS)]
+    fake_nodes(centers, nodes_per_pool=NODES_PER_POOL)
+    custom, batch = custom_objects, client.BatchV1Api(kube.api_client)
+    kueue_ns = f"bench-kueue-{uuid.uuid4().hex[:5]}"
+    core_v1.create_namespace({"metadata": {"name": kueue_ns, "labels": {"suanli.io/test": "true"}}})
+    namespaces = {"suanli": bench_namespace, "kueue": kueue_ns}
+    objects = kueue_queues(centers, kueue_ns)
+    for doc in centers:
+        with contextlib.suppress(Exception):
+            custom.delete_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
+        custom.create_cluster_custom_object(GROUP, VERSION, "computecenters", doc)
+    sides: dict[str, dict[str, Any]] = {}
+    settled: dict[str, float] = {}
+    try:
+        for k, side in enumerate(ORDER):
+            if side == "suanli":
+                sides[side] = run_suanli(kube, custom, tmp_path, bench_namespace)
+            else:
+                sides[side] = run_kueue(kube, custom, tmp_path, kueue_ns, folder / "kueue", objects)
+            if k + 1 < len(ORDER):  # the next scheduler starts on a cluster that finished this one's pods
+                t0 = time.monotonic()
+                wait_for_value(lambda ns=namespaces[side]: (lambda n: n[0] == n[1] == 2 * JOBS)(all_jobs_done(batch, ns)),
+                               SETTLE_S, lambda ns=namespaces[side]: f"(jobs, done) = {all_jobs_done(batch, ns)}",
+                               what=f"{side}'s Jobs to complete before the next scheduler starts")
+                settled[side] = round(time.monotonic() - t0, 1)
+    finally:
+        for doc in centers:
+            with contextlib.suppress(Exception):
+                custom.delete_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
+        with contextlib.suppress(Exception):
+            batch.delete_collection_namespaced_job(kueue_ns, propagation_policy="Background")
+        with contextlib.suppress(Exception):
+            core_v1.delete_namespace(kueue_ns, propagation_policy="Background")
+    data = report_data(sides, settled)
+    path = write_report("kueue", data, markdown(data))
+    print(f"\n{path.read_text()}")
+    for side, result in sides.items():
+        for name, phase in result["phases"].items():
+            assert phase["created"] == phase["bound"] == phase["workloads"] == JOBS, (side, name, phase)
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    return round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+
+
+RATIO_KEYS = ("throughput_jobs_per_s", "sustained_jobs_per_s", "latency_p50_seconds", "latency_p99_seconds",
+              "scheduler_cpu_ms_per_job", "api_writes_per_job")
+
+
+def report_data(sides: dict[str, dict[str, Any]], settled: dict[str, float]) -> dict[str, Any]:
+    s, k = sides["suanli"], sides["kueue"]
+    return {
+        "jobs_per_phase": JOBS, "paced_rate_per_s": RATE, "order": list(ORDER),
+        "fleet": {"centers": CENTERS, "pools": CENTERS * 2, "nodes": CENTERS * 2 * NODES_PER_POOL,
+                  "accelerators": CENTERS * 2 * NODES_PER_POOL * PER_NODE},
+        "kueue_version": os.environ.get("KUEUE_VERSION") or kueue_version(),
+        "suanli": s, "kueue": k,
+        "ratio_suanli_over_kueue": {
+            **{name: {key: ratio(s["phases"][name][key], k["phases"][name][key]) for key in RATIO_KEYS}
+               for name, _ in PHASES},
+            "peak_rss_mb": ratio(s["peak_rss_mb"], k["peak_rss_mb"]),
+        },
+        "settle_seconds": settled,
+        "host": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+                 "load_average_1m": round(os.getloadavg()[0], 1)},
+    }
+
+
+def kueue_version() -> str:
+    """KUEUE_VERSION as tests/cluster/versions.env pins it."""
+    for line in (CLUSTER_SCRIPTS / "versions.env").read_text().splitlines():
+        if line.startswith("KUEUE_VERSION="):
+            return line.split(":-", 1)[1].split("}", 1)[0]
+    return "?"
+
+
+def markdown(d: dict[str, Any]) -> str:
+    s, k, r = d["suanli"], d["kueue"], d["ratio_suanli_over_kueue"]
+    names = [name for name, _ in PHASES]
+
+    def cells(label: str, fmt: Callable[[dict[str, Any]], str], key: str | None = None) -> str:
+        out = [label]
+        for name in names:
+            out += [fmt(s["phases"][name]), fmt(k["phases"][name]), "" if key is None else str(r[name][key] or "—")]
+        return "| " + " | ".join(out) + " |"
+
+    def ms(x: Any) -> str:
+        return "—" if x is None else f"{x} ms"
+
+    rows = [
+        cells("jobs created / bound (Suanli), admitted (Kueue)", lambda x: f"{x['created']} / {x['bound']}"),
+        cells("submission observed", lambda x: f"{x['submit_rate_observed_per_s']}/s"),
+        cells("bound / admitted per s (first create → last)", lambda x: f"{x['throughput_jobs_per_s']}",
+              "throughput_jobs_per_s"),
+        cells("sustained per s (first → last bound / admitted)", lambda x: f"{x['sustained_jobs_per_s']}",
+              "sustained_jobs_per_s"),
+        cells("create → bound / admitted p50", lambda x: f"{x['latency_p50_seconds']} s", "latency_p50_seconds"),
+        cells("create → bound / admitted p90", lambda x: f"{x['latency_p90_seconds']} s"),
+        cells("create → bound / admitted p99", lambda x: f"{x['latency_p99_seconds']} s", "latency_p99_seconds"),
+        cells("create → bound / admitted max", lambda x: f"{x['latency_max_seconds']} s"),
+        cells("create → Job made (Suanli) / unsuspended (Kueue) p50 / p99",
+              lambda x: f"{x['workload_latency_p50_seconds']} / {x['workload_latency_p99_seconds']} s"),
+        cells("p50 / p99 from boundTime / Admitted's lastTransitionTime (1 s)",
+              lambda x: f"{x['boundtime_latency_p50_seconds_1s_resolution']} / "
+                        f"{x['boundtime_latency_p99_seconds_1s_resolution']} s"),
+        cells("scheduler CPU (user + system)", lambda x: f"{x['scheduler_cpu_seconds']} s"),
+        cells("scheduler CPU per job", lambda x: ms(x["scheduler_cpu_ms_per_job"]), "scheduler_cpu_ms_per_job"),
+        *[cells(f"{c} CPU", lambda x, c=c: f"{x['control_plane_cpu_seconds'].get(c, '?')} s")
+          for c in s["phases"][names[0]]["control_plane_cpu_seconds"]],
+        cells("API writes (every client)", lambda x: f"{x['api_writes_total']:.0f}"),
+        cells("API writes per job", lambda x: f"{x['api_writes_per_job']}", "api_writes_per_job"),
+    ]
+    requests = sorted({n for side in (s, k) for p in side["phases"].values() for n in p["api_writes"]},
+                      key=lambda n: -max(side["phases"][p]["api_writes"].get(n, 0) for side in (s, k) for p in names))
+    header = " | ".join(f"{name} Suanli | {name} Kueue | {name} Suanli/Kueue" for name in names)
+    cfg = k.get("configuration", {})
+    lines = [
+        f"# Suanli beside Kueue {d['kueue_version']}, same run (`tests/bench/test_bench_kueue.py`)",
+        "",
+        f"Fleet: {d['fleet']['centers']} ComputeCenters × 2 pools × {NODES_PER_POOL} kwok nodes × {PER_NODE} = "
+        f"{d['fleet']['accelerators']} accelerators on one local control plane. Per phase {d['jobs_per_phase']} "
+        "jobs of 1 accelerator (GPU for even, NPU for odd), pods done after 2-5 s; all fit at once. "
+        f"Paced: created at {d['paced_rate_per_s']:g}/s; burst: as fast as 32 threads. Order: "
+        f"{' then '.join(d['order'])}; between them the test waited for every Job of the first to complete "
+        f"({', '.join(f'{a}: {b} s' for a, b in d['settle_seconds'].items())}).",
+        "Suanli: ComputeJob seen Bound (watch, test clock). Kueue: the Job's Workload seen Admitted=True "
+        "(watch, test clock).",
+        "",
+        f"| | {header} |",
+        "|---|" + "---|" * (3 * len(names)),
+        *rows,
+        f"| peak RSS (VmHWM, whole process) | {s['peak_rss_mb']} MB | {k['peak_rss_mb']} MB | {r['peak_rss_mb']} |"
+        + " | | |" * (len(names) - 1),
+        "",
+        "API writes the API server served per phase (apiserver_request_total; every client):",
+        "",
+        "| request | " + " | ".join(f"{n} Suanli | {n} Kueue" for n in names) + " |",
+        "|---|" + "---|" * (2 * len(names)),
+        *[f"| {req} | " + " | ".join(f"{side['phases'][n]['api_writes'].get(req, 0):.0f}" for n in names
+                                     for side in (s, k)) + " |" for req in requests],
+        "",
+        "Kueue ran as its manager binary outside a cluster with: internal cert management off, the webhook "
+        "server on 127.0.0.1 with a self-signed certificate and no webhook configuration registered (Jobs are "
+        "created suspended and labelled, as its defaulting webhook would make them), metrics off, leader "
+        f"election off, frameworks {cfg.get('integrations', {}).get('frameworks')}, feature gates "
+        f"{cfg.get('featureGates')}, client qps {cfg.get('clientConnection', {}).get('qps')} / burst "
+        f"{cfg.get('clientConnection', {}).get('burst')} (as shipped), groupKindConcurrency as shipped. "
+        "One ResourceFlavor per pool (node labels = the pool's node selector), one ClusterQueue (a resource group "
+        "per accelerator resource, nominal quota = the pool's accelerators), one LocalQueue.",
+        "Ratios are Suanli / Kueue: above 1 is more for Suanli (faster for rates; slower, costlier for latency, "
+        "CPU and writes). Suanli's writes include its gate lifting (a patch per pod) and Events; Kueue's, the "
+        "Workload it creates per Job and its status. The Job controller, kube-scheduler and kwok serve both.",
+        f"Host: Python {d['host']['python']}, {d['host']['cpus']} CPUs ({d['host']['machine']}), load average "
+        f"{d['host']['load_average_1m']} at the end; the control plane, both schedulers (one at a time) and the "
+        "test share them.",
+        "",
+    ]
+    return "\n".join(lines)
