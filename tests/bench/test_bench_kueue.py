@@ -14,20 +14,26 @@ after 2-5 s. Everything fits at once: both schedulers are measured deciding and 
 - Suanli: `suanli run` (namespace-scoped), ComputeJobs. "Bound" = the first watch event showing the
   ComputeJob Bound (or later); its batch Job must exist too (the second watch).
 - Kueue: its manager against the same API server, one ResourceFlavor per pool (nodeLabels: the pool's
-  node selector), one ClusterQueue with two resource groups (nvidia.com/gpu over the ten A100 flavors,
-  huawei.com/Ascend910 over the ten Ascend ones; nominal quota = the pool's accelerators), one
-  LocalQueue, and batch Jobs created suspended with `kueue.x-k8s.io/queue-name`. "Admitted" = the first
-  watch event showing the Job's Workload with condition Admitted=True; the Job unsuspended must be seen
-  too (the second watch). Job i is created exactly as ComputeJob i is (same names, same pacing).
+  node selector; nominal quota = the pool's accelerators) and batch Jobs created suspended with
+  `kueue.x-k8s.io/queue-name`. Queues (SUANLI_BENCH_KUEUE_QUEUES): "per-type" (default), a ClusterQueue
+  and a LocalQueue per accelerator resource (nvidia.com/gpu over the ten A100 flavors,
+  huawei.com/Ascend910 over the ten Ascend ones), the Job going to its type's; "one", the issue's single
+  ClusterQueue (a resource group per resource) and single LocalQueue: Kueue v0.17 then cannot write that
+  LocalQueue's status (its flavorsUsage/flavorsReservation allow at most 16 flavors, the ClusterQueue
+  has 20) and retries it with backoff, errors the report counts. "Admitted" = the first watch event
+  showing the Job's Workload with condition Admitted=True; the Job unsuspended must be seen too (the
+  second watch). Job i is created exactly as ComputeJob i is (same names, same pacing).
 
-Each scheduler gets the same two phases, one after the other (SUANLI_BENCH_KUEUE_ORDER, default
-suanli,kueue): "paced", JOBS created at RATE/s, and "burst", JOBS more as fast as 32 threads can; between
-the two schedulers, the test waits (bounded) until every Job of the first has completed, so the second
-does not share the Job controller and kwok with the first's pods. Per phase: admitted/bound per second,
-create→admitted/bound p50/p99 (the test's clock, ms resolution), the scheduler process's CPU per job
-(/proc), its peak RSS (VmHWM) and the API writes per job the API server served (apiserver_request_total,
-every client: the test's creates, the scheduler, the Job controller, kube-scheduler and kwok), and the
-ratio Suanli / Kueue of each.
+Each scheduler is measured alone, one after the other (SUANLI_BENCH_KUEUE_ORDER, default suanli,kueue),
+over the same two phases: "paced", JOBS created at RATE/s, and "burst", JOBS more as fast as 32 threads
+can. Then, still running, it gets until every one of its Jobs has completed (bounded): the next starts on
+a cluster where the Job controller and kwok are done with the first's pods. Per phase: admitted/bound
+per second, create→admitted/bound p50/p99 (the test's clock, ms resolution), the scheduler process's
+CPU per job (/proc), the API writes per job the API server served (apiserver_request_total, every
+client: the test's creates, the scheduler, the Job controller, kube-scheduler and kwok; Leases, i.e.
+kwok's node heartbeats, left out of the per-job figure), and the ratio Suanli / Kueue of each; over the
+whole lifecycle (first create to the last Job complete): CPU and writes per job again, completions
+included, and the process's peak RSS (VmHWM).
 
 How Kueue runs outside a cluster (its Configuration is written by `kueue_configuration`; every field
 below is read from apis/config/v1beta2 of the module):
@@ -50,8 +56,9 @@ below is read from apis/config/v1beta2 of the module):
   its `controller.groupKindConcurrency`. The kubeconfig is the cluster's admin one (KUBECONFIG).
 
 Knobs (environment): SUANLI_BENCH_KUEUE_JOBS (500 per phase), SUANLI_BENCH_KUEUE_RATE (50/s),
-SUANLI_BENCH_KUEUE_ORDER (suanli,kueue), SUANLI_BENCH_KUEUE_QPS (50), SUANLI_BENCH_KUEUE_BURST (100),
-SUANLI_BENCH_KUEUE_SETTLE_SECONDS (600: the deadline for the first scheduler's Jobs to complete),
+SUANLI_BENCH_KUEUE_ORDER (suanli,kueue), SUANLI_BENCH_KUEUE_QUEUES (per-type or one),
+SUANLI_BENCH_KUEUE_QPS (50), SUANLI_BENCH_KUEUE_BURST (100), SUANLI_BENCH_KUEUE_SETTLE_SECONDS (600: the
+deadline for a scheduler's Jobs to complete), SUANLI_BENCH_KUEUE_BUILD_TIMEOUT_SECONDS (1800),
 SUANLI_BENCH_OPERATOR_TIMEOUT_SECONDS (300, per phase). Results: reports/bench/kueue.{json,md}. Sanity
 is asserted (every job created, admitted/bound, and its Job made or unsuspended), not speed.
 """
@@ -59,6 +66,7 @@ is asserted (every job created, admitted/bound, and its Job made or unsuspended)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -89,6 +97,7 @@ from tests.bench.test_bench_operator import (
     cpu_seconds,
     custom_objects,  # noqa: F401  (fixture)
     job,
+    quiet,
     run_phase,
     urllib_metrics,
     vm,
@@ -116,7 +125,10 @@ BUILD_TIMEOUT_S = float(os.environ.get("SUANLI_BENCH_KUEUE_BUILD_TIMEOUT_SECONDS
 READY_TIMEOUT_S = 120.0
 KUEUE_GROUP, KUEUE_API = "kueue.x-k8s.io", "v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-QUEUE = "bench-peer"  # the ClusterQueue's and the LocalQueue's name
+QUEUE = "bench-peer"  # the ClusterQueues' and LocalQueues' name (QUEUES=per-type: + "-gpu", "-npu")
+# per-type: a ClusterQueue + LocalQueue per accelerator resource; one: the issue's single ClusterQueue
+# and LocalQueue (with 20 flavors its LocalQueue status cannot be written: at most 16 there).
+QUEUES = os.environ.get("SUANLI_BENCH_KUEUE_QUEUES", "per-type")
 # Per type: Suanli's accelerator type, the pools' resource name and image (as in test_bench_operator.center/job).
 TYPES = (("GPU", "nvidia.com/gpu", "registry.example.com/bench:cuda12"),
          ("NPU", "huawei.com/Ascend910", "registry.example.com/bench:cann8"))
@@ -151,7 +163,7 @@ def kueue_job(name: str, ns: str, i: int) -> dict[str, Any]:
     template = job(name, ns, i)["spec"]["template"]
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": ns, "labels": {QUEUE_LABEL: QUEUE}},
+        "metadata": {"name": name, "namespace": ns, "labels": {QUEUE_LABEL: queue_of(i)}},
         "spec": {
             "suspend": True, "parallelism": 1, "completions": 1, "backoffLimit": 0,
             "template": {
@@ -164,10 +176,17 @@ def kueue_job(name: str, ns: str, i: int) -> dict[str, Any]:
     }
 
 
+def queue_of(i: int) -> str:
+    """The LocalQueue job i goes to: one per accelerator resource (QUEUES=per-type), or the one."""
+    return QUEUE if QUEUES == "one" else f"{QUEUE}-{kind_of(i)[0].lower()}"
+
+
 def kueue_queues(centers: list[dict[str, Any]], ns: str) -> list[tuple[str, dict[str, Any]]]:
     """(plural, object) to create, in order: one ResourceFlavor per pool (its node labels: the pool's
-    nodeSelector), the ClusterQueue (one resource group per accelerator resource, its flavors in pool
-    order, nominal quota = the pool's accelerators), the LocalQueue in `ns`."""
+    nodeSelector), then the ClusterQueues and LocalQueues (in `ns`). QUEUES=per-type: a ClusterQueue
+    and a LocalQueue per accelerator resource (GPU: the ten A100 flavors, NPU: the ten Ascend ones);
+    QUEUES=one: one ClusterQueue with a resource group per resource, and one LocalQueue. Flavors in
+    pool order, nominal quota = the pool's accelerators."""
     flavors: dict[str, list[dict[str, Any]]] = {resource: [] for _, resource, _ in TYPES}
     out: list[tuple[str, dict[str, Any]]] = []
     for doc in centers:
@@ -178,13 +197,16 @@ def kueue_queues(centers: list[dict[str, Any]], ns: str) -> list[tuple[str, dict
             quota = pool["expected"]["nodes"] * pool["expected"]["acceleratorsPerNode"]
             flavors[pool["resourceName"]].append(
                 {"name": name, "resources": [{"name": pool["resourceName"], "nominalQuota": str(quota)}]})
-    out.append(("clusterqueues", {
-        "apiVersion": f"{KUEUE_GROUP}/{KUEUE_API}", "kind": "ClusterQueue", "metadata": {"name": QUEUE},
-        "spec": {"namespaceSelector": {}, "queueingStrategy": "BestEffortFIFO",
-                 "resourceGroups": [{"coveredResources": [resource], "flavors": fl} for resource, fl in flavors.items()]}}))
-    out.append(("localqueues", {
-        "apiVersion": f"{KUEUE_GROUP}/{KUEUE_API}", "kind": "LocalQueue", "metadata": {"name": QUEUE, "namespace": ns},
-        "spec": {"clusterQueue": QUEUE}}))
+    groups = {kind: [{"coveredResources": [resource], "flavors": flavors[resource]}] for kind, resource, _ in TYPES}
+    queues = {QUEUE: [g for gs in groups.values() for g in gs]} if QUEUES == "one" else \
+        {f"{QUEUE}-{kind.lower()}": gs for kind, gs in groups.items()}
+    for name, resource_groups in queues.items():
+        out.append(("clusterqueues", {
+            "apiVersion": f"{KUEUE_GROUP}/{KUEUE_API}", "kind": "ClusterQueue", "metadata": {"name": name},
+            "spec": {"namespaceSelector": {}, "queueingStrategy": "BestEffortFIFO", "resourceGroups": resource_groups}}))
+        out.append(("localqueues", {
+            "apiVersion": f"{KUEUE_GROUP}/{KUEUE_API}", "kind": "LocalQueue", "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterQueue": name}}))
     return out
 
 
@@ -335,6 +357,17 @@ class KueueProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
+    def log_errors(self) -> dict[str, int]:
+        """Its error-level log lines so far, counted by message (JSON lines; a line that is not is skipped)."""
+        counts: dict[str, int] = {}
+        for line in self.log.read_text(errors="replace").splitlines() if self.log.exists() else []:
+            with contextlib.suppress(ValueError, AttributeError):
+                entry = json.loads(line)
+                if entry.get("level") == "error":
+                    key = f"{entry.get('logger', '')}: {entry.get('msg', '')}"[:160]
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -348,27 +381,70 @@ class KueueProcess:
 # --- measuring ------------------------------------------------------------------------------------
 
 
-def measure(cluster: Any, pid: int, run: Callable[[str, int, float | None], dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """PHASES one after the other through `run(name, offset, rate)` (run_phase's figures), each with the
-    scheduler's CPU seconds (`pid`, /proc), the control plane's, and the API writes it cost."""
-    out: dict[str, dict[str, Any]] = {}
+def writes_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """API writes between two api_requests() readings, by request, largest first."""
+    delta = {key: value - before.get(key, 0.0) for key, value in after.items() if value > before.get(key, 0.0)}
+    return dict(sorted(delta.items(), key=lambda kv: -kv[1]))
+
+
+def job_writes(writes: dict[str, float]) -> float:
+    """The writes that are the jobs' work: all but Leases (kwok's node heartbeats, 160 nodes every ~10 s
+    whatever runs, and leader election), which only measure how long a window lasted."""
+    return sum(v for key, v in writes.items() if not key.endswith(" leases"))
+
+
+def all_jobs_done(batch: Any, ns: str) -> tuple[int, int]:
+    """(Jobs in `ns`, Jobs of them complete or failed)."""
+    jobs = batch.list_namespaced_job(ns).items
+    done = sum(1 for j in jobs if any(c.type in ("Complete", "Failed") and c.status == "True"
+                                      for c in (j.status.conditions or [])))
+    return len(jobs), done
+
+
+def measure(cluster: Any, pid: int, ns: str, run: Callable[[str, int, float | None], dict[str, Any]]) -> dict[str, Any]:
+    """One scheduler's measurement, its process `pid` running: wait (bounded) until it is idle, then
+    PHASES one after the other through `run(name, offset, rate)` (run_phase's figures), each with the
+    scheduler's CPU (/proc), the control plane's and the API writes of its window (first create to
+    last bound/admitted); then, the scheduler still running, wait until every Job in `ns` completed,
+    and the same figures over the whole lifecycle (first create to the last Job complete: the
+    completions' status writes and quota releases included)."""
+    from kubernetes import client
+
+    idle = quiet(pid)
+    cpu_start, cluster_start, writes_start = cpu_seconds(pid), component_cpu(cluster), api_requests(cluster.api_client)
+    t_start = time.monotonic()
+    phases: dict[str, dict[str, Any]] = {}
     for k, (name, rate) in enumerate(PHASES):
         cpu0, cluster0, writes0 = cpu_seconds(pid), component_cpu(cluster), api_requests(cluster.api_client)
         phase = run(name, k * JOBS, rate)
         cpu1, cluster1, writes1 = cpu_seconds(pid), component_cpu(cluster), api_requests(cluster.api_client)
-        delta = {key: after - writes0.get(key, 0.0) for key, after in writes1.items() if after > writes0.get(key, 0.0)}
-        phase["scheduler_cpu_seconds"] = round(cpu1 - cpu0, 2)
-        phase["scheduler_cpu_ms_per_job"] = round(1000 * (cpu1 - cpu0) / phase["bound"], 2) if phase["bound"] else None
+        phase["api_writes"] = writes_delta(writes0, writes1)
+        phase.update(cost(phase["created"], cpu1 - cpu0, phase["api_writes"]))
         phase["control_plane_cpu_seconds"] = cpu_delta(cluster0, cluster1)
-        phase["api_writes"] = dict(sorted(delta.items(), key=lambda kv: -kv[1]))
-        phase["api_writes_total"] = sum(delta.values())
-        phase["api_writes_per_job"] = round(phase["api_writes_total"] / max(1, phase["created"]), 2)
-        out[name] = phase
-    return out
+        phases[name] = phase
+    batch = client.BatchV1Api(cluster.api_client)
+    wanted = sum(p["created"] for p in phases.values())
+    wait_for_value(lambda: (lambda n: n[0] == n[1] == wanted)(all_jobs_done(batch, ns)), SETTLE_S,
+                   lambda: f"(jobs, complete) = {all_jobs_done(batch, ns)} of {wanted}",
+                   what=f"every Job in {ns} to complete (SUANLI_BENCH_KUEUE_SETTLE_SECONDS)")
+    cpu_end, cluster_end, writes_end = cpu_seconds(pid), component_cpu(cluster), api_requests(cluster.api_client)
+    lifecycle = {"jobs": wanted, "seconds": round(time.monotonic() - t_start, 1),
+                 "api_writes": writes_delta(writes_start, writes_end),
+                 "control_plane_cpu_seconds": cpu_delta(cluster_start, cluster_end)}
+    lifecycle.update(cost(wanted, cpu_end - cpu_start, lifecycle["api_writes"]))
+    return {"idle_before": idle, "phases": phases, "lifecycle": lifecycle, "peak_rss_mb": vm(pid, "VmHWM")}
+
+
+def cost(jobs: int, cpu: float, writes: dict[str, float]) -> dict[str, Any]:
+    """A window's scheduler CPU and API writes, in total and per job."""
+    return {"scheduler_cpu_seconds": round(cpu, 2),
+            "scheduler_cpu_ms_per_job": round(1000 * cpu / jobs, 2) if jobs else None,
+            "api_writes_total": sum(writes.values()),
+            "api_writes_per_job": round(job_writes(writes) / jobs, 2) if jobs else None}
 
 
 def run_suanli(cluster: Any, custom: Any, tmp_path: Path, ns: str) -> dict[str, Any]:
-    """Suanli's phases: `suanli run` for `ns`, started once it sees the whole fleet."""
+    """Suanli's measurement: `suanli run` for `ns`, once it sees the whole fleet."""
     op = OperatorProcess(cluster.kubeconfig, tmp_path, "kueue-peer", ["--namespace", ns]).start()
     try:
         assert op.proc is not None and op.proc.poll() is None, op.log_tail()
@@ -382,53 +458,50 @@ def run_suanli(cluster: Any, custom: Any, tmp_path: Path, ns: str) -> dict[str, 
         wait_for_value(lambda: capacity() >= total, 60, lambda: f"{capacity()} of {total} accelerators",
                        what="the operator to see the whole fleet")
         with BoundWatcher(custom, ns) as watcher, WorkloadWatcher(custom, ns) as made:
-            phases = measure(cluster, op.proc.pid, lambda name, offset, rate: run_phase(
+            out = measure(cluster, op.proc.pid, ns, lambda name, offset, rate: run_phase(
                 custom, ns, watcher, made, name, offset, rate, jobs=JOBS, make=suanli_job))
-        peak = vm(op.proc.pid, "VmHWM")
-        binds = int(op.metric("suanli_binds_total"))
+        assert op.proc.poll() is None, op.log_tail()
+        out["bound_by_this_operator"] = int(op.metric("suanli_binds_total"))
     finally:
         op.stop()
-    return {"phases": phases, "peak_rss_mb": peak, "process": "suanli run (Python)", "bound_by_this_operator": binds}
+    return {**out, "process": "suanli run (Python)"}
 
 
 def run_kueue(cluster: Any, custom: Any, tmp_path: Path, ns: str, binary: Path,
               objects: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Kueue's phases: its queues, then its manager, ready once the ClusterQueue is Active."""
+    """Kueue's measurement: its flavors and queues, then its manager, once every ClusterQueue is Active."""
     remove_kueue_objects(custom, objects, None)  # a crashed earlier run's, if any
     for plural, doc in objects:
         if doc["metadata"].get("namespace"):
             custom.create_namespaced_custom_object(KUEUE_GROUP, KUEUE_API, ns, plural, doc)
         else:
             custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_API, plural, doc)
+    queues = [doc["metadata"]["name"] for plural, doc in objects if plural == "clusterqueues"]
     kueue = KueueProcess(binary, cluster.kubeconfig, tmp_path)
     try:
         kueue.start()
 
-        def active() -> bool:
-            cq = custom.get_cluster_custom_object(KUEUE_GROUP, KUEUE_API, "clusterqueues", QUEUE)
-            return any(c.get("type") == "Active" and c.get("status") == "True"
-                       for c in (cq.get("status") or {}).get("conditions") or [])
+        def inactive() -> list[str]:
+            out = []
+            for name in queues:
+                cq = custom.get_cluster_custom_object(KUEUE_GROUP, KUEUE_API, "clusterqueues", name)
+                if not any(c.get("type") == "Active" and c.get("status") == "True"
+                           for c in (cq.get("status") or {}).get("conditions") or []):
+                    out.append(name)
+            return out
 
-        wait_for_value(active, 60, lambda: custom.get_cluster_custom_object(
-            KUEUE_GROUP, KUEUE_API, "clusterqueues", QUEUE).get("status"), what=f"ClusterQueue {QUEUE} to be Active")
+        wait_for_value(lambda: not inactive(), 60, lambda: f"not Active yet: {inactive()}",
+                       what="every ClusterQueue to be Active")
         with AdmittedWatcher(custom, ns) as admitted, UnsuspendedWatcher(custom, ns) as started:
-            phases = measure(cluster, kueue.pid, lambda name, offset, rate: run_phase(
+            out = measure(cluster, kueue.pid, ns, lambda name, offset, rate: run_phase(
                 custom, ns, admitted, started, name, offset, rate, jobs=JOBS, make=kueue_job,
                 resource=("batch", "v1", "jobs")))
         assert kueue.proc is not None and kueue.proc.poll() is None, kueue.log_tail()
-        peak = vm(kueue.pid, "VmHWM")
+        out["log_errors"] = kueue.log_errors()
     finally:
         kueue.stop()
         remove_kueue_objects(custom, objects, ns)
-    return {"phases": phases, "peak_rss_mb": peak, "process": "kueue manager (Go)", "configuration": kueue.config}
-
-
-def all_jobs_done(batch: Any, ns: str) -> tuple[int, int]:
-    """(Jobs in `ns`, Jobs of them complete or failed)."""
-    jobs = batch.list_namespaced_job(ns).items
-    done = sum(1 for j in jobs if any(c.type in ("Complete", "Failed") and c.status == "True"
-                                      for c in (j.status.conditions or [])))
-    return len(jobs), done
+    return {**out, "process": "kueue manager (Go)", "configuration": kueue.config, "queues": QUEUES}
 
 
 def test_suanli_beside_kueue_same_run(kube: Any, tmp_path: Path, fake_nodes: Any, custom_objects: Any,  # noqa: F811
@@ -436,47 +509,41 @@ def test_suanli_beside_kueue_same_run(kube: Any, tmp_path: Path, fake_nodes: Any
     from kubernetes import client
 
     assert sorted(ORDER) == ["kueue", "suanli"], f"SUANLI_BENCH_KUEUE_ORDER must name suanli and kueue once each, not {ORDER}"
+    assert QUEUES in ("per-type", "one"), f"SUANLI_BENCH_KUEUE_QUEUES is per-type or one, not {QUEUES!r}"
     folder = kueue_build()
     install_crds(kube.api_client, folder / "crds")
     centers = [center(i) for i in range(CENTERS)]
     fake_nodes(centers, nodes_per_pool=NODES_PER_POOL)
-    custom, batch = custom_objects, client.BatchV1Api(kube.api_client)
+    custom = custom_objects
     kueue_ns = f"bench-kueue-{uuid.uuid4().hex[:5]}"
     core_v1.create_namespace({"metadata": {"name": kueue_ns, "labels": {"suanli.io/test": "true"}}})
-    namespaces = {"suanli": bench_namespace, "kueue": kueue_ns}
     objects = kueue_queues(centers, kueue_ns)
     for doc in centers:
         with contextlib.suppress(Exception):
             custom.delete_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
         custom.create_cluster_custom_object(GROUP, VERSION, "computecenters", doc)
     sides: dict[str, dict[str, Any]] = {}
-    settled: dict[str, float] = {}
     try:
-        for k, side in enumerate(ORDER):
+        for side in ORDER:  # each waits until its Jobs completed: the next starts on a quiet cluster
             if side == "suanli":
                 sides[side] = run_suanli(kube, custom, tmp_path, bench_namespace)
             else:
                 sides[side] = run_kueue(kube, custom, tmp_path, kueue_ns, folder / "kueue", objects)
-            if k + 1 < len(ORDER):  # the next scheduler starts on a cluster that finished this one's pods
-                t0 = time.monotonic()
-                wait_for_value(lambda ns=namespaces[side]: (lambda n: n[0] == n[1] == 2 * JOBS)(all_jobs_done(batch, ns)),
-                               SETTLE_S, lambda ns=namespaces[side]: f"(jobs, done) = {all_jobs_done(batch, ns)}",
-                               what=f"{side}'s Jobs to complete before the next scheduler starts")
-                settled[side] = round(time.monotonic() - t0, 1)
     finally:
         for doc in centers:
             with contextlib.suppress(Exception):
                 custom.delete_cluster_custom_object(GROUP, VERSION, "computecenters", doc["metadata"]["name"])
         with contextlib.suppress(Exception):
-            batch.delete_collection_namespaced_job(kueue_ns, propagation_policy="Background")
+            client.BatchV1Api(kube.api_client).delete_collection_namespaced_job(kueue_ns, propagation_policy="Background")
         with contextlib.suppress(Exception):
             core_v1.delete_namespace(kueue_ns, propagation_policy="Background")
-    data = report_data(sides, settled)
+    data = report_data(sides)
     path = write_report("kueue", data, markdown(data))
     print(f"\n{path.read_text()}")
     for side, result in sides.items():
         for name, phase in result["phases"].items():
             assert phase["created"] == phase["bound"] == phase["workloads"] == JOBS, (side, name, phase)
+        assert result["lifecycle"]["jobs"] == 2 * JOBS, (side, result["lifecycle"])
 
 
 def ratio(a: Any, b: Any) -> float | None:
@@ -487,7 +554,7 @@ RATIO_KEYS = ("throughput_jobs_per_s", "sustained_jobs_per_s", "latency_p50_seco
               "scheduler_cpu_ms_per_job", "api_writes_per_job")
 
 
-def report_data(sides: dict[str, dict[str, Any]], settled: dict[str, float]) -> dict[str, Any]:
+def report_data(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     s, k = sides["suanli"], sides["kueue"]
     return {
         "jobs_per_phase": JOBS, "paced_rate_per_s": RATE, "order": list(ORDER),
@@ -498,9 +565,10 @@ def report_data(sides: dict[str, dict[str, Any]], settled: dict[str, float]) -> 
         "ratio_suanli_over_kueue": {
             **{name: {key: ratio(s["phases"][name][key], k["phases"][name][key]) for key in RATIO_KEYS}
                for name, _ in PHASES},
+            "lifecycle": {key: ratio(s["lifecycle"][key], k["lifecycle"][key])
+                          for key in ("seconds", "scheduler_cpu_ms_per_job", "api_writes_per_job")},
             "peak_rss_mb": ratio(s["peak_rss_mb"], k["peak_rss_mb"]),
         },
-        "settle_seconds": settled,
         "host": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
                  "load_average_1m": round(os.getloadavg()[0], 1)},
     }
@@ -530,13 +598,13 @@ def markdown(d: dict[str, Any]) -> str:
     rows = [
         cells("jobs created / bound (Suanli), admitted (Kueue)", lambda x: f"{x['created']} / {x['bound']}"),
         cells("submission observed", lambda x: f"{x['submit_rate_observed_per_s']}/s"),
-        cells("bound / admitted per s (first create → last)", lambda x: f"{x['throughput_jobs_per_s']}",
+        cells("**bound / admitted per s** (first create → last)", lambda x: f"{x['throughput_jobs_per_s']}",
               "throughput_jobs_per_s"),
         cells("sustained per s (first → last bound / admitted)", lambda x: f"{x['sustained_jobs_per_s']}",
               "sustained_jobs_per_s"),
-        cells("create → bound / admitted p50", lambda x: f"{x['latency_p50_seconds']} s", "latency_p50_seconds"),
+        cells("**create → bound / admitted p50**", lambda x: f"{x['latency_p50_seconds']} s", "latency_p50_seconds"),
         cells("create → bound / admitted p90", lambda x: f"{x['latency_p90_seconds']} s"),
-        cells("create → bound / admitted p99", lambda x: f"{x['latency_p99_seconds']} s", "latency_p99_seconds"),
+        cells("**create → bound / admitted p99**", lambda x: f"{x['latency_p99_seconds']} s", "latency_p99_seconds"),
         cells("create → bound / admitted max", lambda x: f"{x['latency_max_seconds']} s"),
         cells("create → Job made (Suanli) / unsuspended (Kueue) p50 / p99",
               lambda x: f"{x['workload_latency_p50_seconds']} / {x['workload_latency_p99_seconds']} s"),
@@ -544,16 +612,21 @@ def markdown(d: dict[str, Any]) -> str:
               lambda x: f"{x['boundtime_latency_p50_seconds_1s_resolution']} / "
                         f"{x['boundtime_latency_p99_seconds_1s_resolution']} s"),
         cells("scheduler CPU (user + system)", lambda x: f"{x['scheduler_cpu_seconds']} s"),
-        cells("scheduler CPU per job", lambda x: ms(x["scheduler_cpu_ms_per_job"]), "scheduler_cpu_ms_per_job"),
+        cells("**scheduler CPU per job**", lambda x: ms(x["scheduler_cpu_ms_per_job"]), "scheduler_cpu_ms_per_job"),
         *[cells(f"{c} CPU", lambda x, c=c: f"{x['control_plane_cpu_seconds'].get(c, '?')} s")
           for c in s["phases"][names[0]]["control_plane_cpu_seconds"]],
-        cells("API writes (every client)", lambda x: f"{x['api_writes_total']:.0f}"),
-        cells("API writes per job", lambda x: f"{x['api_writes_per_job']}", "api_writes_per_job"),
+        cells("API writes, every client (Leases included)", lambda x: f"{x['api_writes_total']:.0f}"),
+        cells("**API writes per job** (every client, Leases excluded)", lambda x: f"{x['api_writes_per_job']}",
+              "api_writes_per_job"),
     ]
-    requests = sorted({n for side in (s, k) for p in side["phases"].values() for n in p["api_writes"]},
-                      key=lambda n: -max(side["phases"][p]["api_writes"].get(n, 0) for side in (s, k) for p in names))
+    sl, kl, rl = s["lifecycle"], k["lifecycle"], r["lifecycle"]
+    requests = sorted({n for side in (sl, kl) for n in side["api_writes"]},
+                      key=lambda n: -max(sl["api_writes"].get(n, 0), kl["api_writes"].get(n, 0)))
     header = " | ".join(f"{name} Suanli | {name} Kueue | {name} Suanli/Kueue" for name in names)
     cfg = k.get("configuration", {})
+    queues = ("a ClusterQueue and a LocalQueue per accelerator resource (GPU: the ten A100 flavors; NPU: the ten "
+              "Ascend ones)" if k.get("queues") == "per-type" else
+              "one ClusterQueue (a resource group per accelerator resource) and one LocalQueue")
     lines = [
         f"# Suanli beside Kueue {d['kueue_version']}, same run (`tests/bench/test_bench_kueue.py`)",
         "",
@@ -561,38 +634,50 @@ def markdown(d: dict[str, Any]) -> str:
         f"{d['fleet']['accelerators']} accelerators on one local control plane. Per phase {d['jobs_per_phase']} "
         "jobs of 1 accelerator (GPU for even, NPU for odd), pods done after 2-5 s; all fit at once. "
         f"Paced: created at {d['paced_rate_per_s']:g}/s; burst: as fast as 32 threads. Order: "
-        f"{' then '.join(d['order'])}; between them the test waited for every Job of the first to complete "
-        f"({', '.join(f'{a}: {b} s' for a, b in d['settle_seconds'].items())}).",
-        "Suanli: ComputeJob seen Bound (watch, test clock). Kueue: the Job's Workload seen Admitted=True "
-        "(watch, test clock).",
+        f"{' then '.join(d['order'])}, each on a cluster where the other's Jobs had all completed.",
+        "Suanli: the ComputeJob seen Bound (watch, test clock). Kueue: the Job's Workload seen Admitted=True "
+        "(watch, test clock). Ratios are Suanli / Kueue.",
         "",
         f"| | {header} |",
         "|---|" + "---|" * (3 * len(names)),
         *rows,
-        f"| peak RSS (VmHWM, whole process) | {s['peak_rss_mb']} MB | {k['peak_rss_mb']} MB | {r['peak_rss_mb']} |"
-        + " | | |" * (len(names) - 1),
         "",
-        "API writes the API server served per phase (apiserver_request_total; every client):",
+        f"Whole lifecycle of the {sl['jobs']} jobs of each (first create → every Job complete, the scheduler "
+        "running throughout: completions, status and quota release included):",
         "",
-        "| request | " + " | ".join(f"{n} Suanli | {n} Kueue" for n in names) + " |",
-        "|---|" + "---|" * (2 * len(names)),
-        *[f"| {req} | " + " | ".join(f"{side['phases'][n]['api_writes'].get(req, 0):.0f}" for n in names
-                                     for side in (s, k)) + " |" for req in requests],
+        "| | Suanli | Kueue | Suanli/Kueue |",
+        "|---|---|---|---|",
+        f"| seconds | {sl['seconds']} | {kl['seconds']} | {rl['seconds']} |",
+        f"| scheduler CPU | {sl['scheduler_cpu_seconds']} s | {kl['scheduler_cpu_seconds']} s | |",
+        f"| **scheduler CPU per job** | {ms(sl['scheduler_cpu_ms_per_job'])} | {ms(kl['scheduler_cpu_ms_per_job'])} | "
+        f"{rl['scheduler_cpu_ms_per_job']} |",
+        f"| **API writes per job** (every client, Leases excluded) | {sl['api_writes_per_job']} | "
+        f"{kl['api_writes_per_job']} | {rl['api_writes_per_job']} |",
+        f"| **peak RSS** (VmHWM of the process) | {s['peak_rss_mb']} MB | {k['peak_rss_mb']} MB | {r['peak_rss_mb']} |",
+        f"| process | {s['process']} | {k['process']} | |",
         "",
-        "Kueue ran as its manager binary outside a cluster with: internal cert management off, the webhook "
-        "server on 127.0.0.1 with a self-signed certificate and no webhook configuration registered (Jobs are "
-        "created suspended and labelled, as its defaulting webhook would make them), metrics off, leader "
-        f"election off, frameworks {cfg.get('integrations', {}).get('frameworks')}, feature gates "
-        f"{cfg.get('featureGates')}, client qps {cfg.get('clientConnection', {}).get('qps')} / burst "
-        f"{cfg.get('clientConnection', {}).get('burst')} (as shipped), groupKindConcurrency as shipped. "
-        "One ResourceFlavor per pool (node labels = the pool's node selector), one ClusterQueue (a resource group "
-        "per accelerator resource, nominal quota = the pool's accelerators), one LocalQueue.",
-        "Ratios are Suanli / Kueue: above 1 is more for Suanli (faster for rates; slower, costlier for latency, "
-        "CPU and writes). Suanli's writes include its gate lifting (a patch per pod) and Events; Kueue's, the "
-        "Workload it creates per Job and its status. The Job controller, kube-scheduler and kwok serve both.",
+        "API writes the API server served over each lifecycle (apiserver_request_total, every client):",
+        "",
+        "| request | Suanli | Kueue |",
+        "|---|---|---|",
+        *[f"| {req} | {sl['api_writes'].get(req, 0):.0f} | {kl['api_writes'].get(req, 0):.0f} |" for req in requests],
+        "",
+        "Kueue ran as its own manager binary outside a cluster: internal cert management off; the webhook server "
+        "on 127.0.0.1 with a self-signed certificate and no webhook configuration registered (the Jobs are "
+        "created suspended and labelled, as its defaulting webhook would make them; the validating webhooks "
+        "are not exercised); a self-signed metrics certificate at /etc/kueue/metrics/certs inside a private "
+        "mount namespace (an overlay: the host's /etc untouched), metrics serving off; leader election off; "
+        f"frameworks {cfg.get('integrations', {}).get('frameworks')}; feature gates {cfg.get('featureGates')}; "
+        f"client qps {cfg.get('clientConnection', {}).get('qps')} / burst "
+        f"{cfg.get('clientConnection', {}).get('burst')} and groupKindConcurrency as its shipped configuration. "
+        f"One ResourceFlavor per pool (node labels = the pool's node selector), {queues}, nominal quota = the "
+        f"pool's accelerators. Errors in Kueue's log during the run: {k.get('log_errors')}.",
+        "Suanli's writes include its gate lifting (a patch per pod) and its Events; Kueue's, the Workload it "
+        "creates per Job and its status. The test's creates, the Job controller, kube-scheduler and kwok are in "
+        "both. Leases (kwok's node heartbeats) are counted in the table but not per job: they measure time.",
         f"Host: Python {d['host']['python']}, {d['host']['cpus']} CPUs ({d['host']['machine']}), load average "
-        f"{d['host']['load_average_1m']} at the end; the control plane, both schedulers (one at a time) and the "
-        "test share them.",
+        f"{d['host']['load_average_1m']} at the end; the control plane, the scheduler under test and the test "
+        "share them (and, on a shared machine, other sessions).",
         "",
     ]
     return "\n".join(lines)
