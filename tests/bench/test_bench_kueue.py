@@ -56,11 +56,13 @@ below is read from apis/config/v1beta2 of the module):
   API server bound to 0.0.0.0:8082 by default, which would need an APIService; not used by admission).
 - As shipped (config/components/manager/controller_manager_config.yaml): `clientConnection` qps 50, burst
   100 (SUANLI_BENCH_KUEUE_QPS / _BURST change it; a negative qps turns Kueue's client-side limit off) and
-  its `controller.groupKindConcurrency`. The kubeconfig is the cluster's admin one (KUBECONFIG).
+  its `controller.groupKindConcurrency` (Job.batch and Workload: 5 workers each; SUANLI_BENCH_KUEUE_WORKERS
+  changes both). The kubeconfig is the cluster's admin one (KUBECONFIG).
 
 Knobs (environment): SUANLI_BENCH_KUEUE_JOBS (200 per phase), SUANLI_BENCH_KUEUE_RATE (50/s),
 SUANLI_BENCH_KUEUE_ORDER (suanli,kueue), SUANLI_BENCH_KUEUE_QUEUES (per-type or one),
-SUANLI_BENCH_KUEUE_QPS (50), SUANLI_BENCH_KUEUE_BURST (100), SUANLI_BENCH_KUEUE_SETTLE_SECONDS (600: the
+SUANLI_BENCH_KUEUE_QPS (50), SUANLI_BENCH_KUEUE_BURST (100), SUANLI_BENCH_KUEUE_WORKERS (5),
+SUANLI_BENCH_KUEUE_SETTLE_SECONDS (600: the
 deadline for a scheduler's Jobs to complete), SUANLI_BENCH_KUEUE_BUILD_TIMEOUT_SECONDS (1800),
 SUANLI_BENCH_OPERATOR_TIMEOUT_SECONDS (300, per phase). Results: reports/bench/kueue.{json,md}. Sanity
 is asserted (every job created, admitted/bound, and its Job made or unsuspended), not speed.
@@ -137,8 +139,10 @@ TYPES = (("GPU", "nvidia.com/gpu", "registry.example.com/bench:cuda12"),
          ("NPU", "huawei.com/Ascend910", "registry.example.com/bench:cann8"))
 PHASES = (("paced", RATE), ("burst", None))
 # controller.groupKindConcurrency of Kueue's shipped config/components/manager/controller_manager_config.yaml.
-GROUP_KIND_CONCURRENCY = {"Job.batch": 5, "Pod": 5, "Workload.kueue.x-k8s.io": 5, "LocalQueue.kueue.x-k8s.io": 1,
-                          "Cohort.kueue.x-k8s.io": 1, "ClusterQueue.kueue.x-k8s.io": 1,
+# SUANLI_BENCH_KUEUE_WORKERS replaces the 5 workers of its Job and Workload reconcilers.
+KUEUE_WORKERS = int(os.environ.get("SUANLI_BENCH_KUEUE_WORKERS", "5"))
+GROUP_KIND_CONCURRENCY = {"Job.batch": KUEUE_WORKERS, "Pod": 5, "Workload.kueue.x-k8s.io": KUEUE_WORKERS,
+                          "LocalQueue.kueue.x-k8s.io": 1, "Cohort.kueue.x-k8s.io": 1, "ClusterQueue.kueue.x-k8s.io": 1,
                           "ResourceFlavor.kueue.x-k8s.io": 1}
 
 
@@ -696,12 +700,16 @@ def markdown(d: dict[str, Any]) -> str:
         "mount namespace (an overlay: the host's /etc untouched), metrics serving off; leader election off; "
         f"frameworks {cfg.get('integrations', {}).get('frameworks')}; feature gates {cfg.get('featureGates')}; "
         f"client qps {cfg.get('clientConnection', {}).get('qps')} / burst "
-        f"{cfg.get('clientConnection', {}).get('burst')} and groupKindConcurrency as its shipped configuration. "
+        f"{cfg.get('clientConnection', {}).get('burst')} (shipped: 50 / 100), groupKindConcurrency "
+        f"{cfg.get('controller', {}).get('groupKindConcurrency')} (shipped: 5 for Job.batch and Workload). "
         f"One ResourceFlavor per pool (node labels = the pool's node selector), {queues}, nominal quota = the "
         f"pool's accelerators. Errors in Kueue's log during the run: {k.get('log_errors')}.",
         "Suanli's writes include its gate lifting (a patch per pod) and its Events; Kueue's, the Workload it "
         "creates per Job and its status. The test's creates, the Job controller, kube-scheduler and kwok are in "
-        "both. Leases (kwok's node heartbeats) are counted in the table but not per job: they measure time.",
+        "both. Leases (kwok's node heartbeats) are counted in the table but not per job: they measure time. "
+        "A phase's writes are those served in its window (first create → last bound/admitted): the longer the "
+        "window, the more of the Job controller's and kwok's work for its jobs falls inside it, so the like-for-"
+        "like writes per job are the lifecycle's.",
         f"Host: Python {d['host']['python']}, {d['host']['cpus']} CPUs ({d['host']['machine']}), load average "
         f"{d['host']['load_average_1m']} at the end; the control plane, the scheduler under test and the test "
         "share them (and, on a shared machine, other sessions).",
