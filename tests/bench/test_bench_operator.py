@@ -247,30 +247,35 @@ def parse_time(text: str) -> float:
 def run_phase(
     custom: Any, ns: str, watcher: BoundWatcher, workloads: Any, prefix: str, offset: int,
     rate: float | None, before_wait: Any = None, jobs: int = JOBS, make: Any = job, times: dict[str, Any] | None = None,
+    resource: tuple[str, str, str] = (GROUP, VERSION, "computejobs"), schedule: list[float] | None = None,
 ) -> dict[str, Any]:
     """Create `jobs` ComputeJobs (`make(name, ns, i)`; at `rate`/s, or as fast as 32 threads), then wait
     until all are seen bound and their batch Jobs exist (`workloads`: a WorkloadWatcher, or anything
     with its `count` and `times`). `before_wait()` runs between the two (the backlog phase starts
     the operator there) and returns the instant the bind clock starts; otherwise it starts at the
-    first create. `times`, if given, receives each job's (created, first seen bound) instants by name."""
+    first create. `times`, if given, receives each job's (created, first seen bound) instants by name.
+    `resource` (group, version, plural) is what `make` builds: another kind (the Kueue benchmark
+    creates batch Jobs) with its own `watcher` (anything with `count`, `times`, `lock`, `bound_time`).
+    `schedule`, one offset (s) per job from the phase's start, submits job i then instead of at `rate`
+    (replaying the instants another phase's creates were accepted)."""
     names = [f"{prefix}-{i:05d}" for i in range(jobs)]
     created: dict[str, float] = {}
     errors: list[str] = []
 
     def create(i: int, name: str) -> None:
         try:
-            custom.create_namespaced_custom_object(GROUP, VERSION, ns, "computejobs", make(name, ns, offset + i))
+            custom.create_namespaced_custom_object(resource[0], resource[1], ns, resource[2], make(name, ns, offset + i))
             created[name] = time.time()
         except Exception as exc:  # reported, not retried: the benchmark must stay bounded
             errors.append(f"{name}: {exc.__class__.__name__}: {str(exc)[:200]}")
 
-    workers = 16 if rate else 32
+    workers = 16 if rate and schedule is None else 32
     start = time.time()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-create") as pool:
         futures = []
         for i, name in enumerate(names):  # bounded: `jobs` iterations
-            if rate:
-                delay = start + i / rate - time.time()
+            if schedule is not None or rate:
+                delay = start + (schedule[i] if schedule is not None else i / rate) - time.time()
                 if delay > 0:
                     time.sleep(delay)
             futures.append(pool.submit(create, i, name))

@@ -14,6 +14,8 @@ KUBE_BIN_DIR="$SUANLI_CACHE/bin/kubernetes-$KUBE_VERSION"
 ETCD_BIN_DIR="$SUANLI_CACHE/bin/etcd-$ETCD_VERSION"
 KWOK_BIN_DIR="$SUANLI_CACHE/bin/kwok-$KWOK_VERSION"
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# Kueue's manager and the CRDs of its module (tests/cluster/build-kueue.sh; only the Kueue benchmark uses them).
+KUEUE_BIN_DIR="$SUANLI_CACHE/bin/kueue-$KUEUE_VERSION"
 
 # --- which cluster ------------------------------------------------------------------
 # The default cluster (no name) keeps its state in .cluster/ (SUANLI_CLUSTER_DIR). Further,
