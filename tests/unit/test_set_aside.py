@@ -116,3 +116,33 @@ def test_the_planner_skips_a_decided_job_once_earlier_jobs_took_the_room_it_coul
                                              jobs=snap.queue, now=NOW, ready=snap.ready, skippable=snap.skippable))
     assert [(d.job.name, d.phase) for d in reply.decisions] == [("first", "Bound"), ("new", "Queued")]
     assert reply.skipped == 1  # "second": its status already says Queued, and stays as it is
+
+
+def test_a_small_job_behind_more_gangs_than_a_cycle_plans_is_bound_in_the_cycle_after_capacity_frees_up() -> None:
+    """max_jobs_per_cycle 5, twelve 1x8 gangs Queued ahead of a 1x4 job, the fleet full: nothing is planned.
+    A 4-GPU pod completes: the next cycle plans the small job at position 13 and binds it, the gangs
+    staying aside (4 free GPUs fit none of them), across cycles as the queue is kept filed."""
+    from suanli import settings as settings_mod
+
+    c = cache_mod.Cache(settings_mod.Settings(operator=settings_mod.OperatorSettings(max_jobs_per_cycle=5)))
+    c.upsert_center(CENTER)
+    c.upsert_node(node("n1"))
+    c.upsert_node(node("n2"))
+    c.upsert_pod(pod("busy-1", "n1", 4))
+    c.upsert_pod(pod("busy-1b", "n1", 4))
+    c.upsert_pod(pod("busy-2", "n2", 8))
+    for i in range(12):
+        c.upsert_job(waiting(f"gang-{i:02d}", count=8, created=i), NOW)
+    c.upsert_job(waiting("small", count=4, created=59), NOW)
+
+    def cycle() -> list[tuple[str, str]]:
+        snap = c.snapshot(NOW)
+        reply = planner.plan(planner.PlanRequest(fleet=snap.fleet, capacity=snap.capacity, energy=snap.energy,
+                                                 jobs=snap.queue, now=NOW, ready=snap.ready, skippable=snap.skippable))
+        return [(d.job.name, d.phase) for d in reply.decisions]
+
+    assert cycle() == [] and c.snapshot(NOW).set_aside == 13
+    c.upsert_pod(pod("busy-1b", "n1", 4, phase="Succeeded"))
+    snap = c.snapshot(NOW)
+    assert ([j.name for j in snap.queue], snap.set_aside, snap.truncated) == (["small"], 12, 0)
+    assert cycle() == [("small", "Bound")]

@@ -11,6 +11,7 @@ says so (or one this process bound a moment ago: `assume`). No I/O, no clock: `n
 from __future__ import annotations
 
 import collections
+import heapq
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -46,7 +47,7 @@ class Cache:
         self.nodes: dict[str, kobj.NodeInfo] = {}
         self.pod_index = pod_index.PodIndex()
         self.devices = devices_mod.Devices()  # DRA: ResourceSlices, DeviceClasses, ResourceClaims
-        self.set_aside = set_aside.SetAside()  # the pools each waiting job could use (kube/set_aside.py)
+        self.set_aside = set_aside.SetAside()  # the waiting queue, filed across cycles (kube/set_aside.py)
         self.jobs: dict[Key, records.JobRecord] = {}
         self.active: set[Key] = set()  # jobs neither finished nor Invalid
         self.by_label: dict[Key, Key] = {}  # (namespace, job label) -> job
@@ -66,6 +67,11 @@ class Cache:
         self._fleet: fleet_mod.Fleet | None = None
         self._fleet_regions: frozenset[str] = frozenset()
         self._members: tuple[fleet_mod.Fleet, list[Any], pool_overlap.Assignment] | None = None
+        self._members_usable = True  # False: a node's readiness or capacity changed since `_members` was taken
+        # Waiting, schedulable jobs whose phase is Queued: job -> creation time, and a heap of (time, job)
+        # whose entries no longer in `_queued` are skipped (`oldest_queued` without a pass over the queue).
+        self._queued: dict[Key, float] = {}
+        self._queued_heap: list[tuple[float, Key]] = []
 
     # --- centers ----------------------------------------------------------------------
 
@@ -101,7 +107,10 @@ class Cache:
         old = self.nodes.get(info.name)
         self.nodes[info.name] = info
         if old != info:
-            self._members = None
+            if old is not None and old.labels == info.labels and old.cluster == info.cluster:
+                self._members_usable = False  # the same claims (kube/pool_overlap.py): its readiness or capacity
+            else:
+                self._members = None
         return old != info
 
     def delete_node(self, name: str, cluster: str = "") -> bool:
@@ -352,8 +361,11 @@ class Cache:
 
     def oldest_queued(self) -> float | None:
         """Creation time of the longest-waiting Queued job."""
-        times = [r.created for k in self.waiting() if (r := self.jobs[k]).phase == "Queued" and self.schedulable(r)]
-        return min(times, default=None)
+        self.refresh_holds()
+        heap, queued = self._queued_heap, self._queued
+        while heap and queued.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # left the queue, or filed again
+        return heap[0][0] if heap else None
 
     # --- the snapshot -------------------------------------------------------------------
 
@@ -379,7 +391,11 @@ class Cache:
         if self._members is None or self._members[0] is not fleet:
             specs = [self.pool_spec(info.center, info.pool) for info in fleet.pools]
             assigned = pool_overlap.assign(fleet.pools, specs, self.centers, self.center_raw, self.nodes)
-            self._members = (fleet, specs, assigned)
+            self._members, self._members_usable = (fleet, specs, assigned), True
+        if not self._members_usable:  # only readiness or capacity changed: the claims stand (a heartbeat
+            # of thousands of kwok nodes would otherwise match every pool's selector on every node each cycle)
+            self._members = (fleet, self._members[1], pool_overlap.usable(self._members[2], self.nodes))
+            self._members_usable = True
         _, specs, assigned = self._members
         return specs, assigned.members, assigned.refused
 
@@ -400,7 +416,7 @@ class Cache:
 
     def waiting(self) -> frozenset[Key]:
         """Unfinished jobs that hold nothing: the queue, and jobs whose spec is invalid."""
-        self._refresh_holds()
+        self.refresh_holds()
         return frozenset(self.holds.waiting)
 
     def _hold_of(self, key: Key) -> holds_mod.Hold | None:
@@ -422,8 +438,24 @@ class Cache:
         kwh = binding.energy_kwh if math.isfinite(binding.energy_kwh) and binding.energy_kwh >= 0 else 0.0
         return holds_mod.Hold(binding.center, binding.pool, binding.count, missing, kwh, nodes)
 
-    def _refresh_holds(self) -> None:
-        self.holds.refresh(self._hold_of, self.active.__contains__)
+    def refresh_holds(self) -> None:
+        """Bring what bound jobs hold, and the queue's filing, up to date with the jobs touched since."""
+        changed = self.holds.refresh(self._hold_of, self.active.__contains__)
+        if not changed:
+            return
+        self.set_aside.touch(changed)
+        waiting, queued, heap = self.holds.waiting, self._queued, self._queued_heap
+        for key in changed:
+            record = self.jobs.get(key)
+            if record is not None and key in waiting and record.phase == "Queued" and self.schedulable(record):
+                if queued.get(key) != record.created:
+                    queued[key] = record.created
+                    heapq.heappush(heap, (record.created, key))
+            else:
+                queued.pop(key, None)
+        if len(heap) > 2 * len(queued) + 1024:
+            self._queued_heap = [(t, k) for k, t in queued.items()]
+            heapq.heapify(self._queued_heap)
 
     def snapshot(self, now: float) -> snapshot_mod.Snapshot:
         return snapshot_mod.build(self, now)

@@ -50,7 +50,8 @@ class Holds:
     def touch(self, key: Key) -> None:
         self.dirty.add(key)
 
-    def refresh(self, hold_of: Callable[[Key], Hold | None], active: Callable[[Key], bool]) -> None:
+    def refresh(self, hold_of: Callable[[Key], Hold | None], active: Callable[[Key], bool]) -> set[Key]:
+        """Bring the holds of the jobs touched since the last call up to date; returns those jobs."""
         dirty, self.dirty = self.dirty, set()
         for key in dirty:
             new = hold_of(key)
@@ -70,6 +71,7 @@ class Holds:
                 self.holds[key] = new
                 self._count(new, +1)
                 self.held_kwh.setdefault(new.center, {})[key] = new.kwh
+        return dirty
 
     def _count(self, hold: Hold, sign: int) -> None:
         if not hold.missing:

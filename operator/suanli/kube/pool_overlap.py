@@ -10,7 +10,8 @@ members. A refused pool claims nothing. A pool selects among the nodes of its ce
 only (a member center's: that member's nodes; any other center's: the operator's own cluster's), so
 two clusters' nodes never clash, whatever their names and labels.
 
-Pure: no I/O, no clock; O(pools x nodes), as matching the selectors was before.
+Pure: no I/O, no clock; O(pools x nodes), as matching the selectors was before; when only nodes'
+readiness or capacity changed, `usable` takes the members again from the claims in O(nodes).
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ class Assignment:
 
     members: list[list[kobj.NodeInfo]]  # the Ready, schedulable nodes it counts, by name
     refused: list[str]  # why it is refused ("" when it is not)
+    claimed: list[list[str]] = dataclasses.field(default_factory=list)  # every node it claims, Ready or not, by name
+
+
+def usable(assignment: Assignment, nodes: Mapping[str, kobj.NodeInfo]) -> Assignment:
+    """The same claims with each pool's members taken again from `nodes`: what `assign` gives when only
+    nodes' readiness, schedulability or capacity changed since (claims follow names, labels and clusters
+    alone). O(nodes), not O(pools x nodes)."""
+    members = [[info for n in names if (info := nodes[n]).usable] for names in assignment.claimed]
+    return Assignment(members, assignment.refused, assignment.claimed)
 
 
 def assign(
@@ -50,6 +60,7 @@ def assign(
     claimed: dict[str, int] = {}  # node name -> the pool that counts it
     members: list[list[kobj.NodeInfo]] = [[] for _ in pools]
     refused = ["" for _ in pools]
+    claims: list[list[str]] = [[] for _ in pools]
     for p in order:
         selector = specs[p].node_selector
         if not selector:
@@ -62,7 +73,8 @@ def assign(
             continue
         claimed.update((n.name, p) for n in matched)
         members[p] = [n for n in matched if n.usable]
-    return Assignment(members, refused)
+        claims[p] = [n.name for n in matched]
+    return Assignment(members, refused, claims)
 
 
 def _created(raw: Mapping[str, Any] | None) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,8 +26,6 @@ from suanli.kube import objects as kobj
 from suanli.ledger import capacity as capacity_mod
 from suanli.ledger import energy as energy_mod
 from suanli.ledger import quota as quota_mod
-from suanli.placement import preemption, validation
-from suanli.placement import queue as queue_mod
 from suanli.scoring import demand as demand_mod
 from suanli.scoring import fleet as fleet_mod
 
@@ -97,34 +95,15 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         kwh, carbon = cache.settled.total(account.name, account.period_start)
         if kwh > 0:
             energy.add_used(account.name, kwh, carbon)
-    waiting = cache.waiting()
+    cache.refresh_holds()
     tenants = cache.tenants
     for account in energy.accounts():
         held = cache.holds.held_kwh.get(account.name)
         if held:
             energy.hold(account.name, sum(held.values()))
-    queue: list[demand_mod.JobDemand] = []
-    invalid: list[tuple[Key, str, str]] = []
-    models = [p.model for p in fleet.pools]
-    next_requeue = math.inf
-    for key in sorted(waiting):
-        record = cache.jobs[key]
-        if record.demand is None or record.parse_error is not None:
-            if record.phase != "Invalid" and record.parse_error is not None:
-                invalid.append((key, *record.parse_error))
-            continue
-        if not cache.schedulable(record):
-            continue
-        problem = validation.invalid_models(record.demand.models, models)
-        if problem is not None:
-            invalid.append((key, *problem))
-            continue
-        requeue_at = record.requeue_at
-        if requeue_at is not None and requeue_at > now:
-            next_requeue = min(next_requeue, requeue_at)  # a requeued job sits out its backoff
-            continue
-        queue.append(tenants.resolve(record.demand, (record.raw.get("spec") or {}).get("queue")) if tenants.active
-                     else record.demand)
+    # The waiting jobs that changed since the last cycle are filed again (kube/set_aside.py): the queue
+    # is not walked job by job.
+    cache.set_aside.refresh(cache, fleet, now)
     # Replicas bound but not on a node yet. Those whose binding names their node hold that node (none
     # if it left the pool, only what is still free on it if others' pods took the rest). Then those of
     # bindings without nodes (older statuses), best-fit, bigger ones first (the ones fragmentation would
@@ -167,11 +146,8 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         )
     # Jobs that cannot start now and have their Queued status already wait outside the cycle
     # (kube/set_aside.py); the rest is cut after queue order (priority, then arrival), never by name.
-    queue, aside, skippable = cache.set_aside.split(
-        fleet, queue, fleet_mod.FleetState.slot_table(capacity.histogram()), ready, cache.settings,
-        _decided(cache))
-    ordered = queue_mod.ordered(queue)
-    limit = cache.settings.operator.max_jobs_per_cycle
+    taken = cache.set_aside.take(fleet_mod.FleetState.slot_table(capacity.histogram()), ready,
+                                 cache.settings.operator.max_jobs_per_cycle)
     return Snapshot(
         now=now,
         fleet=fleet,
@@ -179,31 +155,16 @@ def build(cache: cache_mod.Cache, now: float) -> Snapshot:
         energy=energy,
         ready=ready,
         not_ready_reason=tuple(reasons),
-        queue=tuple(ordered[:limit]),
-        invalid=tuple(invalid),
+        queue=tuple(taken.queue),
+        invalid=tuple(cache.set_aside.invalid),
         usage=tuple(usage),
-        truncated=max(0, len(ordered) - limit),
-        set_aside=aside,
-        skippable=skippable,
-        next_requeue=next_requeue,
+        truncated=taken.truncated,
+        set_aside=taken.aside,
+        skippable=taken.skippable,
+        next_requeue=cache.set_aside.next_requeue(),
         node_names=tuple(tuple(n.name for n in members) for members in nodes),
         quotas=tenants.ledger(fleet, cache.placed_records(), now) if tenants.active else None,
     )
-
-
-def _decided(cache: cache_mod.Cache) -> Callable[[demand_mod.JobDemand], bool]:
-    """Whether a waiting job may be set aside: its status says Queued for its current spec (with the
-    reason), and its ComputeQueue cannot preempt for it (a job that may preempt is always planned)."""
-    preempting = {name for name, policy in preemption.policies(cache.tenants.queues).items()
-                  if policy != preemption.Policy()}
-
-    def decided(job: demand_mod.JobDemand) -> bool:
-        record = cache.jobs[job.key]
-        status = record.status
-        return (record.phase == "Queued" and bool(status.get("message"))
-                and status.get("observedGeneration") == record.generation and job.queue not in preempting)
-
-    return decided
 
 
 def _hold_pinned(

@@ -45,6 +45,9 @@ class Tenants:
         self._resolved: dict[Key, tuple[demand_mod.JobDemand, demand_mod.JobDemand]] = {}  # job -> (spec's, resolved)
         self._admitting_memo: dict[tuple[str | None, str], tuple[str | None, str]] = {}  # see `_admitting`
         self._version = 0  # bumped when a queue changes: the kept ledger (`ledger`) is built again
+        # Bumped when which queue admits a job, or whether its queue may preempt, can have changed (a queue's
+        # spec, a refused queue, a namespace's labels): the waiting jobs are filed again (kube/set_aside.py).
+        self.revision = 0
         self._book: quota_mod.QuotaLedger | None = None
         self._book_version = -1
         self._book_fleet: fleet_mod.Fleet | None = None
@@ -60,19 +63,25 @@ class Tenants:
         except pydantic.ValidationError as exc:
             first = exc.errors()[0]
             error = f"{manifests.field_path(first['loc'])}: {first.get('msg', 'invalid')}"
-            self.invalid[name] = _invalid(error, (raw.get("spec") or {}).get("namespaceSelector"))
+            refused = _invalid(error, (raw.get("spec") or {}).get("namespaceSelector"))
+            if self.invalid.get(name) != refused or name in self.queues:
+                self.revision += 1
+            self.invalid[name] = refused
             self.queues.pop(name, None)
             self._admitting_memo.clear()
             self._version += 1
             return
-        self.invalid.pop(name, None)
+        if self.invalid.pop(name, None) is not None:
+            self.revision += 1
         if self.queues.get(name) != parsed.spec:
             self._version += 1
+            self.revision += 1
         self.queues[name] = parsed.spec
         self._admitting_memo.clear()
 
     def delete_queue(self, name: str) -> None:
         self._version += 1
+        self.revision += 1
         self.queues.pop(name, None)
         self._admitting_memo.clear()
         self.queue_raw.pop(name, None)
@@ -86,10 +95,12 @@ class Tenants:
         self.namespaces[name] = labels
         if changed:
             self._admitting_memo.clear()
+            self.revision += 1
         return changed
 
     def delete_namespace(self, name: str) -> None:
-        self.namespaces.pop(name, None)
+        if self.namespaces.pop(name, None) is not None:
+            self.revision += 1
         self._admitting_memo.clear()
 
     def file(self, key: Key, settlements: Iterable[tuple[str, str | None, float, settled_mod.Amounts]]) -> None:

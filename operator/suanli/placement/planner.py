@@ -347,12 +347,21 @@ def plan(request: PlanRequest) -> PlanReply:
     work = WorkingState.for_request(request)
     decisions, skipped = [], 0
     skippable = request.skippable or {}
+    # Room by (pools, gang): the same until the next decision changes the working state. Once the room
+    # is gone, the rest of a deep queue is skipped at a dictionary lookup each.
+    rooms: dict[tuple[int, int, int], bool] = {}
     for job in tenancy.fair_order(request.jobs, work.quotas):
         usable = skippable.get(job.key)
-        if usable is not None and not feasible.room(usable, work.ready, work.slots, job.replicas, job.count):
-            skipped += 1
-            continue
+        if usable is not None:
+            shape = (id(usable), job.replicas, job.count)
+            room = rooms.get(shape)
+            if room is None:
+                room = rooms[shape] = feasible.room(usable, work.ready, work.slots, job.replicas, job.count)
+            if not room:
+                skipped += 1
+                continue
         decisions.append(plan_one(request, work, job))
+        rooms.clear()
     return PlanReply(decisions=tuple(decisions), capacity=work.capacity, energy=work.energy, quotas=work.quotas,
                      skipped=skipped)
 
