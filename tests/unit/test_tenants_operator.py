@@ -360,3 +360,24 @@ def test_the_ledger_kept_across_cycles_equals_one_built_from_scratch(seed: int) 
         got.release(next(iter(placed), ("none", "none")))
         again = kept.ledger(fleet, list(placed.values()), now)
         assert again is not None and all(again.usage(n) == pytest.approx(want.usage(n)) for n in want.queues())
+
+
+def test_the_queue_status_counts_every_waiting_job_not_only_the_cycles_cut() -> None:
+    # One node of 8 GPUs, a cycle planning one job at most: "a" runs, "b" and "c" wait (the node is full).
+    # The waiting count must not depend on how many jobs one cycle plans (or sets aside): it read 1 before.
+    sched, api = wp.make(max_jobs=1, gpus=8)
+    cache = sched.cache
+    cache.tenants.upsert_queue(queue("vision", 64, labels={"team": "vision"}))
+    cache.tenants.upsert_namespace(namespace("team-a", team="vision"))
+    for i, name in enumerate("abc"):
+        cache.upsert_job(wp.cjob(name, count=8, created=f"2026-12-01T00:00:0{i + 1}Z"), wp.NOW)
+    run_cycle(sched)
+    assert {k[1] for k in cache.assumed} == {"a"}
+    written: dict[str, dict[str, Any]] = {}
+    api.patch_queue_status = lambda name, status: written.__setitem__(name, status)  # type: ignore[attr-defined]
+    asyncio.run(queue_status.QueueStatus(sched).write())
+    assert written["vision"]["admittedJobs"] == 1 and written["vision"]["waitingJobs"] == 2, written
+    assert cache.set_aside.waiting_by_queue() == {"vision": 2}
+    cache.delete_job(("team-a", "c"))
+    cache.snapshot(wp.NOW)
+    assert cache.set_aside.waiting_by_queue() == {"vision": 1}

@@ -95,10 +95,7 @@ class QueueStatus:
         for _, binding in ctx.cache.placed_records():
             if binding.queue:
                 admitted[binding.queue] = admitted.get(binding.queue, 0) + 1
-        waiting: dict[str, int] = {}
-        for demand in snap.queue:
-            if demand.queue:
-                waiting[demand.queue] = waiting.get(demand.queue, 0) + 1
+        waiting = ctx.cache.set_aside.waiting_by_queue()  # every waiting job, not only the cycle's cut
         self._publish(snap.quotas, admitted, waiting)
         for name in sorted(tenants.queue_raw):
             raw = tenants.queue_raw[name]

@@ -27,6 +27,7 @@ No I/O, no clock: `now` is passed in.
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import heapq
 import itertools
@@ -89,6 +90,7 @@ class SetAside:
         self._groups: dict[Group, list[Member]] = {}  # decided jobs, in queue order
         self._backoff: list[tuple[float, int, Key]] = []  # (requeue_at, token, job); stale entries skipped
         self._invalid: dict[Key, tuple[str, str]] = {}  # (field, message): not marked Invalid yet
+        self._by_queue: collections.Counter[str] = collections.Counter()  # jobs filed per ComputeQueue
         self._masks: list[BoolArray] = []
         self._mask_ids: dict[bytes, int] = {}
         self._tokens = itertools.count()
@@ -134,6 +136,7 @@ class SetAside:
             requeue_at = record.requeue_at
             filed = _Filed(queue_mod.order_key(demand), demand, None, requeue_at, next(self._tokens))
             self._filed[key] = filed
+            self._by_queue[demand.queue or ""] += 1
             if requeue_at is not None and requeue_at > now:
                 heapq.heappush(self._backoff, (requeue_at, filed.token, key))  # a requeued job sits out its backoff
                 continue
@@ -184,6 +187,8 @@ class SetAside:
     def _unfile(self, key: Key) -> None:
         self._invalid.pop(key, None)
         filed = self._filed.pop(key, None)
+        if filed is not None:
+            self._by_queue[filed.demand.queue or ""] -= 1
         if filed is None or filed.requeue_at is not None:
             return  # not filed, or in backoff (its heap entry is stale now)
         members = self._open if filed.group is None else self._groups[filed.group]
@@ -197,6 +202,7 @@ class SetAside:
     def _reset(self, fleet: fleet_mod.Fleet, revision: int) -> None:
         self._fleet, self._revision = fleet, revision
         self._filed, self._open, self._groups, self._backoff, self._invalid = {}, [], {}, [], {}
+        self._by_queue = collections.Counter()
         self._masks, self._mask_ids = [], {}
 
     # --- a cycle's reading --------------------------------------------------------------------
@@ -237,6 +243,11 @@ class SetAside:
             if filed.group is not None:
                 skippable[key] = self._masks[filed.group[2]]
         return Taken(queue, total - len(head), aside, skippable)
+
+    def waiting_by_queue(self) -> dict[str, int]:
+        """Schedulable waiting jobs per ComputeQueue, however they are filed (planned, set aside, beyond
+        the cycle's limit or in backoff): what a queue's status says is waiting."""
+        return {name: n for name, n in self._by_queue.items() if name and n}
 
     def __len__(self) -> int:
         """Schedulable waiting jobs filed (in backoff or not)."""
