@@ -319,6 +319,12 @@ def kueue_configuration(health_port: int, webhook_port: int, cert_dir: Path) -> 
     }
 
 
+def listening(pid: int) -> list[str]:
+    """The local addresses of the TCP sockets process `pid` listens on (`ss -ltnpH`)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=30, check=True).stdout
+    return sorted(line.split()[3] for line in out.splitlines() if f"pid={pid}," in line)
+
+
 class KueueProcess:
     """Kueue's manager in a private mount namespace (see the module docstring), logging to
     `folder`/kueue.log; `pid` is the manager's own (unshare and sh exec into it)."""
@@ -329,6 +335,7 @@ class KueueProcess:
         self.health_port = 0
         self.config: dict[str, Any] = {}
         self.log = folder / "kueue.log"
+        self.listening: list[str] = []  # its listening TCP sockets once ready
 
     @property
     def pid(self) -> int:
@@ -359,6 +366,9 @@ class KueueProcess:
             assert self.proc.poll() is None, f"Kueue exited ({self.proc.returncode}); {self.log}:\n{self.log_tail()}"
             assert time.monotonic() < deadline, f"Kueue's /readyz did not answer 200 within {READY_TIMEOUT_S:g}s:\n{self.log_tail()}"
             time.sleep(0.2)
+        self.listening = listening(self.pid)
+        assert self.listening and all(a.startswith("127.0.0.1:") for a in self.listening), (
+            f"Kueue listens beyond 127.0.0.1: {self.listening}")
         return self
 
     def log_tail(self, lines: int = 40) -> str:
@@ -523,6 +533,7 @@ def run_kueue(cluster: Any, custom: Any, tmp_path: Path, ns: str, binary: Path,
         kueue.stop()
         remove_kueue_objects(custom, objects, ns)
     return {**out, "process": "kueue manager (Go)", "configuration": kueue.config, "queues": QUEUES,
+            "listening": kueue.listening,
             "replayed_suanli_creates": {name: schedules.get(name) is not None for name, _ in PHASES}}
 
 
