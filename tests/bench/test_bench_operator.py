@@ -944,6 +944,22 @@ def bench_queue(name: str, jobs: int) -> dict[str, Any]:
                 "computeUnits": share * 4, "energy": {"kWh": 10**7, "period": "Month"}}}}
 
 
+def fleet_cache(settings: Any, centers: list[dict[str, Any]], nodes_per_pool: int) -> tuple[Any, list[dict[str, Any]]]:
+    """The operator's Cache holding these ComputeCenters and their kwok nodes, every node Ready: (cache, nodes)."""
+    from tests.cluster import fake_nodes as fake_nodes_module
+
+    from suanli.kube import cache as cache_mod
+
+    cache = cache_mod.Cache(settings)
+    for doc in centers:
+        cache.upsert_center(doc)
+    nodes = fake_nodes_module.nodes_for_centers(centers, nodes_per_pool=nodes_per_pool)
+    for raw in nodes:
+        raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        cache.upsert_node(raw)
+    return cache, nodes
+
+
 def timed_cycle(cache: Any, settings: Any, now: float) -> tuple[Any, Any, float, float]:
     """One scheduling cycle as the scheduler task runs it: (snapshot, plan reply, seconds of each)."""
     from suanli.placement import planner
@@ -966,22 +982,13 @@ def core_cycle(traced: bool, queues: int = 0) -> dict[str, Any]:
     `traced`, only the Python heap peak is meaningful (tracemalloc slows every allocation several times)."""
     import tracemalloc
 
-    from tests.cluster import fake_nodes as fake_nodes_module
-
     from suanli import settings as settings_mod
-    from suanli.kube import cache as cache_mod
     from suanli.kube import records
 
     settings = settings_mod.Settings()
     if traced:
         tracemalloc.start()
-    cache = cache_mod.Cache(settings)
-    centers = [center(i) for i in range(CENTERS)]
-    for doc in centers:
-        cache.upsert_center(doc)
-    for raw in fake_nodes_module.nodes_for_centers(centers, nodes_per_pool=NODES_PER_POOL):
-        raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
-        cache.upsert_node(raw)
+    cache, _ = fleet_cache(settings, [center(i) for i in range(CENTERS)], NODES_PER_POOL)
     for q in range(queues):
         cache.tenants.upsert_queue(bench_queue(f"bench-q{q}", JOBS))
     now = time.time()
@@ -1069,20 +1076,12 @@ def deep_queue_cycle(waiting: int, decided: bool) -> dict[str, Any]:
     """The benchmark fleet full (a pod holding every accelerator of every node), `waiting` queued jobs of
     mixed gang shapes with their Queued status (`decided`; else none: as if each were new), then one
     node's pod completes: the seconds of the snapshot and plan that follow, as the scheduler's cycle."""
-    from tests.cluster import fake_nodes as fake_nodes_module
 
     from suanli import settings as settings_mod
-    from suanli.kube import cache as cache_mod
 
     settings = settings_mod.Settings()
-    cache = cache_mod.Cache(settings)
-    centers = [center(i) for i in range(CENTERS)]
-    for doc in centers:
-        cache.upsert_center(doc)
-    nodes = fake_nodes_module.nodes_for_centers(centers, nodes_per_pool=NODES_PER_POOL)
+    cache, nodes = fleet_cache(settings, [center(i) for i in range(CENTERS)], NODES_PER_POOL)
     for raw in nodes:
-        raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
-        cache.upsert_node(raw)
         resource = next(k for k in raw["status"]["allocatable"] if "/" in k)
         cache.upsert_pod({"metadata": {"name": f"busy-{raw['metadata']['name']}", "namespace": "other"},
                           "spec": {"nodeName": raw["metadata"]["name"], "containers": [

@@ -98,21 +98,13 @@ class Churn:
     """The operator's cache on the benchmark fleet, and the API server's echo of its writes, simulated."""
 
     def __init__(self, decided: bool, seed: int = 17):
-        from tests.cluster import fake_nodes as fake_nodes_module
 
         from suanli import settings as settings_mod
-        from suanli.kube import cache as cache_mod
 
         self.decided = decided  # False: the baseline, Queued statuses without their message (never set aside)
         self.rng = random.Random(seed)
         self.settings = settings_mod.Settings()
-        self.cache = cache_mod.Cache(self.settings)
-        centers = [ob.center(i) for i in range(ob.CENTERS)]
-        for doc in centers:
-            self.cache.upsert_center(doc)
-        for raw in fake_nodes_module.nodes_for_centers(centers, nodes_per_pool=ob.NODES_PER_POOL):
-            raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
-            self.cache.upsert_node(raw)
+        self.cache, _ = ob.fleet_cache(self.settings, [ob.center(i) for i in range(ob.CENTERS)], ob.NODES_PER_POOL)
         self.now = 1_800_000_000.0
         self.rv = itertools.count(1)
         self.serial = itertools.count()
@@ -350,22 +342,14 @@ def big_center(i: int, nodes: int) -> dict[str, Any]:
 def fill_memory(jobs: int, nodes: int, out: Any) -> None:
     """In a process of its own: the Cache with `nodes` nodes (100 centers) and `jobs` ComputeJobs, then a
     snapshot; puts (peak RSS MB, RSS MB before the jobs, seconds) on `out`."""
-    from tests.cluster import fake_nodes as fake_nodes_module
 
     from suanli import settings as settings_mod
-    from suanli.kube import cache as cache_mod
     from suanli.kube import workloads
 
     t0 = time.perf_counter()
-    cache = cache_mod.Cache(settings_mod.Settings())
     per_center = max(1, nodes // 100)
     centers = [big_center(i, per_center) for i in range(100)]
-    for doc in centers:
-        cache.upsert_center(doc)
-    raws = fake_nodes_module.nodes_for_centers(centers, nodes_per_pool=per_center)
-    for raw in raws:
-        raw["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
-        cache.upsert_node(raw)
+    cache, raws = ob.fleet_cache(settings_mod.Settings(), centers, per_center)
     rss_nodes_mb = ob.vm(os.getpid(), "VmRSS")
     now = 1_800_000_000.0
     bound = min(jobs, len(raws))
