@@ -10,10 +10,11 @@ LOCK := requirements.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv tools docs cluster-build test unit lint crds verify integration e2e bench chaos cluster-up cluster-down cluster-restart demo plan clean
+.PHONY: help venv tools docs cluster-build test unit lint crds verify integration e2e bench chaos cluster-up cluster-down cluster-restart demo demo-down plan clean
 
 help:
 	@echo "make demo     local hub + two member clusters + operator + example fleet and jobs, live"
+	@echo "make demo-down  stop the demo's operator and its clusters"
 	@echo "make test     lint, verify, unit, integration and e2e tests (builds the control plane once)"
 	@echo "make unit     the pure-core unit tests only (seconds)"
 	@echo "make bench    benchmarks; results in reports/bench/"
@@ -103,3 +104,11 @@ clean:
 
 demo: venv cluster-up
 	$(BIN)/python tests/cluster/demo.py
+
+# Everything `make demo` left running: its operator, its member clusters (demo-west, demo-east) and
+# the hub (CLUSTER=NAME: that hub). Safe to run when nothing runs.
+DEMO_MEMBERS := demo-west demo-east
+demo-down: venv
+	$(BIN)/python tests/cluster/demo.py --stop
+	for member in $(DEMO_MEMBERS); do CLUSTER=$$member bash tests/cluster/down.sh; done
+	bash tests/cluster/down.sh

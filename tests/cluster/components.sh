@@ -391,7 +391,24 @@ alive() {
 }
 
 # Stop in reverse dependency order: clients of the API server, then it, then etcd.
+# The operator `make demo` leaves running against this cluster (tests/cluster/demo.py writes its
+# pid): stopped first, like the other clients of the API server. A stale pid file that names no
+# `suanli run` is just removed.
+stop_demo_operator() {
+  local file="$PIDS/suanli-operator.pid" pid i
+  [[ -f "$file" ]] || return 0
+  pid=$(<"$file"); rm -f "$file"
+  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 0
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -Eq '(^|[ /])suanli(\.cli)? run( |$)' || return 0
+  log "stopping the operator the demo left running (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do alive "$pid" || return 0; sleep 0.05; done
+  log "the operator (pid $pid) ignored SIGTERM for 15s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
 stop_all() {
+  stop_demo_operator
   stop_components kwok kube-scheduler kube-controller-manager
   stop_components kube-apiserver
   stop_components etcd

@@ -25,7 +25,12 @@ What it does, in order (every wait has a deadline; errors say what to look at):
 7. prints a summary (where each job ran, in which cluster, energy and carbon, against the plan)
    and how to explore further; ``--summary-json`` writes it for tests.
 
-The operator it started is stopped on exit, also on Ctrl-C; the clusters stay up.
+When the demo succeeds, the operator it started keeps running (its pid in
+``.cluster/pids/suanli-operator.pid``), so a job applied afterwards is placed too: the demo writes
+one to try (``.cluster/demo/one-more-job.yaml``). ``make demo-down`` (``--stop`` here, then the
+clusters' down.sh) stops it and the clusters; ``make cluster-down`` stops it with the hub. A failed
+or interrupted demo stops its operator on exit; ``--stop-operator`` stops it after a good run too.
+A new demo stops the operator an earlier one left running before it starts its own.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from suanli.settings import ScoringSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_nodes  # (this folder's library, importable when run as a script)
@@ -67,9 +75,14 @@ DELAY_ANNOTATION = "pod-complete.stage.kwok.x-k8s.io/delay"
 JITTER_ANNOTATION = "pod-complete.stage.kwok.x-k8s.io/jitter-delay"
 FINAL = ("Succeeded", "Failed")
 WAITING = ("Queued", "Deferred")
-# China's national grid average emission factor for 2022 (Ministry of Ecology and
-# Environment, 0.5703 kg CO2 per kWh): what the same kWh would emit "anywhere".
-NATIONAL_GRAMS_PER_KWH = 570.3
+# What the same kWh would emit "anywhere": the reference grid the scoring compares with (China's
+# national average for 2022, 536.6 g/kWh, MEE and NBS; docs/carbon.md), one figure everywhere.
+NATIONAL_GRAMS_PER_KWH = ScoringSettings().reference_grid_grams_per_kwh
+# The operator a successful demo leaves running (tests/cluster/components.sh stops it with the hub).
+OPERATOR_PID_FILE = CLUSTER_DIR / "pids" / "suanli-operator.pid"
+OPERATOR_STOP_GRACE_S = 15.0
+# The job the summary suggests applying after the demo (a renamed copy of a job the plan binds).
+ONE_MORE_JOB = "one-more"
 SETTLE_SECONDS = 3.0  # the end state must hold this long (a Queued job may be admitted next tick)
 OPERATOR_READY_TIMEOUT_S = 60.0
 NODE_READY_TIMEOUT_S = 90.0
@@ -162,6 +175,27 @@ def with_demo_delays(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
 def write_docs(path: Path, docs: list[dict[str, Any]], header: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def one_more_job(
+    job_docs: list[dict[str, Any]], predicted: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The job the summary suggests applying after the demo: a copy, named ONE_MORE_JOB, of the
+    smallest job the plan binds now (so it is placed at once while the operator keeps running)."""
+    bound = [
+        d
+        for d in job_docs
+        if d.get("kind") == "ComputeJob"
+        and (predicted.get(f"{d['metadata']['namespace']}/{d['metadata']['name']}") or {}).get("phase")
+        == "Bound"
+    ]
+    if not bound:
+        return None
+    doc = copy.deepcopy(
+        min(bound, key=lambda d: int(((d.get("spec") or {}).get("accelerators") or {}).get("count", 1)))
+    )
+    doc["metadata"] = {"name": ONE_MORE_JOB, "namespace": doc["metadata"]["namespace"]}
+    return doc
 
 
 def plan(paths: list[Path], suanli: list[str]) -> dict[str, dict[str, Any]]:
@@ -636,6 +670,7 @@ class Operator:
     proc: subprocess.Popen[bytes] | None = None
     health_port: int = 0
     metrics_port: int = 0
+    kept: bool = False  # left running after the demo (its pid in OPERATOR_PID_FILE)
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -682,6 +717,14 @@ class Operator:
                 f"the operator exited (code {code}); last 20 lines of its log {self.log}:\n{log_tail(self.log)}"
             )
 
+    def keep(self) -> None:
+        """Leave it running after the demo: its pid goes where ``--stop`` and the cluster's down.sh look."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        OPERATOR_PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+        OPERATOR_PID_FILE.write_text(f"{self.proc.pid}\n")
+        self.kept = True
+
     def stop(self, grace_seconds: float = 5.0) -> bool:
         """SIGTERM, then SIGKILL after ``grace_seconds`` (all its state is in the API; a second Ctrl-C kills at once)."""
         if self.proc is None or self.proc.poll() is not None:
@@ -694,6 +737,47 @@ class Operator:
             self.proc.kill()
             self.proc.wait(timeout=15)
         return True
+
+
+def _is_operator(pid: int) -> bool:
+    """Whether ``pid`` is a running ``suanli run`` (a stale pid file may name an unrelated process)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = next(
+            (
+                ln.split()[1]
+                for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if ln.startswith("State:")
+            ),
+            "",
+        )
+    except OSError:
+        return False
+    return state != "Z" and b"run" in args and any(a.endswith((b"suanli", b"suanli.cli")) for a in args)
+
+
+def stop_kept_operator(grace_seconds: float = OPERATOR_STOP_GRACE_S) -> int | None:
+    """Stop the operator an earlier demo left running (SIGTERM, SIGKILL after ``grace_seconds``).
+
+    Returns its pid, or None when none runs. The pid file goes either way."""
+    try:
+        text = OPERATOR_PID_FILE.read_text().strip()
+    except FileNotFoundError:
+        return None
+    OPERATOR_PID_FILE.unlink(missing_ok=True)
+    if not text.isdigit() or not _is_operator(int(text)):
+        return None
+    pid = int(text)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while _is_operator(pid):
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    return pid
 
 
 # --- watching ---------------------------------------------------------------------------------
@@ -1020,7 +1104,9 @@ def summarize(
     }
 
 
-def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, started_operator: bool) -> None:
+def print_summary(
+    console: Any, summary: dict[str, Any], kubeconfig: str, operator: Operator | None, one_more: Path | None
+) -> None:
     from rich.table import Table
 
     table = Table(
@@ -1107,20 +1193,30 @@ def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, starte
 
     rel = shown(kubeconfig)
     bin_dir = shown(CLUSTER_DIR / "bin")
-    lines = [
-        "",
-        "explore further:"
-        + (
-            "  (the operator started for the demo is stopped; the clusters stay up)"
-            if started_operator
-            else ""
-        ),
-        f"  export KUBECONFIG={rel} PATH={bin_dir}:$PATH",
+    if operator is None:
+        running = "  (with the operator you run yourself)"
+    elif operator.kept and operator.proc is not None:
+        running = (
+            f"  (the operator keeps running: pid {operator.proc.pid}, log {shown(operator.log)}, "
+            f"metrics http://127.0.0.1:{operator.metrics_port}/metrics)"
+        )
+    else:
+        running = (
+            "  (the operator started for the demo is stopped; the clusters stay up: jobs you apply wait)"
+        )
+    lines = ["", "explore further:" + running, f"  export KUBECONFIG={rel} PATH={bin_dir}:$PATH"]
+    if one_more is not None:
+        ns, name = summary["oneMoreJob"].split("/")
+        lines += [
+            f"  kubectl apply -f {shown(one_more)}   # one more job",
+            f"  kubectl get cjob -n {ns} {name} -w        # ... placed within seconds (Ctrl-C to stop watching)",
+        ]
+    lines += [
         "  kubectl get cc                       # centers: free accelerators, energy",
         "  kubectl get computejobs -A           # or: kubectl get cjob -A  (plain `cj` is the built-in CronJob)",
         "  .venv/bin/suanli explain team-b/giant-pretrain --kubeconfig $KUBECONFIG",
         "  .venv/bin/suanli plan -f crds/examples   # the same decisions with no cluster at all",
-        "  make cluster-down                    # stop the local control plane",
+        "  make demo-down                       # stop the operator and the clusters (hub and members)",
     ]
     for m in members:
         lines.insert(
@@ -1128,7 +1224,7 @@ def print_summary(console: Any, summary: dict[str, Any], kubeconfig: str, starte
             f"  kubectl --kubeconfig {shown(m['kubeconfig'])} get jobs,pods -A   # member {m['name']}: "
             "the Jobs the hub made there",
         )
-    local = [m["name"] for m in members if m.get("local")]
+    local = [m["name"] for m in members if m.get("local") and m["name"] not in DEFAULT_MEMBERS.split(",")]
     if local:
         lines.append(
             "  "
@@ -1191,6 +1287,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the operator's namespace on the hub, where `suanli join` writes the members' kubeconfig "
         f"Secrets (created if missing; default {OPERATOR_NAMESPACE})",
     )
+    p.add_argument(
+        "--stop-operator",
+        action="store_true",
+        help="stop the operator the demo started when it ends (default: a successful demo leaves it running, "
+        "so jobs applied afterwards are placed; `make demo-down` stops it and the clusters)",
+    )
+    p.add_argument(
+        "--stop",
+        action="store_true",
+        help="only stop the operator an earlier demo left running (its pid file in .cluster/pids/), then exit",
+    )
     p.add_argument("--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON here")
     p.add_argument(
         "--work-dir",
@@ -1208,6 +1315,15 @@ def main(argv: list[str] | None = None) -> int:
     interactive = sys.stdout.isatty() and not args.no_live
     console = Console() if interactive else Console(width=200, force_terminal=False, no_color=True)
     started: list[Operator] = []
+    if args.stop:
+        pid = stop_kept_operator()
+        print(
+            f"stopped the operator the demo left running (pid {pid})"
+            if pid
+            else f"no operator left running by the demo ({OPERATOR_PID_FILE} names no running `suanli run`)",
+            flush=True,
+        )
+        return 0
     try:
         return _demo(args, console, interactive, started.append)
     except KeyboardInterrupt:
@@ -1231,7 +1347,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         for operator in started:
-            if not operator.stop():
+            if operator.kept or not operator.stop():
                 continue
             console.print(
                 f"stopped the operator started for the demo (log: {operator.log}); the clusters are still up.",
@@ -1258,6 +1374,11 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
     members = parse_members(args.members)
     suanli = suanli_command()
     if not args.no_operator:
+        earlier = stop_kept_operator()
+        if earlier:
+            console.print(
+                f"stopped the operator an earlier demo left running (pid {earlier})", highlight=False
+            )
         probe = subprocess.run(
             [*suanli, "run", "--help"], capture_output=True, text=True, timeout=60, check=False
         )
@@ -1287,6 +1408,16 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
         full_plan = pool.submit(plan, [args.centers, args.jobs], suanli)
         predicted, full = demo_plan.result(), full_plan.result()
     keys = list(predicted)
+    more = one_more_job(job_docs, predicted)
+    one_more: Path | None = None
+    more_key = f"{more['metadata']['namespace']}/{ONE_MORE_JOB}" if more else ""
+    if more is not None:
+        one_more = work / "one-more-job.yaml"
+        write_docs(
+            one_more,
+            [more],
+            note.format(args.jobs.name, f"a copy named {ONE_MORE_JOB} to apply after the demo"),
+        )
     differs = [k for k in keys if planned_place(predicted[k]) != planned_place(full.get(k))]
     step(
         f"suanli plan on the demo fleet ({args.nodes_per_pool} nodes per pool at most): "
@@ -1333,12 +1464,12 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
     step(f"fake accelerator nodes Ready (kwok) for {len(centers)} centers: {', '.join(counts)}")
     namespaces = sorted({k.split("/")[0] for k in keys})
     ensure_namespaces(cluster, [*namespaces, *([args.operator_namespace] if members else [])])
-    removed = remove_previous_jobs(cluster, keys)
+    removed = remove_previous_jobs(cluster, [*keys, *([more_key] if more_key else [])])
     if removed:
         step(f"removed {removed} ComputeJobs of an earlier demo run")
     for m in members:
         assert m.cluster is not None
-        gone = remove_member_jobs(m.cluster, keys)
+        gone = remove_member_jobs(m.cluster, [*keys, *([more_key] if more_key else [])])
         if gone:
             step(f"removed {gone} Jobs of an earlier demo run in member cluster {m.name}")
     cluster.apply(work / "centers.yaml")
@@ -1425,7 +1556,12 @@ def _demo(args: argparse.Namespace, console: Any, interactive: bool, started: An
     }
     summary = summarize(snap, keys, predicted, finished, placement, clusters, member_jobs)
     summary["totalSeconds"] = round(time.monotonic() - t_start, 1)
-    print_summary(console, summary, kubeconfig, operator is not None)
+    if one_more is not None:
+        summary["oneMoreJob"], summary["oneMoreJobFile"] = more_key, str(one_more)
+    if operator is not None and finished and not args.stop_operator:
+        operator.keep()
+        summary["operatorPid"] = operator.proc.pid if operator.proc else None
+    print_summary(console, summary, kubeconfig, operator, one_more)
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")

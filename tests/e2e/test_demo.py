@@ -1,9 +1,12 @@
 """`make demo` end to end, the way CI runs it: the driver in plain-line mode against the cluster
 under test (the hub), its JSON summary checked against `suanli plan` on the same (reduced) fleet.
 
-The driver starts and stops its own operator; the test gives it a deadline and asserts that
-every job plan binds ran to Succeeded in plan's pool, the Queued one still waits with a reason,
-and a Deferred one waits with a plannedStart.
+The driver starts its own operator; the test gives it a deadline and asserts that every job plan
+binds ran to Succeeded in plan's pool, the Queued one still waits with a reason, and a Deferred one
+waits with a plannedStart. As `make demo` does, the driver leaves that operator running: a third
+test applies the job the summary suggests (`kubectl apply`, the real kubectl), sees it placed, and
+stops the operator with `demo.py --stop` (what `make demo-down` runs first). The fixture stops it in
+any case, so the tests after these never meet it.
 
 Member clusters: with the local hub the driver brings up its two local member clusters
 (`demo-west`, `demo-east`: `CLUSTER=NAME tests/cluster/up.sh`, reused when running) as `make demo`
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -108,7 +112,10 @@ def demo_run(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[De
     )  # fmt: skip
     output = f"exit {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-8000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
-    yield DemoRun(proc, output, work, summary, members_skipped)
+    try:
+        yield DemoRun(proc, output, work, summary, members_skipped)
+    finally:
+        _stop_demo_operator()
     if os.environ.get("SUANLI_CLUSTER_STOP") == "1":  # as member_cluster does: remove the members it started
         for name in fresh:
             subprocess.run(["bash", str(REPO / "tests" / "cluster" / "down.sh")], cwd=REPO,
@@ -155,7 +162,8 @@ def test_demo_runs_the_examples_as_planned(demo_run: DemoRun) -> None:
     assert (
         "kubectl get computejobs -A" in proc.stdout and "suanli explain team-b/giant-pretrain" in proc.stdout
     )
-    assert "stopped the operator started for the demo" in proc.stdout, output
+    assert summary.get("operatorPid") and "the operator keeps running: pid" in proc.stdout, output
+    assert "make demo-down" in proc.stdout and "kubectl apply -f" in proc.stdout, output
     clusters = summary["clusters"]
     assert clusters["count"] == 1 + len(clusters["members"]), clusters
     assert f"clusters: {clusters['count']} - " in proc.stdout, output
@@ -214,3 +222,62 @@ def test_demo_spreads_the_fleet_over_member_clusters(demo_run: DemoRun) -> None:
             f"{r['job']}: its pods run in {member} on {r['center']}'s nodes {sorted(center_nodes)}: "
             f"{[(p.metadata.name, p.spec.node_name) for p in pods]}"
         )
+
+
+def _stop_demo_operator() -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(DEMO), "--stop"], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=REPO)  # fmt: skip
+
+
+def _runs_suanli(pid: int) -> bool:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}/status").exists() else ""
+    return b"run" in args and "State:\tZ" not in status
+
+
+@pytest.mark.timeout(300)
+def test_demo_leaves_the_operator_running_for_one_more_job(
+    demo_run: DemoRun, kube: Any, custom_objects: Any, wait_for: Any
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    summary, output = demo_run.summary, demo_run.output
+    assert demo_run.proc.returncode == 0 and summary is not None, f"the demo failed: {output}"
+    pid = summary["operatorPid"]
+    assert _runs_suanli(pid), f"the demo's operator (pid {pid}) is not running after the demo\n{output}"
+
+    ns, name = summary["oneMoreJob"].split("/")
+    local = [Path(kube.kubeconfig).parent / "bin" / "kubectl", LOCAL_CLUSTERS_ROOT / "bin" / "kubectl"]
+    kubectl = next((str(k) for k in local if k.exists()), None) or shutil.which("kubectl")
+    assert kubectl, "no kubectl: neither the local control plane's (.cluster/bin) nor one on PATH"
+    applied = subprocess.run([kubectl, "--kubeconfig", kube.kubeconfig, "apply", "-f", summary["oneMoreJobFile"]],
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+    def phase() -> str | None:
+        job = custom_objects.get_namespaced_custom_object("suanli.io", "v1alpha1", ns, "computejobs", name)
+        return ((job.get("status") or {}).get("phase")) or None
+
+    placed = wait_for(lambda: (phase() or "") in ("Bound", "Running", "Succeeded") and phase(), 120,
+                      lambda: f"{ns}/{name} phase {phase()}", what=f"the operator the demo left to place {ns}/{name}")  # fmt: skip
+    assert placed in ("Bound", "Running", "Succeeded")
+
+    custom_objects.delete_namespaced_custom_object("suanli.io", "v1alpha1", ns, "computejobs", name)
+
+    def gone() -> bool:
+        try:
+            custom_objects.get_namespaced_custom_object("suanli.io", "v1alpha1", ns, "computejobs", name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, 120, f"{ns}/{name} to be deleted (the running operator removes its finalizer)")
+
+    stopped = _stop_demo_operator()
+    assert stopped.returncode == 0 and f"(pid {pid})" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert not _runs_suanli(pid), f"pid {pid} still runs after demo.py --stop"
+    again = _stop_demo_operator()  # idempotent: nothing left to stop
+    assert again.returncode == 0 and "no operator left running" in again.stdout, again.stdout
