@@ -1209,14 +1209,15 @@ def print_summary(
         ns, name = summary["oneMoreJob"].split("/")
         lines += [
             f"  kubectl apply -f {shown(one_more)}   # one more job",
-            f"  kubectl get cjob -n {ns} {name} -w        # ... placed within seconds (Ctrl-C to stop watching)",
+            f"  kubectl get cjob -n {ns} {name} -w   # ... placed within seconds (Ctrl-C to stop watching)",
         ]
     lines += [
         "  kubectl get cc                       # centers: free accelerators, energy",
         "  kubectl get computejobs -A           # or: kubectl get cjob -A  (plain `cj` is the built-in CronJob)",
         "  .venv/bin/suanli explain team-b/giant-pretrain --kubeconfig $KUBECONFIG",
         "  .venv/bin/suanli plan -f crds/examples   # the same decisions with no cluster at all",
-        "  make demo-down                       # stop the operator and the clusters (hub and members)",
+        f"  make demo-down{f' CLUSTER={HUB_CLUSTER_NAME}' if HUB_CLUSTER_NAME else ''}"
+        "   # stop the operator and the clusters (hub and members)",
     ]
     for m in members:
         lines.insert(
