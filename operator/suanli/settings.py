@@ -16,7 +16,7 @@ class _Section(BaseModel):
 
 
 class ScoringSettings(_Section):
-    """Constants of the factor formulas (see README, "How Suanli scores")."""
+    """Constants of the factor formulas (see docs/scoring.md)."""
 
     reference_grid_grams_per_kwh: float = Field(
         default=536.6, gt=0, description="gCO2e/kWh a job is compared against: China's national 2022 grid factor."

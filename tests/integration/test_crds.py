@@ -152,7 +152,7 @@ def _delete_examples(kubectl: Any, docs: list[dict[str, Any]], wait: bool) -> No
 
 @pytest.fixture
 def applied_examples(kubectl: Any) -> Iterator[list[dict[str, Any]]]:
-    """`kubectl apply -f crds/examples/` as the README says; the Suanli objects are deleted afterwards.
+    """`kubectl apply -f crds/examples/` as docs/api.md says; the Suanli objects are deleted afterwards.
 
     Objects of the same names left by `make demo` or an interrupted run are deleted first (and waited
     for): `kubectl apply` would merge into them and the stored spec would carry their extra fields.

@@ -4,7 +4,7 @@ One call: `evaluate(fleet, state, jobs, start_epoch, settings) -> Evaluation`. E
 computed on arrays, so planning one job against a thousand pools and benchmarking ten
 thousand jobs against them are the same code.
 
-Formulas (also in the README, "How Suanli scores"):
+Formulas (also in docs/scoring.md):
   speed s        = pool peak TFLOPS at the job's precision / reference model's peak
   runtime        = estimated duration on the reference / s
   accelerator    = s / (1 + s)                    0.5 = as fast as the reference model
