@@ -15,6 +15,7 @@ over all jobs are lower bounds; the pool's capacity is exact (the center is this
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from tests.e2e.helpers import GROUP, VERSION, OperatorProcess, job_phases, short_job, small_center
 from tests.tools import helmkit, promql_check
 from tests.tools.prometheus import static_job
@@ -132,9 +134,15 @@ def test_prometheus_scrapes_the_operators_metrics(
                 ("26.4", "106.4", "cn-guizhou")], info
             assert prom.value(f'suanli_center_carbon_grams_per_kwh{{center="{name}"}}') == 400
             check_every_dashboard_and_alert_expression(prom, tmp_path, wait_for)
-        finally:
-            custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computequeues", name)
+
+            # A deleted center leaves the map, and every other series that names it goes too.
             custom_objects.delete_cluster_custom_object(GROUP, VERSION, "computecenters", name)
+            wait_for(lambda: not prom.query(f'{{center="{name}"}}'), 30,
+                     lambda: prom.query(f'{{center="{name}"}}'), what=f"every series of center {name} to go")
+        finally:
+            for plural in ("computequeues", "computecenters"):
+                with contextlib.suppress(ApiException):  # the center is gone already when the test got that far
+                    custom_objects.delete_cluster_custom_object(GROUP, VERSION, plural, name)
     finally:
         op.stop()
 
