@@ -55,6 +55,20 @@ CENTER_ENERGY = Gauge(
     ["center", "kind"],
     registry=REGISTRY,
 )
+CENTER_INFO = Gauge(
+    "suanli_center_info",
+    "1 per ComputeCenter the operator holds, labelled with where it is: region, latitude and longitude in degrees "
+    "(spec.location; empty when not set) and display name. Join on `center` for maps and tables.",
+    ["center", "region", "display_name", "latitude", "longitude"],
+    registry=REGISTRY,
+)
+CENTER_CARBON = Gauge(
+    "suanli_center_carbon_grams_per_kwh",
+    "A center's grid carbon intensity now, gCO2e per kWh: spec.energy.carbonIntensity's constant, or the daily "
+    "window in force in the center's time zone.",
+    ["center"],
+    registry=REGISTRY,
+)
 QUEUE_USAGE = Gauge(
     "suanli_queue_usage",
     "A ComputeQueue's usage per quota dimension (accelerators/TYPE[/MODEL], computeUnits; energyKWh and carbonKg: "
@@ -101,6 +115,8 @@ ALL = (
     JOB_QUEUED_SECONDS,
     API_WRITE_ERRORS,
     CENTER_ENERGY,
+    CENTER_INFO,
+    CENTER_CARBON,
     QUEUE_USAGE,
     QUEUE_QUOTA,
     QUEUE_JOBS,

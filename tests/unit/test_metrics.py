@@ -23,6 +23,8 @@ def test_documentation_table_lists_every_metric():
         "suanli_job_queued_seconds",
         "suanli_api_write_errors_total",
         "suanli_center_energy_kwh",
+        "suanli_center_info",
+        "suanli_center_carbon_grams_per_kwh",
         "suanli_queue_usage",
         "suanli_queue_quota",
         "suanli_queue_jobs",

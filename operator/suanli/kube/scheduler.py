@@ -24,6 +24,7 @@ from suanli import settings as settings_mod
 from suanli.api import status as status_api
 from suanli.kube import binder as binder_mod
 from suanli.kube import cache as cache_mod
+from suanli.kube import center_gauges as center_gauges_mod
 from suanli.kube import center_status as center_status_mod
 from suanli.kube import client as client_mod
 from suanli.kube import clusters as clusters_mod
@@ -74,6 +75,7 @@ class Scheduler:
         self.center_status = center_status_mod.CenterStatus(self)
         self.queue_status = queue_status_mod.QueueStatus(self)
         self.preempting = preempting_mod.Preempting(self)
+        self.center_gauges = center_gauges_mod.CenterGauges()
 
     # --- wake-ups (called by handlers) ----------------------------------------------------
 
@@ -290,17 +292,7 @@ class Scheduler:
         metrics.QUEUE_SET_ASIDE.set(snap.set_aside)
         oldest = self.cache.oldest_queued()
         metrics.JOB_QUEUED_SECONDS.set(max(0.0, snap.now - oldest) if oldest is not None else 0.0)
-        for u in snap.usage:
-            for state, value in (
-                ("capacity", u.capacity), ("allocated", u.allocated), ("reserved", u.reserved), ("free", u.free)
-            ):
-                metrics.POOL_ACCELERATORS.labels(center=u.center, pool=u.pool, state=state).set(value)
-        for account in snap.energy.accounts():
-            metrics.CENTER_ENERGY.labels(center=account.name, kind="used").set(account.used_kwh)
-            metrics.CENTER_ENERGY.labels(center=account.name, kind="reserved").set(account.reserved_kwh)
-            remaining = account.remaining_kwh
-            if math.isfinite(remaining):
-                metrics.CENTER_ENERGY.labels(center=account.name, kind="remaining").set(remaining)
+        self.center_gauges.publish(self.cache.centers, snap)
 
     # --- kept for the loops in run.py -----------------------------------------------------
 

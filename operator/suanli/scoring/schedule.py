@@ -47,6 +47,21 @@ def profile(base: float, windows: Sequence[Window]) -> FloatArray:
     return values
 
 
+def value_at(base: float, windows: Sequence[Window], minute: float) -> float:
+    """The value in force at a local minute of the day: `profile(base, windows)[minute]` without the array."""
+    m = int(minute) % MINUTES_PER_DAY
+    value = float(base)
+    for w in windows:  # later windows override earlier ones, as in `profile`
+        if w.start_minute == w.end_minute:
+            value = w.value
+        elif w.start_minute < w.end_minute:
+            if w.start_minute <= m < w.end_minute:
+                value = w.value
+        elif m >= w.start_minute or m < w.end_minute:  # wraps midnight
+            value = w.value
+    return value
+
+
 def cumulative(values: FloatArray) -> FloatArray:
     """cum[i] = sum of values[0:i], length 1441."""
     out = np.zeros(MINUTES_PER_DAY + 1)
