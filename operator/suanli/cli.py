@@ -15,6 +15,7 @@ import suanli
 # How `suanli run` replicas agree on one active scheduler. kopf's peering is not one of them: it
 # pauses only kopf's own handlers, while the scheduler and the plain watches would go on binding.
 LEADER_ELECTION_MODES = ("lease", "none")
+LOG_FORMATS = ("text", "json")  # suanli.logs.FORMATS (not imported here: `suanli plan` stays light)
 
 
 class _Removed(argparse.Action):
@@ -104,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--identity", default=None, metavar="ID",
                      help="this replica's name in the Lease (default: $SUANLI_POD_NAME, else host name and a random suffix)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("SUANLI_LOG_FORMAT") or "text",
+                     help="text: one line per record for people; json: one JSON object per line (time, level, "
+                     "logger, message, and namespace/name when the record is about an object) for log shippers "
+                     "(default: $SUANLI_LOG_FORMAT, else text)")
 
     join = commands.add_parser(
         "join",
@@ -144,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{' or '.join(LEADER_ELECTION_MODES)} (kopfPeering was removed: it paused only kopf's handlers, "
             f"not the scheduler; several replicas need lease)"
         )
+    if args.command == "run" and args.log_format not in LOG_FORMATS:
+        parser.error(f"$SUANLI_LOG_FORMAT={args.log_format!r} is not a log format: use {' or '.join(LOG_FORMATS)}")
     try:
         return _dispatch(parser, args)
     except BrokenPipeError:  # `suanli plan ... | head`: the reader left; not an error
