@@ -181,6 +181,11 @@ def values_schema() -> Schema:
                 description="How the replicas agree on one active operator (peeringName is gone with kopfPeering).",
             ),
             "config": settings_schema(),
+            "logFormat": {
+                "enum": ["text", "json"],
+                "description": "suanli run --log-format: text for people, json (one object per line, with the "
+                "object's namespace/name) for log pipelines.",
+            },
             "extraArgs": {"type": "array", "items": _STR},
             "extraEnv": {
                 "type": "array",

@@ -1,6 +1,8 @@
-"""The `suanli` command: plan, simulate, run (the operator) and explain.
+"""The `suanli` command: plan, simulate, run (the operator), explain and join; and `kubectl suanli`.
 
-Argument parsing and dispatch only; each command lives in its own module.
+Argument parsing and dispatch only; each command lives in its own module. `kubectl-suanli` (installed
+with the package, so kubectl finds it as a plugin) is the same parser with the commands a kubectl
+user runs against a cluster or on manifests: explain, plan, join.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import suanli
 
 # How `suanli run` replicas agree on one active scheduler. kopf's peering is not one of them: it
 # pauses only kopf's own handlers, while the scheduler and the plain watches would go on binding.
 LEADER_ELECTION_MODES = ("lease", "none")
+LOG_FORMATS = ("text", "json")  # suanli.logs.FORMATS (not imported here: `suanli plan` stays light)
 
 
 class _Removed(argparse.Action):
@@ -29,15 +33,32 @@ class _Removed(argparse.Action):
         parser.error(f"{option_string} was removed: {self.instead}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("plan", "simulate", "run", "join", "explain")
+KUBECTL_COMMANDS = ("explain", "plan", "join")  # `kubectl suanli ...`: the ones a kubectl user needs
+KUBECTL_PROG = "kubectl suanli"
+
+
+def _kubeconfig_flags(parser: argparse.ArgumentParser, what: str = "the cluster") -> None:
+    parser.add_argument("--kubeconfig", metavar="PATH",
+                        help=f"kubeconfig of {what} (default: $KUBECONFIG, else ~/.kube/config, as kubectl)")
+    parser.add_argument("--context", metavar="NAME", help="the kubeconfig context to use (default: its current context)")
+
+
+def build_parser(prog: str = "suanli", commands_offered: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="suanli",
+        prog=prog,
         description="Place accelerator jobs across compute centers by accelerator fit, data locality and energy.",
     )
     parser.add_argument("--version", action="version", version=f"suanli {suanli.__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    plan = commands.add_parser(
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A subcommand, if this program offers it (else a parser that is built and thrown away)."""
+        if name not in commands_offered:
+            return argparse.ArgumentParser(add_help=False)
+        return subparsers.add_parser(name, **kwargs)
+
+    plan = add_command(
         "plan",
         help="what the operator would decide for these jobs on an empty fleet",
         description="Read ComputeCenter and ComputeJob manifests and print, in queue order, where each job "
@@ -55,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-o", "--output", choices=("table", "json"), default="table")
     plan.add_argument("--now", metavar="RFC3339", help="plan as of this instant (default: the current time)")
 
-    sim = commands.add_parser(
+    sim = add_command(
         "simulate",
         help="replay a trace on a virtual clock and compare policies",
         description="Replay a trace (ComputeJob manifests or the Alibaba GPU trace 2023) on an empty fleet "
@@ -71,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--report-dir", metavar="DIR", help="write a Markdown report with PNG plots here")
     sim.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
 
-    run = commands.add_parser("run", help="the operator", description="Run the Suanli operator (kopf, cluster-wide).")
+    run = add_command("run", help="the operator", description="Run the Suanli operator (kopf, cluster-wide).")
     run.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
     run.add_argument("--metrics-port", type=int, default=9090, metavar="N", help="Prometheus /metrics port; 0: off")
     run.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR", help="address /metrics listens on")
@@ -104,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--identity", default=None, metavar="ID",
                      help="this replica's name in the Lease (default: $SUANLI_POD_NAME, else host name and a random suffix)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("SUANLI_LOG_FORMAT") or "text",
+                     help="text: one line per record for people; json: one JSON object per line (time, level, "
+                     "logger, message, and namespace/name when the record is about an object) for log shippers "
+                     "(default: $SUANLI_LOG_FORMAT, else text)")
 
-    join = commands.add_parser(
+    join = add_command(
         "join",
         help="make a cluster a member of the hub",
         description="Create the hub's identity with least-privilege RBAC in a member cluster, write its kubeconfig "
@@ -114,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("center", metavar="CENTER", help="the ComputeCenter (on the hub) whose cluster this is")
     join.add_argument("--member-kubeconfig", required=True, metavar="PATH",
                       help="kubeconfig of the member cluster, with rights to create namespaces, service accounts and RBAC")
-    join.add_argument("--kubeconfig", metavar="PATH", help="the hub's kubeconfig (default: as kubectl's)")
-    join.add_argument("--namespace", default=os.environ.get("SUANLI_NAMESPACE") or "suanli-system", metavar="NS",
+    _kubeconfig_flags(join, "the hub")
+    join.add_argument("--member-context", metavar="NAME", help="the context of --member-kubeconfig (default: its current one)")
+    join.add_argument("-n", "--namespace", default=os.environ.get("SUANLI_NAMESPACE") or "suanli-system", metavar="NS",
                       help="the operator's namespace on the hub, where the Secret goes (default: $SUANLI_NAMESPACE, "
                       "else suanli-system)")
     join.add_argument("--member-server", metavar="URL",
@@ -128,14 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--dry-run", action="store_true", help="print the objects instead of creating them")
     join.add_argument("-o", "--output", choices=("yaml",), default="yaml", help="with --dry-run: the format")
 
-    explain = commands.add_parser("explain", help="why a live job is where it is, or why it waits")
-    explain.add_argument("target", metavar="NAMESPACE/NAME")
-    explain.add_argument("--kubeconfig", metavar="PATH")
+    explain = add_command(
+        "explain", help="why a live job is where it is, or why it waits",
+        description="Print a ComputeJob's placement (center, pool, score and its factors), the candidates, why other "
+        "pools were not possible, and its Events.",
+    )
+    explain.add_argument("target", metavar="NAMESPACE/NAME | NAME",
+                         help="the ComputeJob: NAMESPACE/NAME, or NAME in -n NAMESPACE (default: the context's namespace)")
+    explain.add_argument("-n", "--namespace", metavar="NS", help="the job's namespace (as kubectl -n)")
+    _kubeconfig_flags(explain)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def kubectl_main(argv: Sequence[str] | None = None) -> int:
+    """`kubectl suanli COMMAND ...` (the kubectl-suanli executable kubectl runs as a plugin)."""
+    return main(argv, prog=KUBECTL_PROG, commands_offered=KUBECTL_COMMANDS)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "suanli", commands_offered: Sequence[str] = COMMANDS) -> int:
+    parser = build_parser(prog, commands_offered)
     args = parser.parse_args(argv)
     if args.command == "run" and args.leader_election not in LEADER_ELECTION_MODES:
         # argparse checks `choices` on the command line only, not on a default from the environment.
@@ -144,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{' or '.join(LEADER_ELECTION_MODES)} (kopfPeering was removed: it paused only kopf's handlers, "
             f"not the scheduler; several replicas need lease)"
         )
+    if args.command == "run" and args.log_format not in LOG_FORMATS:
+        parser.error(f"$SUANLI_LOG_FORMAT={args.log_format!r} is not a log format: use {' or '.join(LOG_FORMATS)}")
     try:
         return _dispatch(parser, args)
     except BrokenPipeError:  # `suanli plan ... | head`: the reader left; not an error
@@ -176,7 +215,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "explain":
         from suanli.commands import explain
 
-        return explain.run(args.target, args.kubeconfig)
+        return explain.run(args.target, args.kubeconfig, context=args.context, namespace=args.namespace)
     parser.error(f"unknown command {args.command}")
     return 2
 

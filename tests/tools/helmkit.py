@@ -1,4 +1,4 @@
-"""Helpers for the chart and Argo CD tests: find (or install) helm/promtool/lua and render the chart.
+"""Helpers for the chart and Argo CD tests: find (or install) helm/promtool/luaharness and render the chart.
 
 Tools live in ``${SUANLI_CACHE:-~/.cache/suanli}/bin`` (outside the repo) and are installed by
 ``tests/tools/install_tools.sh`` on first use. With ``SUANLI_QUICK=1`` (a quick local
@@ -31,7 +31,7 @@ HELM_TIMEOUT_S = 120
 # kopf's peering kind, which leaderElection.mode=kopfPeering needs in the cluster.
 KOPF_PEERING_API = "kopf.dev/v1/ClusterKopfPeering"
 
-_EXECUTABLES = {"helm": "helm", "promtool": "promtool", "lua": "lua5.1", "hadolint": "hadolint"}
+_EXECUTABLES = {"helm": "helm", "promtool": "promtool", "luaharness": "luaharness", "hadolint": "hadolint"}
 
 
 def quick_mode() -> bool:
@@ -64,7 +64,7 @@ def _install(tool: str) -> str | None:
 
 
 def tool(name: str) -> str:
-    """Path of helm, promtool, lua (lua5.1) or hadolint: installed at its pinned version, or the test skips/fails.
+    """Path of helm, promtool, luaharness or hadolint: installed at its pinned version, or the test skips/fails.
 
     Outside quick mode install_tools.sh runs once per session (a second when all is there).
     """

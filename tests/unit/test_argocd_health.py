@@ -1,15 +1,19 @@
-"""Argo CD health checks (helm/argocd/health/*.lua) run in a real Lua 5.1 on every fixture.
+"""Argo CD health checks (helm/argocd/health/*.lua) run in Argo CD's own Lua VM on every fixture.
 
-Argo CD runs them in gopher-lua (Lua 5.1) with `obj` set to the live object and only the base,
-table, string and math libraries open; the runner below does the same (setfenv with just those),
-so a script using os/io/require fails here as it would in Argo CD.
-Fixtures: tests/unit/argocd_fixtures/*.json, plus any in $SUANLI_ARGOCD_FIXTURES_DIR (captured by e2e).
+Argo CD evaluates health customizations with github.com/yuin/gopher-lua; tests/tools/luaharness is
+a small Go program on that module (the version Argo CD pins) that calls a script the way Argo CD
+does: `obj` is the object decoded from JSON like Kubernetes' unstructured objects, only the
+package, base and table libraries and a safe os (time, date) are open, the returned table's
+status/message are read through JSON, an unknown status becomes Unknown. `-check` compares each
+result with the fixture's expectedHealth. Fixtures: tests/unit/argocd_fixtures/*.json (hand-written
+and captured from e2e runs by tests/tools/argocd_capture.py), plus any in
+$SUANLI_ARGOCD_FIXTURES_DIR.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 import os
 import subprocess
 import sys
@@ -28,6 +32,7 @@ from tests.tools import helmkit  # noqa: E402
 HEALTH = ROOT / "helm" / "argocd" / "health"
 SCRIPTS = {"ComputeJob": HEALTH / "computejob.lua", "ComputeCenter": HEALTH / "computecenter.lua"}
 ARGO_HEALTH = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
+HARNESS_TIMEOUT_S = 60
 
 
 def _fixture_files() -> list[Path]:
@@ -38,71 +43,53 @@ def _fixture_files() -> list[Path]:
     return files
 
 
-def lua_literal(value: Any) -> str:
-    """A JSON value as a Lua 5.1 expression, converted the way Argo CD does (null -> nil)."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"not a JSON number: {value}")
-        return repr(value)
-    if isinstance(value, str):
-        return _lua_string(value)
-    if isinstance(value, list):
-        return "{" + ", ".join(lua_literal(v) for v in value) + "}"
-    if isinstance(value, dict):
-        items = [f"[{_lua_string(str(k))}] = {lua_literal(v)}" for k, v in value.items() if v is not None]
-        return "{" + ", ".join(items) + "}"
-    raise TypeError(f"not a JSON value: {value!r}")
+def run_harness(script: Path, files: list[Path], *, check: bool = False) -> tuple[int, list[dict[str, Any]], str]:
+    """Run luaharness over files; its exit status, its per-file results and its stderr."""
+    args = [helmkit.tool("luaharness"), "-script", str(script), *(["-check"] if check else []), *map(str, files)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_S, check=False)
+    results = json.loads(proc.stdout) if proc.stdout.strip() else []
+    return proc.returncode, results, proc.stderr
 
 
-def _lua_string(text: str) -> str:
-    """A Lua string literal: every byte outside printable ASCII (and quote, backslash) as \\ddd."""
-    out = []
-    for byte in text.encode("utf-8"):
-        ch = chr(byte)
-        out.append(ch if 32 <= byte < 127 and ch not in '"\\' else f"\\{byte:03d}")
-    return '"' + "".join(out) + '"'
+@functools.cache
+def _checked(kind: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Every fixture of one kind through its script in one harness run (-check): exit status, results by file."""
+    files = [f for f in _fixture_files() if json.loads(f.read_text())["object"]["kind"] == kind]
+    code, results, stderr = run_harness(SCRIPTS[kind], files, check=True)
+    assert code in (0, 1) and len(results) == len(files), f"luaharness failed (exit {code}):\n{stderr}"
+    return code, {r["file"]: r for r in results}
 
 
-RUNNER = """
-obj = {obj}
-local check = assert(loadfile({script}))
-local env = {{obj = obj, ipairs = ipairs, pairs = pairs, next = next, tostring = tostring,
-  tonumber = tonumber, type = type, select = select, error = error, pcall = pcall, assert = assert,
-  string = string, table = table, math = math}}
-setfenv(check, env)
-local hs = check()
-assert(type(hs) == "table", "the health script must return a table")
-io.write(tostring(hs.status), "\\n", tostring(hs.message), "\\n")
-"""
-
-
-def run_health(script: Path, obj: dict[str, Any]) -> tuple[str, str]:
-    source = RUNNER.format(obj=lua_literal(obj), script=_lua_string(str(script)))
-    proc = subprocess.run(
-        [helmkit.tool("lua"), "-"], input=source, capture_output=True, text=True, timeout=30, check=False
-    )
-    assert proc.returncode == 0, f"{script.name} failed in Lua 5.1:\n{proc.stderr}"
-    status, message = proc.stdout.split("\n", 1)
-    return status, message.rstrip("\n")
+def health_of(script: Path, obj: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """One object (not a fixture) through the harness: its result {status, message, error}."""
+    path = tmp_path / f"object-{len(list(tmp_path.glob('object-*.json')))}.json"
+    path.write_text(json.dumps(obj, ensure_ascii=False))
+    code, results, stderr = run_harness(script, [path])
+    assert code in (0, 1) and len(results) == 1, f"luaharness failed (exit {code}):\n{stderr}"
+    return results[0]
 
 
 @pytest.mark.parametrize("fixture", _fixture_files(), ids=lambda p: p.stem)
 def test_health_of_fixture(fixture: Path) -> None:
     doc = json.loads(fixture.read_text())
     expected = doc["expectedHealth"]
-    obj = doc["object"]
-    script = SCRIPTS[obj["kind"]]
-    status, message = run_health(script, obj)
-    assert status in ARGO_HEALTH
-    assert status == expected["status"], (
-        f"{fixture.name}: {status} ({message}), expected {expected['status']}"
+    _, results = _checked(doc["object"]["kind"])
+    got = results[str(fixture)]
+    assert "error" not in got, f"{fixture.name}: the script failed in gopher-lua: {got['error']}"
+    assert got["status"] in ARGO_HEALTH
+    assert got["status"] == expected["status"], (
+        f"{fixture.name}: {got['status']} ({got['message']}), expected {expected['status']}"
     )
-    assert expected.get("messageContains", "") in message, f"{fixture.name}: message {message!r}"
-    assert message, "Argo CD shows the message to the person looking at the app: never empty"
+    assert expected.get("messageContains", "") in got["message"], f"{fixture.name}: message {got['message']!r}"
+    assert got["message"], "Argo CD shows the message to the person looking at the app: never empty"
+    assert "problems" not in got, f"{fixture.name}: the harness's -check disagrees: {got['problems']}"
+
+
+def test_harness_check_passes_on_every_fixture_of_both_kinds() -> None:
+    for kind in SCRIPTS:
+        code, results = _checked(kind)
+        assert results, f"no {kind} fixture"
+        assert code == 0, [r for r in results.values() if "problems" in r]
 
 
 def test_fixtures_cover_every_phase_and_health() -> None:
@@ -110,41 +97,106 @@ def test_fixtures_cover_every_phase_and_health() -> None:
 
     phases = set()
     healths: dict[str, set[str]] = {"ComputeJob": set(), "ComputeCenter": set()}
+    captured: dict[str, int] = {"ComputeJob": 0, "ComputeCenter": 0}
     for fixture in _fixture_files():
         doc = json.loads(fixture.read_text())
         obj = doc["object"]
         healths[obj["kind"]].add(doc["expectedHealth"]["status"])
+        captured[obj["kind"]] += doc.get("source", "").startswith("e2e:")
         if obj["kind"] == "ComputeJob":
             phases.add((obj.get("status") or {}).get("phase"))
     assert set(status_api.PHASES) <= phases, f"phases without a fixture: {set(status_api.PHASES) - phases}"
     assert None in phases, "a ComputeJob without status needs a fixture"
     assert {"Healthy", "Progressing", "Degraded", "Suspended"} <= healths["ComputeJob"]
     assert {"Healthy", "Progressing", "Degraded"} <= healths["ComputeCenter"]
+    assert all(captured.values()), f"fixtures captured from e2e runs per kind: {captured}"
 
 
-def test_sandbox_refuses_os_and_io(tmp_path: Path) -> None:
-    """The runner is as strict as Argo CD: a script calling os.* fails (so the test above means something)."""
-    bad = tmp_path / "bad.lua"
-    bad.write_text('local hs = {}\nhs.status = "Healthy"\nhs.message = os.date()\nreturn hs\n')
-    source = RUNNER.format(obj=lua_literal({"kind": "ComputeJob"}), script=_lua_string(str(bad)))
-    proc = subprocess.run(
-        [helmkit.tool("lua"), "-"], input=source, capture_output=True, text=True, timeout=30, check=False
-    )
-    assert proc.returncode != 0 and "os" in proc.stderr
+# --- a broken script must fail ------------------------------------------------------------
 
 
-def test_application_health_passes_child_health_through() -> None:
+def _script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def test_harness_fails_on_a_syntax_error(tmp_path: Path) -> None:
+    broken = _script(tmp_path, "broken.lua", SCRIPTS["ComputeJob"].read_text().replace("then", "the", 1))
+    code, results, _ = run_harness(broken, _fixture_files()[:3], check=True)
+    assert code == 1
+    assert all("error" in r and "problems" in r for r in results), results
+
+
+def test_harness_fails_on_a_wrong_status(tmp_path: Path) -> None:
+    """A script that calls every job Healthy passes no Running/Failed fixture: -check exits 1 and says why."""
+    always = _script(tmp_path, "always.lua", 'local hs = {}\nhs.status = "Healthy"\nhs.message = "ok"\nreturn hs\n')
+    running = ROOT / "tests" / "unit" / "argocd_fixtures" / "computejob-e2e-running.json"
+    succeeded = ROOT / "tests" / "unit" / "argocd_fixtures" / "computejob-e2e-succeeded.json"
+    code, results, _ = run_harness(always, [running, succeeded], check=True)
+    assert code == 1
+    assert results[0]["problems"] == ['status "Healthy", expected "Progressing"']
+    assert "problems" not in results[1]
+
+
+def test_harness_reads_returns_as_argocd_does(tmp_path: Path) -> None:
+    """Argo CD maps a status outside its six to Unknown and rejects a non-table return."""
+    obj = {"apiVersion": "suanli.io/v1alpha1", "kind": "ComputeJob", "metadata": {"name": "j"}}
+    fine = _script(tmp_path, "fine.lua", 'return {status = "Fine", message = "x"}\n')
+    assert health_of(fine, obj, tmp_path) == {
+        "file": str(tmp_path / "object-0.json"),
+        "status": "Unknown",
+        "message": "Lua returned an invalid health status",
+    }
+    text = _script(tmp_path, "text.lua", 'return "Healthy"\n')
+    assert health_of(text, obj, tmp_path)["error"] == "expect table output from Lua script, not string"
+
+
+@pytest.mark.parametrize(
+    ("expression", "available"),
+    [
+        ("string.format('%d', 1)", False),
+        ("math.floor(1.5)", False),
+        ("io.write('x')", False),
+        ("os.exit(1)", False),
+        ("os.getenv('HOME')", False),
+        ("tostring(os.time())", True),
+        ("os.date('!%Y')", True),
+        ("table.concat({'a', 'b'}, ',')", True),
+        ("tostring(#obj.spec.list)", True),
+    ],
+)
+def test_libraries_are_argocds(expression: str, available: bool, tmp_path: Path) -> None:
+    """Only what Argo CD opens for an argocd-cm health customization: base, table, os.time/os.date.
+
+    (Lua 5.1 with string and math open, which these tests used before, let scripts call functions
+    Argo CD does not give them.)
+    """
+    probe = _script(tmp_path, "probe.lua", f'return {{status = "Healthy", message = {expression}}}\n')
+    got = health_of(probe, {"kind": "ComputeJob", "spec": {"list": [1, 2, 3]}}, tmp_path)
+    if available:
+        assert "error" not in got and got["status"] == "Healthy" and got["message"], got
+    else:
+        assert "attempt to" in got.get("error", ""), got
+
+
+def test_application_health_passes_child_health_through(tmp_path: Path) -> None:
     script = HEALTH / "application.lua"
-    app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "suanli"}}
-    assert run_health(script, app)[0] == "Progressing"
+    app: dict[str, Any] = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "suanli"}}
+    assert health_of(script, app, tmp_path)["status"] == "Progressing"
     app["status"] = {"health": {"status": "Degraded", "message": "Deployment suanli: 0/2 ready"}}
-    assert run_health(script, app) == ("Degraded", "Deployment suanli: 0/2 ready")
+    got = health_of(script, app, tmp_path)
+    assert (got["status"], got["message"]) == ("Degraded", "Deployment suanli: 0/2 ready")
 
 
-def test_lua_literal_round_trips_unicode_and_quotes() -> None:
-    obj = {"kind": "ComputeJob", "status": {"phase": "Failed", "message": 'Gui\'an "贵安" \\ fail\nline 2'}}
-    status, message = run_health(SCRIPTS["ComputeJob"], obj)
-    assert (status, message) == ("Degraded", 'Gui\'an "贵安" \\ fail\nline 2')
+def test_unicode_quotes_and_nulls_reach_the_script(tmp_path: Path) -> None:
+    obj = {
+        "kind": "ComputeJob",
+        "metadata": {"generation": 2},
+        "status": {"phase": "Failed", "observedGeneration": None, "message": 'Gui\'an "贵安" \\ fail\nline 2'},
+    }
+    got = health_of(SCRIPTS["ComputeJob"], obj, tmp_path)
+    assert (got["status"], got["message"]) == ("Degraded", 'Gui\'an "贵安" \\ fail\nline 2')
 
 
 # --- the Argo CD manifests -----------------------------------------------------------

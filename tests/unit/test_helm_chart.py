@@ -64,6 +64,7 @@ MATRIX: dict[str, dict[str, Any]] = {
     "custom-config": {
         "config": {"scoring": {"carbon_share": 0.9, "candidates_shown": 3}, "deferral": {"enabled": False}},
         "extraArgs": ["--verbose"],
+        "logFormat": "json",
     },
     "no-crd-watch": {
         "leaderElection": {"leaseName": "suanli-prod-leader"},
@@ -142,6 +143,7 @@ def test_resources_and_probes(rendered: dict[str, list[dict[str, Any]]], name: s
     assert f"--metrics-port={values['ports']['metrics']}" in args
     assert "--config=/etc/suanli/config.yaml" in args
     assert f"--namespace={NS}" in args
+    assert f"--log-format={values['logFormat']}" in args
     assert not [a for a in args if a.startswith("--peering")], "kopf peering is gone: the Lease is the one leader election"
     assert args[len(args) - len(values["extraArgs"]) :] == values["extraArgs"]
 
@@ -587,6 +589,7 @@ def test_container_args_parse_with_the_real_cli(rendered: dict[str, list[dict[st
     assert parsed.health_port == values["ports"]["health"]
     assert parsed.config == "/etc/suanli/config.yaml"
     assert parsed.namespace == NS
+    assert parsed.log_format == values["logFormat"], "logFormat reaches `suanli run --log-format`"
     assert parsed.metrics_address == "0.0.0.0" and parsed.health_address == "0.0.0.0", (
         "in a pod, /metrics and /healthz must listen on the pod IP for Prometheus and the kubelet"
     )

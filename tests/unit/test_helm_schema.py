@@ -46,6 +46,7 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["/securityContext/readOnlyRootFilesystem"],
     ),
     "bad-leader-election": ({"leaderElection": {"mode": "raft"}}, ["/leaderElection/mode", "lease"]),
+    "bad-log-format": ({"logFormat": "logfmt"}, ["/logFormat", "json"]),
     "bad-port": ({"ports": {"metrics": 70000}}, ["/ports/metrics", "maximum"]),
     "bad-digest": ({"image": {"digest": "latest"}}, ["/image/digest"]),
     "bad-pull-policy": ({"image": {"pullPolicy": "Sometimes"}}, ["/image/pullPolicy"]),

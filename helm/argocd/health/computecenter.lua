@@ -1,5 +1,6 @@
 -- Argo CD health of a suanli.io ComputeCenter (resource.customizations.health.suanli.io_ComputeCenter).
--- Lua 5.1 (gopher-lua): only base, string and table functions; `obj` is the live object.
+-- gopher-lua, as Argo CD runs it: base and table functions and os.time/os.date only (no string.*,
+-- math.*); `obj` is the live object.
 local hs = {}
 if obj.status == nil or obj.status.conditions == nil then
   hs.status = "Progressing"

@@ -1,5 +1,6 @@
 -- Argo CD health of a suanli.io ComputeJob (resource.customizations.health.suanli.io_ComputeJob).
--- Lua 5.1 (gopher-lua): only base, string and table functions; `obj` is the live object.
+-- gopher-lua, as Argo CD runs it: base and table functions and os.time/os.date only (no string.*,
+-- math.*); `obj` is the live object.
 local hs = {}
 local function msg(default)
   if obj.status ~= nil and obj.status.message ~= nil and obj.status.message ~= "" then

@@ -1,4 +1,5 @@
-"""`suanli explain NAMESPACE/NAME`: why a live ComputeJob is where it is, or why it waits.
+"""`suanli explain NAMESPACE/NAME` (or NAME -n NAMESPACE; also `kubectl suanli explain`): why a live ComputeJob
+is where it is, or why it waits. The kubeconfig, context and namespace are read as kubectl reads them.
 
 Reads the job's status (written by the operator) and its Events; prints them for a person.
 """
@@ -73,20 +74,46 @@ def render(job: dict[str, Any], events: list[dict[str, Any]], out: TextIO) -> No
             _line(out, f"  {when}  {ev.get('type', '')}  {ev.get('reason', '')}: {ev.get('message', '')}")
 
 
-def run(target: str, kubeconfig: str | None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(
+    target: str,
+    kubeconfig: str | None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    *,
+    context: str | None = None,
+    namespace: str | None = None,
+) -> int:
+    """`target`: NAMESPACE/NAME, or NAME in `namespace` (-n), else in the context's namespace, as kubectl."""
     out = out or sys.stdout
     err = err or sys.stderr
-    if "/" not in target:
-        print(f"suanli explain: give the job as NAMESPACE/NAME (got {target!r})", file=err)
-        return 2
-    namespace, name = target.split("/", 1)
     from kubernetes.client.exceptions import ApiException
 
     from suanli.kube import client as client_mod
+    from suanli.kube import kubeconfig as kubeconfig_mod
 
+    if "/" in target:
+        namespace_in_target, name = target.split("/", 1)
+        if namespace and namespace != namespace_in_target:
+            print(f"suanli explain: {target} names namespace {namespace_in_target}, but -n says {namespace}; "
+                  f"give one of them", file=err)
+            return 2
+        namespace = namespace_in_target or None
+        if namespace is None:
+            name = ""
+    else:
+        name = target
+    if not name or "/" in name:
+        print(f"suanli explain: give the job as NAMESPACE/NAME, or NAME with -n NAMESPACE (got {target!r})", file=err)
+        return 2
+    try:
+        where = kubeconfig_mod.context(kubeconfig, context)["name"]
+        api = kubeconfig_mod.client(kubeconfig, context)
+        namespace = kubeconfig_mod.namespace(kubeconfig, context, namespace)
+    except kubeconfig_mod.KubeconfigError as exc:
+        print(f"suanli explain: {exc}", file=err)
+        return 1
     try:
         k8s = client_mod.k8s
-        api = client_mod.api_client(kubeconfig)
         custom = k8s.CustomObjectsApi(api)
         job: dict[str, Any] = custom.get_namespaced_custom_object(client_mod.GROUP, client_mod.VERSION, namespace, "computejobs", name)
         listed = k8s.CoreV1Api(api).list_namespaced_event(
@@ -100,10 +127,12 @@ def run(target: str, kubeconfig: str | None, out: TextIO | None = None, err: Tex
         if exc.status == 404:
             print(f"suanli explain: no ComputeJob {namespace}/{name} (kubectl get cjob -n {namespace}; `cj` is CronJob to kubectl)", file=err)
         else:
-            print(f"suanli explain: the API server refused: HTTP {exc.status} {exc.reason}", file=err)
+            print(f"suanli explain: the API server refused: HTTP {exc.status} {exc.reason} (the context's user needs "
+                  f"get on computejobs and list on events in namespace {namespace})", file=err)
         return 1
     except Exception as exc:
-        print(f"suanli explain: cannot reach the cluster: {exc}", file=err)
+        print(f"suanli explain: cannot reach the cluster of context {where}: {exc} (is it the right --context? "
+              f"kubectl config get-contexts)", file=err)
         return 1
     render(job, events, out)
     return 0

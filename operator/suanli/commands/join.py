@@ -2,7 +2,7 @@
 
 In the member (with the platform team's own credentials, from PATH): the namespace `suanli-member`,
 the ServiceAccount the hub acts as, least-privilege RBAC (`members.access.RULES`) and a token for it.
-On the hub (`--kubeconfig`, default as kubectl's): the Secret holding a kubeconfig with that token
+On the hub (`--kubeconfig` and `--context`, default as kubectl's): the Secret holding a kubeconfig with that token
 and the member's CA inline, in the operator's namespace, and `spec.cluster.kubeconfigSecretRef` of
 the ComputeCenter pointing at it. `--dry-run -o yaml` prints every object instead (the token and the
 center patch are placeholders then: nothing is asked of either API server).
@@ -57,16 +57,13 @@ def _print_plan(args: Any, out: TextIO) -> None:
     out.write(yaml.safe_dump(access.center_patch(args.center, args.namespace), sort_keys=False))
 
 
-def _client(path: str | None) -> Any:
-    from kubernetes import client, config
+def _client(path: str | None, context: str | None = None) -> Any:
+    from suanli.kube import kubeconfig
 
-    loader: Any = config  # the generated client is loosely typed
-    configuration = client.Configuration()
     try:
-        loader.load_kube_config(config_file=path, client_configuration=configuration)
-    except Exception as exc:
-        raise JoinError(f"cannot load kubeconfig {path or '(default)'}: {exc}") from None
-    return client.ApiClient(configuration)
+        return kubeconfig.client(path, context)
+    except kubeconfig.KubeconfigError as exc:
+        raise JoinError(str(exc)) from None
 
 
 def _apply(api: Any, doc: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +85,8 @@ def _join(args: Any, out: TextIO) -> None:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    member = _client(args.member_kubeconfig)
-    hub = _client(args.kubeconfig)
+    member = _client(args.member_kubeconfig, args.member_context)
+    hub = _client(args.kubeconfig, args.context)
     custom = client.CustomObjectsApi(hub)
     try:
         custom.get_cluster_custom_object("suanli.io", "v1alpha1", "computecenters", args.center)

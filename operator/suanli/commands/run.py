@@ -20,7 +20,6 @@ import gc
 import logging
 import os
 import socket
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import yaml
 
 from suanli import clock as clock_mod
-from suanli import metrics
+from suanli import logs, metrics
 from suanli import settings as settings_mod
 
 LOG = logging.getLogger("suanli.run")
@@ -285,28 +284,31 @@ async def _serve(
 
 
 def run(args: Any) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """The operator's process: every line it writes on stderr is a log record in --log-format
+    (with json, even a failed start or an unexpected crash is one JSON line, its traceback in exc_info)."""
+    logs.configure(args.log_format, args.verbose)
+    logging.captureWarnings(True)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         config = load_settings(args.config)
     except (OSError, ValueError) as exc:
-        print(f"suanli run: cannot use --config {args.config}: {exc}", file=sys.stderr)
+        LOG.error("suanli run: cannot use --config %s: %s", args.config, exc)
         return 2
     if args.kubeconfig:
         if not Path(args.kubeconfig).exists():
-            print(f"suanli run: --kubeconfig {args.kubeconfig} does not exist", file=sys.stderr)
+            LOG.error("suanli run: --kubeconfig %s does not exist", args.kubeconfig)
             return 2
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())
-    if args.metrics_port:
-        metrics.serve(args.metrics_port, args.metrics_address)
     try:
+        if args.metrics_port:
+            metrics.serve(args.metrics_port, args.metrics_address)
         asyncio.run(_operate(args, config))
     except KeyboardInterrupt:
         return 0
     except OperatorStartError as exc:
-        print(f"suanli run: {exc}", file=sys.stderr)
+        LOG.error("suanli run: %s", exc)
+        return 1
+    except Exception as exc:
+        LOG.critical("suanli run: the operator stopped on an unexpected error: %r", exc, exc_info=exc)
         return 1
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from suanli import metrics
+from suanli import logs, metrics
 from suanli.kube import client as client_mod
 from suanli.kube import errors, records, workloads
 from suanli.kube import status as status_mod
@@ -43,7 +43,7 @@ class Binder:
         except client_mod.Replaced:
             pass  # deleted or recreated meanwhile: the decision was for a job that is gone
         except Exception as exc:
-            LOG.warning("could not write the %s status of %s/%s: %s", d.phase, *record.key, errors.short(exc))
+            LOG.warning("could not write the %s status of %s/%s: %s", d.phase, *record.key, errors.short(exc), extra=logs.about(record.key))
         finally:
             ctx.writes.done(record.key)
 
@@ -62,7 +62,7 @@ class Binder:
         except client_mod.Replaced:
             pass  # deleted or recreated meanwhile
         except Exception as exc:
-            LOG.warning("could not mark %s/%s Invalid: %s", *key, errors.short(exc))
+            LOG.warning("could not mark %s/%s Invalid: %s", *key, errors.short(exc), extra=logs.about(key))
         finally:
             ctx.writes.done(key)
 
@@ -87,7 +87,7 @@ class Binder:
                 ctx.cache.forget(key)
                 delay = self._hold(record)
                 message = f"could not record the binding ({errors.short(exc)}); the job goes back to the queue in {delay:g}s"
-                LOG.warning("%s/%s: %s", *key, message)
+                LOG.warning("%s/%s: %s", *key, message, extra=logs.about(key))
                 ctx.spawn(ctx.api.run(ctx.api.event, ctx.ref(record), "BindFailed", message, True, now))
                 ctx.poke()  # the capacity it held is free for the others now
                 return
@@ -135,21 +135,21 @@ class Binder:
             ctx.cache.upsert_workload(job, member)  # seen now: no second create before the watch catches up
             if not created:
                 where = f" in member cluster {member}" if member else ""
-                LOG.info("%s/%s: adopted the existing Job %s%s", *key, manifest["metadata"]["name"], where)
+                LOG.info("%s/%s: adopted the existing Job %s%s", *key, manifest["metadata"]["name"], where, extra=logs.about(key))
             return True
         except client_mod.NamespaceMissing as exc:
             # A member without the job's namespace, and members.create_namespaces is false: keep the binding
             # and look again after a backoff (someone may create it); the pods-ready timeout bounds the wait.
             delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
             message = f"{exc}; looking again in {delay:g}s"
-            LOG.warning("%s/%s: %s", *key, message)
+            LOG.warning("%s/%s: %s", *key, message, extra=logs.about(key))
             ctx.spawn(ctx.api.run(ctx.api.event, ctx.ref(record), "NamespaceMissing", str(exc), True))
             return False
         except client_mod.WorkloadBusy as exc:
             # An earlier attempt's Job (or an earlier ComputeJob's of this name) is going away with its pods:
             # keep the binding, create the Job once it is gone (its DELETED event, or this retry).
             delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
-            LOG.info("%s/%s: %s (looking again in %gs)", *key, exc, delay)
+            LOG.info("%s/%s: %s (looking again in %gs)", *key, exc, delay, extra=logs.about(key))
             return False
         except Exception as exc:
             if not member and errors.namespace_gone(exc):
@@ -162,6 +162,7 @@ class Binder:
                     *key,
                     key[0],
                     errors.short(exc),
+                    extra=logs.about(key),
                 )
                 return False
             delay = self._hold(record)
@@ -169,7 +170,7 @@ class Binder:
                 f"could not create the workload on {binding.center}/{binding.pool} ({errors.short(exc)}); "
                 f"the job goes back to the queue in {delay:g}s"
             )
-            LOG.warning("%s/%s: %s", *key, message)
+            LOG.warning("%s/%s: %s", *key, message, extra=logs.about(key))
             try:
                 await ctx.api.run_binding(
                     ticket,
@@ -179,7 +180,7 @@ class Binder:
             except client_mod.Replaced:
                 pass  # deleted or recreated meanwhile
             except Exception as inner:
-                LOG.warning("%s/%s: could not requeue: %s", *key, errors.short(inner))
+                LOG.warning("%s/%s: could not requeue: %s", *key, errors.short(inner), extra=logs.about(key))
             ctx.cache.forget(key)
             ctx.spawn(ctx.api.run(ctx.api.event, ctx.ref(record), "WorkloadFailed", message, True))
             ctx.poke()  # the capacity it held is free for the others now

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kubernetes.client.exceptions import ApiException
 
+from suanli import logs
 from suanli.kube import clusters as clusters_mod
 from suanli.kube import errors, records, workloads, workqueue
 from suanli.kube import objects as kobj
@@ -260,7 +261,7 @@ class Lifter:
                 except Exception as exc:  # never into the watch; looked at again after the backoff
                     delay = self.retries.failed(key, "", lambda: self.wake(key))
                     LOG.error("pod %s/%s: releasing it failed unexpectedly (%r); again in %gs", *key, exc, delay,
-                              exc_info=exc)
+                              exc_info=exc, extra=logs.about(key, "Pod"))
                 if key not in self.again:
                     return
         finally:
@@ -272,7 +273,7 @@ class Lifter:
             self.noted[key] = message
             LOG.log(level, "pod %s/%s: %s%s", *key, message, detail)
         else:
-            LOG.debug("pod %s/%s: %s%s", *key, message, detail)
+            LOG.debug("pod %s/%s: %s%s", *key, message, detail, extra=logs.about(key, "Pod"))
 
     async def _lift(self, key: Key) -> None:
         info = self.cache.pods.get(key)
@@ -321,7 +322,7 @@ class Lifter:
                 return
         self.retries.succeeded(key)
         if verdict.action == "pin":  # the routine case: one line per pod only with --verbose
-            LOG.debug("pod %s/%s: pinned to node %s (%s); scheduling gate lifted", *key, verdict.node, verdict.reason)
+            LOG.debug("pod %s/%s: pinned to node %s (%s); scheduling gate lifted", *key, verdict.node, verdict.reason, extra=logs.about(key, "Pod"))
         else:
-            LOG.info("pod %s/%s: scheduling gate lifted without pinning: %s", *key, verdict.reason)
+            LOG.info("pod %s/%s: scheduling gate lifted without pinning: %s", *key, verdict.reason, extra=logs.about(key, "Pod"))
         self.forget(key)

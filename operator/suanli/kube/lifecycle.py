@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from suanli import metrics
+from suanli import logs, metrics
 from suanli import settings as settings_mod
 from suanli.kube import attempt_end, attempts, errors, gates, records
 from suanli.kube import client as client_mod
@@ -67,7 +67,7 @@ class Lifecycle:
                 try:
                     self.progress(key)
                 except Exception:
-                    LOG.exception("could not update the status of %s/%s", *key)
+                    LOG.exception("could not update the status of %s/%s", *key, extra=logs.about(key))
 
     def progress(self, key: Key) -> None:
         ctx = self.ctx
@@ -208,13 +208,13 @@ class Lifecycle:
         except Exception as exc:
             ctx.writes.done(key)
             delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
-            LOG.warning("%s/%s: could not requeue (%s); retrying in %gs: %s", *key, reason, delay, errors.short(exc))
+            LOG.warning("%s/%s: could not requeue (%s); retrying in %gs: %s", *key, reason, delay, errors.short(exc), extra=logs.about(key))
             return
         ctx.writes.succeeded(key)
         self.ending.pop(key, None)
         self.waiting_noted.pop(key, None)
         metrics.REQUEUES.labels(outcome=event).inc()
-        LOG.info("%s/%s: %s", *key, patch["message"])
+        LOG.info("%s/%s: %s", *key, patch["message"], extra=logs.about(key))
         try:
             if result is not None:
                 ctx.cache.upsert_job(result, record.created)
@@ -239,10 +239,10 @@ class Lifecycle:
         except Exception as exc:
             self.remade.pop(key, None)  # looked at again after the backoff
             delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
-            LOG.warning("%s/%s: could not delete its podless Job (%s); retrying in %gs", *key, errors.short(exc), delay)
+            LOG.warning("%s/%s: could not delete its podless Job (%s); retrying in %gs", *key, errors.short(exc), delay, extra=logs.about(key))
             ctx.writes.done(key)
             return
-        LOG.warning("%s/%s: %s", *key, message)
+        LOG.warning("%s/%s: %s", *key, message, extra=logs.about(key))
         try:
             await ctx.api.run(ctx.api.event, ctx.ref(record), "WorkloadRemade", message, True, ctx.clock.now())
         finally:
@@ -282,7 +282,7 @@ class Lifecycle:
         if self.waiting_noted.get(record.key) != text:
             self.waiting_noted[record.key] = text
             LOG.info("%s/%s: back to the queue once its pods of attempt %d have stopped (%s)", *record.key,
-                     record.attempts, text)
+                     record.attempts, text, extra=logs.about(record.key))
 
     async def _settle_measured(
         self,
@@ -318,10 +318,10 @@ class Lifecycle:
             try:
                 measurement = await asyncio.to_thread(energy_meter.measure, self._meter(binding), run)
             except Exception as exc:  # the meter does not raise; a bug must still not lose the settlement
-                LOG.warning("%s/%s: measuring energy failed (%s); settling the estimate", *key, errors.short(exc))
+                LOG.warning("%s/%s: measuring energy failed (%s); settling the estimate", *key, errors.short(exc), extra=logs.about(key))
                 measurement = None
             settlement = energy_meter.settlement(measurement, estimated_kwh, pue)
-            LOG.info("%s/%s: settled %.6f kWh (%s: %s)", *key, settlement.kwh, settlement.source, settlement.detail)
+            LOG.info("%s/%s: settled %.6f kWh (%s: %s)", *key, settlement.kwh, settlement.source, settlement.detail, extra=logs.about(key))
             change = status_mod.progress(
                 record, binding, workload, pods, power, pue, ctx.clock.now(), (settlement.kwh, settlement.source, None)
             )
@@ -354,7 +354,7 @@ class Lifecycle:
         except Exception as exc:
             ctx.writes.done(key)
             delay = ctx.writes.failed(key, record.uid, lambda: ctx.job_changed(key))
-            LOG.warning("could not write %s for %s/%s (retrying in %gs): %s", reason, *key, delay, errors.short(exc))
+            LOG.warning("could not write %s for %s/%s (retrying in %gs): %s", reason, *key, delay, errors.short(exc), extra=logs.about(key))
             return
         ctx.writes.succeeded(key)
         try:
@@ -365,7 +365,7 @@ class Lifecycle:
                 ctx.poke()  # capacity and energy changed
                 ctx.center_changed()  # reserved -> used in the center's energy status
         except Exception:
-            LOG.exception("%s/%s: %s was written, but recording it failed", *key, reason)
+            LOG.exception("%s/%s: %s was written, but recording it failed", *key, reason, extra=logs.about(key))
         finally:
             ctx.writes.done(key)
             ctx.job_changed(key)  # re-check: more may have happened meanwhile

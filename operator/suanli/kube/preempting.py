@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from suanli import logs
 from suanli.kube import records
 from suanli.ledger import capacity as capacity_mod
 from suanli.placement import decision as decision_mod
@@ -79,7 +80,7 @@ class Preempting:
         self.waiting_for[d.job.key] = (preemptor.uid, stopped, None)
         names = ", ".join(f"{k[0]}/{k[1]}" for k in sorted(stopped))
         message = f"preempting {names} to run on {pool.center}/{pool.pool}; planned once their accelerators are free"
-        LOG.info("%s/%s: %s", *d.job.key, message)
+        LOG.info("%s/%s: %s", *d.job.key, message, extra=logs.about(d.job.key))
         ctx.spawn(ctx.api.run(ctx.api.event, ctx.ref(preemptor), "Preempting", message, False, ctx.clock.now()))
 
     def _running(self, snap: snapshot_mod.Snapshot) -> list[preemption.Running]:
