@@ -26,6 +26,21 @@ def _one_node_fleet() -> fleet_mod.Fleet:
     return fleet_mod.build([builders.center("c1", pools=[builders.pool(nodes=1, per_node=8)], pue=1.2)])
 
 
+def test_waits_weighted_by_accelerators_and_by_gang_size_by_hand() -> None:
+    """A 1x8 gang that waits 3000 s behind a 1x1, and two 1x1s that do not wait: the mean wait is
+    1000 s, but per accelerator asked for it is 8 x 3000 / 10 = 2400 s."""
+    fleet = _one_node_fleet()
+    jobs = [
+        builders.demand(builders.job("small", count=1, duration="1h"), T0),
+        builders.demand(builders.job("gang", count=8, duration="1h"), T0 + 600),
+        builders.demand(builders.job("late-small", count=1, duration="1h"), T0 + 7200),
+    ]
+    m = metrics.summary(replay.replay(fleet, jobs, "first-fit"))
+    assert m["meanWaitSeconds"] == pytest.approx(1000.0)
+    assert m["acceleratorWeightedWaitSeconds"] == pytest.approx(8 * 3000 / 10)
+    assert m["meanWaitSecondsByAccelerators"] == {"1": pytest.approx(0.0), "8": pytest.approx(3000.0)}
+
+
 def test_two_gangs_on_one_node_queue_and_add_up_by_hand() -> None:
     fleet = _one_node_fleet()
     jobs = [

@@ -78,6 +78,7 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
         ("COST", "cost"),
         ("WAIT mean s", "meanWaitSeconds"),
         ("WAIT p95 s", "p95WaitSeconds"),
+        ("WAIT/ACC s", "acceleratorWeightedWaitSeconds"),
         ("JCT mean s", "meanJCTSeconds"),
         ("UTIL", "utilization"),
         ("DEADLINE MISSES", "deadlineMisses"),
@@ -96,6 +97,10 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
         table.add_row(*cells)
     console = Console(file=out, width=200 if not out.isatty() else None)
     console.print(table)
+    by_size = "; ".join(f"{name} " + ", ".join(f"{n}: {w:,.0f} s" for n, w in row["meanWaitSecondsByAccelerators"].items())
+                        for name, row in doc["policies"].items())
+    console.print(f"WAIT/ACC: the mean wait with each job counted once per accelerator it asked for; mean wait by "
+                  f"accelerators asked for: {by_size}")
     if doc.get("oracle"):
         console.print(f"carbon oracle (a lower bound: {doc['oracle']['rule']}): {doc['oracle']['carbonKg']:,.2f} kgCO2e "
                       "for every job; xORACLE: a policy's carbon over the bound for the jobs it completed")

@@ -43,6 +43,7 @@ def summary(run: replay.Run, floor: npt.NDArray[np.float64] | None = None) -> di
     started = [r for r in records if not math.isnan(r.start)]
     completed = [r for r in records if r.outcome == "completed"]
     waits = np.array([r.start - r.arrival for r in started], dtype=np.float64)
+    sizes = np.array([_accelerators(run, r) for r in started], dtype=np.float64)
     jct = np.array([r.end - r.arrival for r in completed], dtype=np.float64)
     fleet_size = sum(p.expected_nodes * p.accelerators_per_node for p in run.fleet.pools)
     first = min((r.arrival for r in records), default=0.0)
@@ -68,6 +69,11 @@ def summary(run: replay.Run, floor: npt.NDArray[np.float64] | None = None) -> di
         "cost": round(sum(run.center_cost.values()), 3),
         "meanWaitSeconds": round(float(waits.mean()), 3) if waits.size else 0.0,
         "p95WaitSeconds": round(float(np.percentile(waits, 95)), 3) if waits.size else 0.0,
+        # Each job's wait counted once per accelerator it asked for: a 1x8 gang weighs as eight
+        # single-GPU jobs (the plain mean lets a policy look good by starving the gangs).
+        "acceleratorWeightedWaitSeconds": round(float(waits @ sizes / sizes.sum()), 3) if waits.size else 0.0,
+        "meanWaitSecondsByAccelerators": {str(int(n)): round(float(waits[sizes == n].mean()), 3)
+                                          for n in np.unique(sizes)},
         "meanJCTSeconds": round(float(jct.mean()), 3) if jct.size else 0.0,
         "utilization": round(busy / (fleet_size * span), 4) if fleet_size else 0.0,
         "deadlineMisses": misses,
@@ -75,6 +81,12 @@ def summary(run: replay.Run, floor: npt.NDArray[np.float64] | None = None) -> di
         **(_oracle(run, floor) if floor is not None else {}),
         **(_tenants(run) if run.tenants is not None else {}),
     }
+
+
+def _accelerators(run: replay.Run, record: replay.JobRecord) -> int:
+    """Accelerators the job asked for: its replicas times accelerators per replica."""
+    job = run.jobs[record.index]
+    return job.replicas * job.count
 
 
 def _oracle(run: replay.Run, floor: npt.NDArray[np.float64]) -> dict[str, Any]:
