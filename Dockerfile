@@ -19,7 +19,7 @@ FROM ${PYTHON_IMAGE} AS builder
 # --build-arg PIP_WHEELHOUSE=/wheelhouse, as `make image` does): pip then reads only that folder
 # and the build needs no network. Empty (the default): pip downloads from the package index.
 ARG PIP_WHEELHOUSE=""
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock ./
 # Every pin of the lock, as the wheel whose hash the lock records: wheels only, so nothing is
@@ -35,7 +35,7 @@ ARG SUANLI_UID=65532
 LABEL org.opencontainers.image.title="suanli" \
       org.opencontainers.image.description="Kubernetes operator placing accelerator jobs across compute centers by accelerator fit, data locality and energy" \
       org.opencontainers.image.licenses="Apache-2.0"
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib
 # Installs only the wheels built above (--no-index): one version of each, requirements.lock's.

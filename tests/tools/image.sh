@@ -132,20 +132,30 @@ build() {
   started=$(date +%s)
   base="$(choose_base)"
   ensure_wheels
-  log "podman build $IMAGE on $base"
-  pm build --quiet --pull=never --layers \
-    --file "$ROOT/Dockerfile" --tag "$IMAGE" \
-    --build-arg "PYTHON_IMAGE=$base" \
-    --build-arg PIP_WHEELHOUSE=/wheelhouse \
-    --volume "$WHEELHOUSE:/wheelhouse:ro" \
-    --label "io.suanli.base=$base" \
-    "$ROOT" >/dev/null || die "podman build failed (run it again without --quiet to see the step: bash tests/tools/image.sh podman build ...)"
+  log "podman build $IMAGE on $base (log: $IMAGE_CACHE/build.log)"
+  mkdir -p "$IMAGE_CACHE"
+  if ! pm build --pull=never --layers \
+      --file "$ROOT/Dockerfile" --tag "$IMAGE" \
+      --build-arg "PYTHON_IMAGE=$base" \
+      --build-arg PIP_WHEELHOUSE=/wheelhouse \
+      --volume "$WHEELHOUSE:/wheelhouse:ro" \
+      --label "io.suanli.base=$base" \
+      "$ROOT" >"$IMAGE_CACHE/build.log" 2>&1; then
+    tail -n 40 "$IMAGE_CACHE/build.log" >&2
+    die "podman build failed at the step above (whole log: $IMAGE_CACHE/build.log)"
+  fi
   log "built $IMAGE ($(pm image inspect --format '{{.Size}}' "$IMAGE") bytes) in $(( $(date +%s) - started )) s"
 }
 
 cmd="${1:-build}"
 shift || true
 need_podman
+if [[ $cmd != podman ]]; then
+  # One build at a time (parallel test runs share the caches and podman's storage); bounded wait.
+  mkdir -p "$IMAGE_CACHE"
+  exec 9>"$IMAGE_CACHE/image.lock"
+  flock -w 1800 9 || die "another tests/tools/image.sh held $IMAGE_CACHE/image.lock for 30 minutes"
+fi
 case "$cmd" in
   build) build ;;
   base) ensure_base; echo "$BASE_IMAGE" ;;
