@@ -61,8 +61,10 @@ def image() -> tuple[str, float]:
         built = imagekit.ensure_image()
         imagekit.can_run(built[0])
     except imagekit.ImageError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    return built
+        failure = str(exc)
+    else:
+        return built
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,11 @@ class ImageError(AssertionError):
 
 def podman(*args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
     """podman with this host's flags (SUANLI_PODMAN_FLAGS; default: runc, cgroupfs, file events)."""
-    proc = subprocess.run(["podman", *PODMAN_FLAGS, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        proc = subprocess.run(["podman", *PODMAN_FLAGS, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise ImageError("podman is not installed: `bash tests/tools/install_tools.sh podman` installs it "
+                         "(Debian's podman, runc, mmdebstrap; as root)") from exc
     if check and proc.returncode != 0:
         raise ImageError(f"podman {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -51,8 +55,11 @@ def ensure_image(image: str = IMAGE, base: str = "local") -> tuple[str, float]:
     and the seconds the build took."""
     started = time.monotonic()
     if "SUANLI_TEST_IMAGE" in os.environ:
-        if podman("image", "exists", image).returncode != 0:
+        exists = podman("image", "exists", image)
+        if exists.returncode == 1:
             raise ImageError(f"SUANLI_TEST_IMAGE={image} is not in podman's storage: build or pull it first")
+        if exists.returncode != 0:
+            raise ImageError(f"{NO_CONTAINERS_HINT}.\npodman image exists {image}: exit {exists.returncode}\n{exists.stderr[-2000:]}")
         return image, 0.0
     env = {**os.environ, "IMAGE": image, "IMAGE_BASE": base, "SUANLI_PODMAN_FLAGS": shlex.join(PODMAN_FLAGS)}
     try:
