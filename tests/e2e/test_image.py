@@ -217,19 +217,7 @@ def test_operator_from_the_image_as_the_chart_runs_it_places_the_example_jobs(
         final = wait_for(settled, EXPECT_TIMEOUT_S, lambda: {**helpers.job_phases(custom_objects, namespace),
                                                              "log": container.log_tail(15)},
                          what="every example job to settle")
-        bound = []
-        for doc, expect in jobs:
-            name = doc["metadata"]["name"]
-            status = helpers.get_job(custom_objects, namespace, name)["status"]
-            if "/" in expect:
-                center, pool = expect.split("/")
-                got = (final[name], status["binding"]["center"], status["binding"]["pool"])
-                assert got == ("Succeeded", renamed[center], pool), (name, status.get("message"))
-                assert batch_v1.read_namespaced_job(f"cj-{name}", namespace).status.succeeded
-                bound.append(name)
-            else:
-                want = planned[name]["phase"]
-                assert final[name] == ("Succeeded" if want == "Bound" else want), (name, status, planned[name]["message"])
+        bound = helpers.assert_example_outcomes(custom_objects, batch_v1, namespace, jobs, final, planned, renamed)
         assert bound, "no example job expects a pool: crds/examples/jobs.yaml lost its `# expect:` lines"
         exposition = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         binds = helpers.metric_value(exposition, "suanli_job_bind_latency_seconds_count")
