@@ -3,6 +3,7 @@
 #
 #   docker build -t suanli:dev .
 #   docker run --rm suanli:dev --help
+#   make image          # the same with podman, on a host without Docker or registry access (docs/image.md)
 #
 # Two stages: the builder turns the project and every dependency into wheels, the dependencies
 # exactly as requirements.lock pins them (hash-checked; `make lock` writes it, `make venv` installs
@@ -14,12 +15,17 @@
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+# A folder of the lock's wheels mounted into the build (podman build -v DIR:/wheelhouse:ro
+# --build-arg PIP_WHEELHOUSE=/wheelhouse, as `make image` does): pip then reads only that folder
+# and the build needs no network. Empty (the default): pip downloads from the package index.
+ARG PIP_WHEELHOUSE=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock ./
 # Every pin of the lock, as the wheel whose hash the lock records: wheels only, so nothing is
 # compiled here. The lock also pins make's tools (pytest, ruff ...); they stay in this stage.
-RUN python -m pip wheel --require-hashes --only-binary=:all: --wheel-dir /wheels -r requirements.lock
+RUN python -m pip wheel --require-hashes --only-binary=:all: --wheel-dir /wheels \
+        ${PIP_WHEELHOUSE:+--no-index --find-links="$PIP_WHEELHOUSE"} -r requirements.lock
 COPY operator ./operator
 # The project's own wheel, built with the locked setuptools from /wheels: nothing else is fetched.
 RUN python -m pip wheel --no-deps --no-index --find-links=/wheels --wheel-dir /wheels .
@@ -29,7 +35,7 @@ ARG SUANLI_UID=65532
 LABEL org.opencontainers.image.title="suanli" \
       org.opencontainers.image.description="Kubernetes operator placing accelerator jobs across compute centers by accelerator fit, data locality and energy" \
       org.opencontainers.image.licenses="Apache-2.0"
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib
 # Installs only the wheels built above (--no-index): one version of each, requirements.lock's.

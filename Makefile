@@ -10,13 +10,14 @@ LOCK := requirements.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv tools docs cluster-build test unit lint crds verify integration e2e bench chaos cluster-up cluster-down cluster-restart demo demo-down plan clean
+.PHONY: help venv tools image docs cluster-build test unit lint crds verify integration e2e bench chaos cluster-up cluster-down cluster-restart demo demo-down plan clean
 
 help:
 	@echo "make demo     local hub + two member clusters + operator + example fleet and jobs, live"
 	@echo "make demo-down  stop the demo's operator and its clusters"
 	@echo "make test     lint, verify, unit, integration and e2e tests (builds the control plane once)"
 	@echo "make unit     the pure-core unit tests only (seconds)"
+	@echo "make image    the operator image with podman (IMAGE=localhost/suanli:dev; docs/image.md)"
 	@echo "make bench    benchmarks; results in reports/bench/"
 	@echo "make chaos    300+ jobs under 50+ injected faults, invariants checked throughout; report in reports/chaos/"
 
@@ -43,6 +44,15 @@ test: venv lint verify tools unit cluster-up integration e2e
 
 tools:
 	bash tests/tools/install_tools.sh
+
+# The operator image from the Dockerfile with podman (no Docker needed), tagged IMAGE. The base is
+# IMAGE_BASE: official (the Dockerfile's python slim image, pulled), local (Debian bookworm's python3
+# made here with mmdebstrap) or auto (official when it can be pulled, else local). Cached outside the
+# repo: a second build takes seconds. See docs/image.md.
+IMAGE ?= localhost/suanli:dev
+IMAGE_BASE ?= auto
+image:
+	IMAGE='$(IMAGE)' IMAGE_BASE='$(IMAGE_BASE)' bash tests/tools/image.sh build
 
 unit: venv
 	$(PYTEST) tests/unit -q

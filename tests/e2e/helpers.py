@@ -372,6 +372,31 @@ def center_conditions(center: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in (center.get("status") or {}).get("conditions") or []}
 
 
+def assert_example_outcomes(
+    custom_objects: Any, batch_v1: Any, namespace: str, jobs: Sequence[tuple[dict[str, Any], str]],
+    final: Mapping[str, str], planned: Mapping[str, Mapping[str, Any]], renamed: Mapping[str, str],
+) -> list[str]:
+    """The example jobs (``example_jobs``) after they settled in ``final`` phases: each whose `# expect:`
+    names a pool Succeeded there (its center renamed as ``renamed`` says) through a batch Job the
+    ComputeJob controls; each other one is in the phase `suanli plan` (``planned``) gave it, Bound
+    meaning Succeeded. Returns the names of the bound ones."""
+    bound = []
+    for doc, expect in jobs:
+        name = doc["metadata"]["name"]
+        status = get_job(custom_objects, namespace, name)["status"]
+        if "/" in expect:
+            center, pool = expect.split("/")
+            got = (final[name], status["binding"]["center"], status["binding"]["pool"])
+            assert got == ("Succeeded", renamed[center], pool), (name, status.get("message"))
+            workload = batch_v1.read_namespaced_job(f"cj-{name}", namespace)
+            assert workload.metadata.owner_references[0].kind == "ComputeJob", workload.metadata.owner_references
+            bound.append(name)
+        else:
+            want = planned[name]["phase"]
+            assert final[name] == ("Succeeded" if want == "Bound" else want), (name, status, planned[name]["message"])
+    return bound
+
+
 def wait_for_phase(
     custom_objects: Any, ns: str, name: str, *wanted: str, timeout: float = EXPECT_TIMEOUT_S, what: str
 ) -> None:

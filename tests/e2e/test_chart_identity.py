@@ -118,18 +118,7 @@ def test_operator_as_the_chart_service_account_runs_the_scenario(
 
         final = wait_for(observe, EXPECT_TIMEOUT_S, lambda: helpers.job_phases(custom_objects, namespace),
                          what="every job to settle", interval=0.1, max_interval=0.5)
-        for doc, expect in jobs:
-            name = doc["metadata"]["name"]
-            status = helpers.get_job(custom_objects, namespace, name)["status"]
-            if "/" in expect:
-                center, pool = expect.split("/")
-                got = (final[name], status["binding"]["center"], status["binding"]["pool"])
-                assert got == ("Succeeded", renamed[center], pool), (name, status.get("message"))
-                workload = batch_v1.read_namespaced_job(f"cj-{name}", namespace)
-                assert workload.metadata.owner_references[0].kind == "ComputeJob"
-            else:
-                want = planned[name]["phase"]
-                assert final[name] == ("Succeeded" if want == "Bound" else want), (name, status, planned[name]["message"])
+        helpers.assert_example_outcomes(custom_objects, batch_v1, namespace, jobs, final, planned, renamed)
         assert final["doomed"] == "Failed", final
         assert final["unknown-model"] == "Invalid", final
         invalid = helpers.get_job(custom_objects, namespace, "unknown-model")

