@@ -583,13 +583,14 @@ def capture(
     obj: dict[str, Any], expected_status: str, message_contains: str, *, label: str, source: str, tmp_dir: Path
 ) -> Path:
     """Save the object as ``<kind>-e2e-<label>.json`` (label: the phase or condition, so a re-capture
-    replaces the file) and run the real Lua health script on it now."""
+    replaces the file) and run the health script on it now, in gopher-lua as Argo CD does (luaharness)."""
     from tests.unit import test_argocd_health as health
 
     saved = argocd_capture.save(stable(obj), expected_status, message_contains, source=source, directory=capture_dir(tmp_dir))
     path = saved.replace(saved.with_name(f"{obj['kind'].lower()}-e2e-{label.lower()}.json"))
-    doc = json.loads(path.read_text())
-    status, message = health.run_health(health.SCRIPTS[obj["kind"]], doc["object"])
+    code, results, stderr = health.run_harness(health.SCRIPTS[obj["kind"]], [path])
+    assert code in (0, 1) and len(results) == 1, f"luaharness failed on {path} (exit {code}):\n{stderr}"
+    status, message = results[0]["status"], results[0]["message"]
     assert (status, message_contains in message) == (expected_status, True), (
         f"Argo CD health of live {obj['kind']} {obj['metadata']['name']} "
         f"(phase {(obj.get('status') or {}).get('phase')}): {status} {message!r}, expected {expected_status}"

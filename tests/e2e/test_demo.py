@@ -115,7 +115,10 @@ def demo_run(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[De
     try:
         yield DemoRun(proc, output, work, summary, members_skipped)
     finally:
-        _stop_demo_operator()
+        try:
+            _remove_what_the_demo_made(kube, work)  # while its operator still runs (it removes finalizers)
+        finally:
+            _stop_demo_operator()
     if os.environ.get("SUANLI_CLUSTER_STOP") == "1":  # as member_cluster does: remove the members it started
         for name in fresh:
             subprocess.run(["bash", str(REPO / "tests" / "cluster" / "down.sh")], cwd=REPO,
@@ -224,6 +227,44 @@ def test_demo_spreads_the_fleet_over_member_clusters(demo_run: DemoRun) -> None:
         )
 
 
+def _remove_what_the_demo_made(kube: Any, work: Path) -> None:
+    """The demo's ComputeJobs, ComputeCenters and the hub's fake nodes of those centers, so the tests
+    after this module meet none of them (a job of theirs was placed on a demo center). The member
+    clusters keep theirs: no other test uses demo-west or demo-east."""
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from tests.cluster import fake_nodes as fake_nodes_lib
+    from tests.cluster.pytest_plugin import wait_for_value
+
+    docs = [d for f in ("jobs.yaml", "one-more-job.yaml", "centers.yaml") if (work / f).exists()
+            for d in yaml.safe_load_all((work / f).read_text()) if d]  # fmt: skip
+    jobs = [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d.get("kind") == "ComputeJob"]
+    centers = [d["metadata"]["name"] for d in docs if d.get("kind") == "ComputeCenter"]
+    custom, core = client.CustomObjectsApi(kube.api_client), client.CoreV1Api(kube.api_client)
+
+    def present(get: Any) -> bool:
+        try:
+            get()
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    for ns, name in jobs:
+        present(lambda ns=ns, name=name: custom.delete_namespaced_custom_object(
+            "suanli.io", "v1alpha1", ns, "computejobs", name, propagation_policy="Foreground"))  # fmt: skip
+    left = lambda: [f"{ns}/{n}" for ns, n in jobs if present(  # noqa: E731
+        lambda ns=ns, n=n: custom.get_namespaced_custom_object("suanli.io", "v1alpha1", ns, "computejobs", n))]  # fmt: skip
+    wait_for_value(lambda: not left(), 180, left, what="the demo's ComputeJobs to be deleted")
+    for name in centers:
+        present(lambda name=name: custom.delete_cluster_custom_object("suanli.io", "v1alpha1", "computecenters", name))
+    nodes = [n.metadata.name for c in centers
+             for n in core.list_node(label_selector=f"{CENTER_LABEL}={c}").items]  # fmt: skip
+    fake_nodes_lib.delete_nodes(core, nodes)
+
+
 def _stop_demo_operator() -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(DEMO), "--stop"], capture_output=True, text=True,
                           timeout=60, check=False, cwd=REPO)  # fmt: skip
@@ -275,6 +316,7 @@ def test_demo_leaves_the_operator_running_for_one_more_job(
         return False
 
     wait_for(gone, 120, f"{ns}/{name} to be deleted (the running operator removes its finalizer)")
+    _remove_what_the_demo_made(kube, demo_run.work)  # before the operator that removes finalizers stops
 
     stopped = _stop_demo_operator()
     assert stopped.returncode == 0 and f"(pid {pid})" in stopped.stdout, stopped.stdout + stopped.stderr
