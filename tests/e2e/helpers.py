@@ -378,9 +378,10 @@ def assert_example_outcomes(
 ) -> list[str]:
     """The example jobs (``example_jobs``) after they settled in ``final`` phases: each whose `# expect:`
     names a pool Succeeded there (its center renamed as ``renamed`` says) through a batch Job the
-    ComputeJob controls; each other one is in the phase `suanli plan` (``planned``) gave it, Bound
-    meaning Succeeded. Returns the names of the bound ones."""
-    bound = []
+    ComputeJob controls; each other one (Queued / Deferred depend on the hour) is in the phase
+    `suanli plan` (``planned``) gave it now, Bound meaning Succeeded, with a status message. Returns
+    the names of the jobs that were bound: those of the first kind, then the planned-Bound ones."""
+    expected, by_plan = [], []
     for doc, expect in jobs:
         name = doc["metadata"]["name"]
         status = get_job(custom_objects, namespace, name)["status"]
@@ -390,11 +391,14 @@ def assert_example_outcomes(
             assert got == ("Succeeded", renamed[center], pool), (name, status.get("message"))
             workload = batch_v1.read_namespaced_job(f"cj-{name}", namespace)
             assert workload.metadata.owner_references[0].kind == "ComputeJob", workload.metadata.owner_references
-            bound.append(name)
+            expected.append(name)
         else:
             want = planned[name]["phase"]
             assert final[name] == ("Succeeded" if want == "Bound" else want), (name, status, planned[name]["message"])
-    return bound
+            assert status["message"], (name, status)
+            if want == "Bound":
+                by_plan.append(name)
+    return expected + by_plan
 
 
 def wait_for_phase(
