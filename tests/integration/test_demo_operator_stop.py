@@ -12,6 +12,7 @@ tests/e2e/test_demo.py; what these tests pin is which process the scripts signal
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ from tests.cluster.pytest_plugin import CLUSTER_SCRIPTS, REPO_ROOT, cluster_scri
 
 DEMO = REPO_ROOT / "tests" / "cluster" / "demo.py"
 STAND_IN = (
-    "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\ntime.sleep(120)\n"
+    "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+    "print('ready', flush=True)\ntime.sleep(120)\n"
 )
+READY_TIMEOUT_S = 30
 
 
 def _state(root: Path) -> Path:
@@ -49,8 +52,13 @@ def _stand_in(tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> subpr
     script = tmp_path / "bin" / "suanli"
     script.parent.mkdir(exist_ok=True)
     script.write_text(STAND_IN)
-    proc = subprocess.Popen([sys.executable, str(script), "run", "--namespace", "suanli-system"])
+    proc = subprocess.Popen([sys.executable, str(script), "run", "--namespace", "suanli-system"], stdout=subprocess.PIPE)
     processes.append(proc)
+    # Until it says so, it may not run the script yet (its command line is not `suanli run`) or not
+    # handle SIGTERM yet: stopping it then would test the race, not the scripts.
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
+    assert ready and proc.stdout.readline() == b"ready\n", f"the stand-in did not start within {READY_TIMEOUT_S}s"
     return proc
 
 
@@ -58,6 +66,11 @@ def _bystander(processes: list[subprocess.Popen[bytes]]) -> subprocess.Popen[byt
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     processes.append(proc)
     return proc
+
+
+def _name_in_pid_file(root: Path, proc: subprocess.Popen[bytes]) -> None:
+    """What tests/cluster/demo.py writes for the operator it leaves running."""
+    (root / "pids" / "suanli-operator.pid").write_text(f"{proc.pid}\n")
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -75,7 +88,7 @@ def test_demo_stop_ends_the_operator_the_demo_left(
 ) -> None:
     root = _state(tmp_path / "cluster")
     operator = _stand_in(tmp_path, processes)
-    (root / "pids" / "suanli-operator.pid").write_text(f"{operator.pid}\n")
+    _name_in_pid_file(root, operator)
 
     proc = _run([sys.executable, str(DEMO), "--stop"], root)
     assert proc.returncode == 0, proc.stderr
@@ -90,12 +103,12 @@ def test_demo_stop_ends_the_operator_the_demo_left(
 def test_a_stale_pid_file_stops_nothing(tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
     root = _state(tmp_path / "cluster")
     other = _bystander(processes)  # the pid was reused by a process that is not the operator
-    (root / "pids" / "suanli-operator.pid").write_text(f"{other.pid}\n")
+    _name_in_pid_file(root, other)
     proc = _run([sys.executable, str(DEMO), "--stop"], root)
     assert proc.returncode == 0 and "no operator left running" in proc.stdout, proc.stdout + proc.stderr
     assert other.poll() is None, "a process that is not `suanli run` must be left alone"
 
-    (root / "pids" / "suanli-operator.pid").write_text(f"{other.pid}\n")
+    _name_in_pid_file(root, other)
     down = _run(["bash", str(CLUSTER_SCRIPTS / "down.sh")], root)
     assert down.returncode == 0, down.stderr
     assert other.poll() is None and "stopping the operator" not in down.stderr
@@ -106,7 +119,7 @@ def test_the_hubs_down_stops_the_operator_first(
 ) -> None:
     root = _state(tmp_path / "cluster")
     operator = _stand_in(tmp_path, processes)
-    (root / "pids" / "suanli-operator.pid").write_text(f"{operator.pid}\n")
+    _name_in_pid_file(root, operator)
 
     down = _run(["bash", str(CLUSTER_SCRIPTS / "down.sh")], root)
     assert down.returncode == 0, down.stderr
