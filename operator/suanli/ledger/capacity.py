@@ -49,6 +49,8 @@ class CapacityLedger:
             if np.any(free < 0) or np.any(free > cap):
                 raise ValueError(f"pool {p}: free accelerators must be between 0 and the node's capacity")
         self._hist = np.zeros((len(self._free), MAX_PER_NODE + 1), dtype=np.int64)
+        self._free_sum = np.zeros(len(self._free), dtype=np.int64)  # per pool, kept in step by _rebuild
+        self._capacity_total = int(sum(int(c.sum()) for c in self._capacity))
         for p in range(len(self._free)):
             self._rebuild(p)
 
@@ -62,6 +64,8 @@ class CapacityLedger:
         clone._free = [f.copy() for f in self._free]
         clone._capacity = self._capacity  # never mutated
         clone._hist = self._hist.copy()
+        clone._free_sum = self._free_sum.copy()
+        clone._capacity_total = self._capacity_total
         return clone
 
     def idle(self) -> CapacityLedger:
@@ -71,6 +75,7 @@ class CapacityLedger:
     def _rebuild(self, pool: int) -> None:
         free = np.minimum(self._free[pool], MAX_PER_NODE)
         self._hist[pool] = np.bincount(free, minlength=MAX_PER_NODE + 1)[: MAX_PER_NODE + 1]
+        self._free_sum[pool] = int(self._free[pool].sum())
 
     @property
     def pools(self) -> int:
@@ -84,7 +89,13 @@ class CapacityLedger:
         return np.array(self._hist[pool], dtype=np.int64)
 
     def free(self, pool: int) -> int:
-        return int(self._free[pool].sum())
+        return int(self._free_sum[pool])
+
+    def busy_fraction(self) -> float:
+        """Fraction of all the ledger's accelerators allocated now (0 for an empty fleet)."""
+        if self._capacity_total <= 0:
+            return 0.0
+        return 1.0 - float(self._free_sum.sum()) / self._capacity_total
 
     def capacity(self, pool: int) -> int:
         return int(self._capacity[pool].sum())

@@ -232,12 +232,13 @@ def _quota_first(quota: dict[int, str], ev: engine.Evaluation) -> str:
 
 def _explained(
     request: PlanRequest, state: fleet_mod.FleetState, job: demand_mod.JobDemand, ev: engine.Evaluation,
-    quota: dict[int, str] | None = None,
+    ranks: npt.NDArray[np.float64], quota: dict[int, str] | None = None,
 ) -> tuple[tuple[decision_mod.Candidate, ...], tuple[decision_mod.Rejection, ...]]:
-    """Feasible pools best first, and rejected pools closest misses first, with reasons in words."""
+    """Feasible pools best first (by the policy's ranking: the score, or green's cost), and rejected
+    pools closest misses first, with reasons in words."""
     fleet, config = request.fleet, request.settings
     feasible = np.flatnonzero(ev.feasible[0])
-    ranked = feasible[np.argsort(-ev.score[0, feasible], kind="stable")]
+    ranked = feasible[np.argsort(-ranks[feasible], kind="stable")]
     candidates = tuple(_candidate(fleet, ev, 0, int(p)) for p in ranked[: config.scoring.candidates_shown])
     infeasible = np.flatnonzero(~ev.feasible[0])
     # Closest misses first: fewer failed filters, then by name.
@@ -266,11 +267,13 @@ def plan_one(
     ev = engine.evaluate(fleet, state, batch, request.now, config.scoring)
     ev, quota = tenancy.filter_pools(fleet, job, ev, work.quotas, job.queue_problem)
     chosen = policies.choose(request.policy, fleet, ev, 0, work.capacity, job, request.seed)
+    green = request.policy == policies.SCORE and policies.uses_green_rule(job)
 
     candidates: tuple[decision_mod.Candidate, ...] = ()
     rejected: tuple[decision_mod.Rejection, ...] = ()
     if explain:
-        candidates, rejected = _explained(request, state, job, ev, quota)
+        ranks = policies.ranking(request.policy, ev, 0, work.capacity, job)
+        candidates, rejected = _explained(request, state, job, ev, ranks, quota)
     summary = explain_mod.summary(ev, 0)
     summary_items = tuple(sorted(summary.items()))
 
@@ -315,6 +318,7 @@ def plan_one(
             reclaimable=tenancy.reclaimable(fleet, job, ev),
         )
     binding = _candidate(fleet, ev, 0, chosen)
+    charge = policies.green_charge(ev, 0, work.capacity) if green else None  # before the gang is booked
     allocation = work.bind(fleet, job, chosen, binding.estimates.energy_kwh, tenancy.demand(fleet, job, ev, 0, chosen))
     runner_up = next((c for c in candidates if c.pool.index != chosen), None)
     b = binding.breakdown
@@ -324,8 +328,17 @@ def plan_one(
     )
     if request.policy != policies.SCORE:
         message += f" by policy {request.policy}"
+    if charge is not None:
+        message += (
+            f"; green: least carbon counting the time held, {charge.carbon_kg[chosen]:.3g} kg "
+            f"+ {charge.hold_kg[chosen]:.3g} kg for {binding.estimates.runtime_seconds + binding.estimates.transfer_seconds:,.0f} s "
+            f"held with the fleet {charge.busy:.0%} busy"
+        )
     if runner_up is not None:
         message += f"; runner-up {runner_up.pool.center}/{runner_up.pool.pool} {runner_up.score:.3f}"
+        if charge is not None:
+            r = runner_up.pool.index
+            message += f" ({charge.carbon_kg[r]:.3g} kg + {charge.hold_kg[r]:.3g} kg)"
     if job.runtime_assumed:
         message += f"; no runtime estimate given, assumed {config.scoring.default_runtime_seconds / 3600:g}h"
     return decision_mod.Decision(

@@ -77,6 +77,10 @@ class Evaluation:
     energy_kwh: FloatArray
     carbon_kg: FloatArray
     cost: FloatArray
+    # (J,) kg CO2e per second the job's whole gang runs on the reference accelerator at the reference
+    # site (national grid, national PUE): what `green` charges for each second a pool would hold it
+    # when the fleet is full (placement/policies.py).
+    reference_carbon_rate: FloatArray
 
     def best(self) -> IntArray:
         """Best pool per job (-1 if none). Pools are sorted by name, so ties go to the first name."""
@@ -216,4 +220,5 @@ def evaluate(
         energy_kwh=kwh,
         carbon_kg=carbon,
         cost=cost,
+        reference_carbon_rate=ref_carbon[:, 0] / np.maximum(jobs.runtime_ref_s, 1e-9),
     )
