@@ -1,9 +1,10 @@
-"""The waiting queue filed across cycles (kube/set_aside.py) against the per-job pass it replaced: after
-every one of a few hundred random changes (jobs created, edited, given a status, requeued, bound by this
-process or by their status, suspended, deleted, recreated under their name with another uid; pods and
-nodes coming and going; ComputeQueues and namespaces' labels; the clock moving on), a snapshot's queue,
-cut, set-aside count, skippable jobs, invalid jobs, next requeue and oldest queued job are exactly what a
-pass over every waiting job computes from scratch on the same cache."""
+"""The waiting queue filed across cycles (kube/set_aside.py) and the placed jobs (kube/cache.py) against
+the per-job passes they replaced: after every one of a few hundred random changes (jobs created, edited,
+given a status, requeued, bound by this process or by their status, suspended, deleted, recreated under
+their name with another uid; pods and nodes coming and going; ComputeQueues and namespaces' labels; the
+clock moving on), a snapshot's queue, cut, set-aside count, skippable jobs, invalid jobs, next requeue and
+oldest queued job, and the jobs holding accelerators, are exactly what a pass over every waiting (or
+active) job computes from scratch on the same cache."""
 
 from __future__ import annotations
 
@@ -198,13 +199,20 @@ class World:
 def test_the_filed_queue_is_what_a_pass_over_every_waiting_job_gives(seed: int) -> None:
     world = World(random.Random(seed))
     checked = 0
+    placed_seen = 0
     for _ in range(300):
         world.step()
+        cache = world.cache
+        # The placed index against a pass over every active job (what Cache._placed_jobs did before).
+        every = [(k, cache.binding(cache.jobs[k])) for k in sorted(cache.active) if cache.binding(cache.jobs[k])]
+        assert list(cache.placed_records()) == [(cache.jobs[k], b) for k, b in every], (seed, "placed")
+        placed_seen += len(every)
         if world.rng.random() < 0.4:
             snap = world.cache.snapshot(world.now)
             assert observed(world.cache, snap) == reference(world.cache, snap, world.now), (seed, checked)
             checked += 1
     assert checked > 50
+    assert placed_seen > 0  # jobs were bound and the index was exercised
 
 
 def test_a_job_recreated_under_its_name_is_filed_as_the_new_job() -> None:

@@ -50,6 +50,7 @@ class Cache:
         self.set_aside = set_aside.SetAside()  # the waiting queue, filed across cycles (kube/set_aside.py)
         self.jobs: dict[Key, records.JobRecord] = {}
         self.active: set[Key] = set()  # jobs neither finished nor Invalid
+        self.placed: set[Key] = set()  # active jobs with a binding (assumed or in their status)
         self.by_label: dict[Key, Key] = {}  # (namespace, job label) -> job
         self.phases: collections.Counter[str] = collections.Counter()  # jobs by their status phase
         # Bound, unfinished jobs: what each holds, and the sums a snapshot needs. Recomputed only for
@@ -247,13 +248,22 @@ class Cache:
             self.active.discard(key)
         else:
             self.active.add(key)
+        self._file_placed(key)
         settlements = records.settlements(record)
         self.settled.put_all(key, [(center, at, amounts) for center, _, at, amounts in settlements])
         self.tenants.file(key, settlements)
 
+    def _file_placed(self, key: Key) -> None:
+        record = self.jobs.get(key)
+        if key in self.active and record is not None and self.binding(record) is not None:
+            self.placed.add(key)
+        else:
+            self.placed.discard(key)
+
     def delete_job(self, key: Key) -> records.JobRecord | None:
         self.assumed.pop(key, None)
         self.active.discard(key)
+        self.placed.discard(key)
         self.settled.drop(key)
         self.tenants.settled.drop(key)
         self.tenants.forget(key)
@@ -309,23 +319,25 @@ class Cache:
     def assume(self, key: Key, binding: records.Binding) -> None:
         """Record a decision before it is written, so the next snapshot already counts it."""
         self.assumed[key] = binding
+        self._file_placed(key)
         self.holds.touch(key)
 
     def forget(self, key: Key) -> None:
         """Undo an assumption (the write failed); the job is planned again."""
         self.assumed.pop(key, None)
+        self._file_placed(key)
         self.holds.touch(key)
 
     def binding(self, record: records.JobRecord) -> records.Binding | None:
         return self.assumed.get(record.key) or record.recorded
 
     def _placed_jobs(self) -> Iterator[tuple[Key, records.Binding]]:
-        """(job, binding) of every unfinished job with a binding (assumed, Bound or Running)."""
-        for key in sorted(self.active):
-            record = self.jobs.get(key)
-            binding = self.binding(record) if record is not None else None
-            if binding is not None:
-                yield key, binding
+        """(job, binding) of every unfinished job with a binding (assumed, Bound or Running), by key: a
+        cycle pays for the jobs that hold accelerators, not for the queue waiting behind them."""
+        for key in sorted(self.placed):
+            binding = self.binding(self.jobs[key])
+            assert binding is not None, f"{key} filed as placed without a binding"
+            yield key, binding
 
     def placed_records(self) -> Iterator[tuple[records.JobRecord, records.Binding]]:
         """(record, binding) of every unfinished job with a binding."""
