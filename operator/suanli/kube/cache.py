@@ -11,7 +11,6 @@ says so (or one this process bound a moment ago: `assume`). No I/O, no clock: `n
 from __future__ import annotations
 
 import collections
-import heapq
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -20,7 +19,7 @@ from suanli import settings as settings_mod
 from suanli.api import manifests, objects
 from suanli.kube import devices as devices_mod
 from suanli.kube import holds as holds_mod
-from suanli.kube import member_state, pod_index, pool_overlap, records, set_aside
+from suanli.kube import keyed_heap, member_state, pod_index, pool_overlap, records, set_aside
 from suanli.kube import objects as kobj
 from suanli.kube import settled as settled_mod
 from suanli.kube import snapshot as snapshot_mod
@@ -69,10 +68,9 @@ class Cache:
         self._fleet_regions: frozenset[str] = frozenset()
         self._members: tuple[fleet_mod.Fleet, list[Any], pool_overlap.Assignment] | None = None
         self._members_usable = True  # False: a node's readiness or capacity changed since `_members` was taken
-        # Waiting, schedulable jobs whose phase is Queued: job -> creation time, and a heap of (time, job)
-        # whose entries no longer in `_queued` are skipped (`oldest_queued` without a pass over the queue).
-        self._queued: dict[Key, float] = {}
-        self._queued_heap: list[tuple[float, Key]] = []
+        # Waiting, schedulable jobs whose phase is Queued, by creation time (`oldest_queued` without a pass
+        # over the queue).
+        self._queued: keyed_heap.KeyedHeap[Key] = keyed_heap.KeyedHeap()
 
     # --- centers ----------------------------------------------------------------------
 
@@ -374,10 +372,8 @@ class Cache:
     def oldest_queued(self) -> float | None:
         """Creation time of the longest-waiting Queued job."""
         self.refresh_holds()
-        heap, queued = self._queued_heap, self._queued
-        while heap and queued.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)  # left the queue, or filed again
-        return heap[0][0] if heap else None
+        oldest = self._queued.peek()
+        return oldest[0] if oldest is not None else None
 
     # --- the snapshot -------------------------------------------------------------------
 
@@ -456,18 +452,14 @@ class Cache:
         if not changed:
             return
         self.set_aside.touch(changed)
-        waiting, queued, heap = self.holds.waiting, self._queued, self._queued_heap
+        waiting, queued = self.holds.waiting, self._queued
         for key in changed:
             record = self.jobs.get(key)
             if record is not None and key in waiting and record.phase == "Queued" and self.schedulable(record):
                 if queued.get(key) != record.created:
-                    queued[key] = record.created
-                    heapq.heappush(heap, (record.created, key))
+                    queued.put(key, record.created)
             else:
-                queued.pop(key, None)
-        if len(heap) > 2 * len(queued) + 1024:
-            self._queued_heap = [(t, k) for k, t in queued.items()]
-            heapq.heapify(self._queued_heap)
+                queued.discard(key)
 
     def snapshot(self, now: float) -> snapshot_mod.Snapshot:
         return snapshot_mod.build(self, now)

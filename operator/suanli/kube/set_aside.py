@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from suanli.kube import keyed_heap, records
 from suanli.kube import objects as kobj
-from suanli.kube import records
 from suanli.placement import feasible, preemption, validation
 from suanli.placement import queue as queue_mod
 from suanli.scoring import demand as demand_mod
@@ -64,7 +64,6 @@ class _Filed:
     demand: demand_mod.JobDemand  # resolved (its ComputeQueue)
     group: Group | None  # its group when it is decided and out of backoff; None: the open list (or backoff)
     requeue_at: float | None  # in backoff until then (None: not in backoff)
-    token: int  # this filing's number: heap entries of an older filing are stale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +87,11 @@ class SetAside:
         self._filed: dict[Key, _Filed] = {}
         self._open: list[Member] = []  # undecided jobs, in queue order: always planned
         self._groups: dict[Group, list[Member]] = {}  # decided jobs, in queue order
-        self._backoff: list[tuple[float, int, Key]] = []  # (requeue_at, token, job); stale entries skipped
+        self._backoff: keyed_heap.KeyedHeap[Key] = keyed_heap.KeyedHeap()  # jobs in backoff by its end
         self._invalid: dict[Key, tuple[str, str]] = {}  # (field, message): not marked Invalid yet
         self._by_queue: collections.Counter[str] = collections.Counter()  # jobs filed per ComputeQueue
         self._masks: list[BoolArray] = []
         self._mask_ids: dict[bytes, int] = {}
-        self._tokens = itertools.count()
 
     def touch(self, keys: Iterable[Key]) -> None:
         """These jobs changed (their record, binding, pods or workload): file them again."""
@@ -134,11 +132,11 @@ class SetAside:
             demand = (tenants.resolve(record.demand, (record.raw.get("spec") or {}).get("queue")) if tenants.active
                       else record.demand)
             requeue_at = record.requeue_at
-            filed = _Filed(queue_mod.order_key(demand), demand, None, requeue_at, next(self._tokens))
+            filed = _Filed(queue_mod.order_key(demand), demand, None, requeue_at)
             self._filed[key] = filed
             self._by_queue[demand.queue or ""] += 1
             if requeue_at is not None and requeue_at > now:
-                heapq.heappush(self._backoff, (requeue_at, filed.token, key))  # a requeued job sits out its backoff
+                self._backoff.put(key, requeue_at)  # a requeued job sits out its backoff
                 continue
             filed.requeue_at = None
             if _decided(record, demand, preempting):
@@ -151,21 +149,13 @@ class SetAside:
 
     def _end_backoffs(self, now: float, decided: list[tuple[Key, _Filed]], undecided: list[Member],
                       preempting: set[str], cache: cache_mod.Cache) -> None:
-        heap = self._backoff
-        while heap and heap[0][0] <= now:
-            _, token, key = heapq.heappop(heap)
-            filed = self._filed.get(key)
-            if filed is None or filed.token != token or filed.requeue_at is None:
-                continue  # stale: filed again since
+        for key in self._backoff.pop_through(now):
+            filed = self._filed[key]
             filed.requeue_at = None
             if _decided(cache.jobs[key], filed.demand, preempting):
                 decided.append((key, filed))
             else:
                 undecided.append((filed.order, key))
-        if len(heap) > 2 * len(self._filed) + 1024:  # stale entries: keep the heap to the live ones
-            self._backoff = [e for e in heap if (f := self._filed.get(e[2])) is not None and f.token == e[1]
-                             and f.requeue_at is not None]
-            heapq.heapify(self._backoff)
 
     def _group(self, fleet: fleet_mod.Fleet, decided: list[tuple[Key, _Filed]], cache: cache_mod.Cache) -> None:
         """File decided jobs in their groups: the pools each could use, scored in one batch."""
@@ -189,8 +179,10 @@ class SetAside:
         filed = self._filed.pop(key, None)
         if filed is not None:
             self._by_queue[filed.demand.queue or ""] -= 1
+        if filed is not None and filed.requeue_at is not None:
+            self._backoff.discard(key)
         if filed is None or filed.requeue_at is not None:
-            return  # not filed, or in backoff (its heap entry is stale now)
+            return  # not filed, or in backoff (not in a list)
         members = self._open if filed.group is None else self._groups[filed.group]
         member = (filed.order, key)
         i = bisect.bisect_left(members, member)
@@ -201,7 +193,8 @@ class SetAside:
 
     def _reset(self, fleet: fleet_mod.Fleet, revision: int) -> None:
         self._fleet, self._revision = fleet, revision
-        self._filed, self._open, self._groups, self._backoff, self._invalid = {}, [], {}, [], {}
+        self._filed, self._open, self._groups, self._invalid = {}, [], {}, {}
+        self._backoff = keyed_heap.KeyedHeap()
         self._by_queue = collections.Counter()
         self._masks, self._mask_ids = [], {}
 
@@ -214,14 +207,8 @@ class SetAside:
 
     def next_requeue(self) -> float:
         """When the first backoff still running ends (epoch; +inf: none)."""
-        heap = self._backoff
-        while heap:
-            requeue_at, token, key = heap[0]
-            filed = self._filed.get(key)
-            if filed is not None and filed.token == token and filed.requeue_at is not None:
-                return requeue_at
-            heapq.heappop(heap)
-        return math.inf
+        first = self._backoff.peek()
+        return first[0] if first is not None else math.inf
 
     def take(self, slots: IntArray, ready: BoolArray, limit: int) -> Taken:
         """The first `limit` jobs in queue order among the undecided ones and those whose group has room
