@@ -42,6 +42,15 @@ log() { echo "[suanli-tools] $*" >&2; }
 die() { echo "[suanli-tools] ERROR: $*" >&2; exit 1; }
 
 apt_updated=0
+apt_install() {
+  [[ $(id -u) == 0 ]] || die "installing $* needs root (apt-get); install it yourself: apt-get install -y $*"
+  if [[ $apt_updated == 0 ]]; then
+    timeout 300 apt-get update -qq || die "apt-get update failed"
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
 
 # The Go toolchain (helm and luaharness are built from source); Go's caches stay in their
 # defaults (~/.cache/go-build, ~/go/pkg/mod), outside the repo.
