@@ -54,5 +54,22 @@ def test_pool_members_kept_across_node_updates_are_what_matching_from_scratch_gi
             assert ([[n.name for n in m] for m in members], refused) == fresh(cache), seed
             usable = {n.name for m in members for n in m}
             assert all(cache.nodes[n].usable for n in usable)  # the members are the current infos
+            assert_claims_are_what_every_selector_matches(cache)
             checked += 1
     assert checked > 50
+
+
+def assert_claims_are_what_every_selector_matches(cache: cache_mod.Cache) -> None:
+    """`assign` finds a pool's nodes through a label index; against testing every node with the selector:
+    a pool that is not refused claims exactly the nodes its selector matches, and a refused one matches a
+    node that an earlier pool claims."""
+    fleet = cache.fleet()
+    specs = [cache.pool_spec(info.center, info.pool) for info in fleet.pools]
+    assigned = pool_overlap.assign(fleet.pools, specs, cache.centers, cache.center_raw, cache.nodes)
+    claimed_by_others = {n for claims in assigned.claimed for n in claims}
+    for p, spec in enumerate(specs):
+        matching = sorted(n for n, info in cache.nodes.items() if info.matches(spec.node_selector))
+        if assigned.refused[p]:
+            assert set(matching) & claimed_by_others, (p, assigned.refused[p])
+        else:
+            assert assigned.claimed[p] == matching, (p, spec.node_selector)

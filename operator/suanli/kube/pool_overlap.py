@@ -10,8 +10,9 @@ members. A refused pool claims nothing. A pool selects among the nodes of its ce
 only (a member center's: that member's nodes; any other center's: the operator's own cluster's), so
 two clusters' nodes never clash, whatever their names and labels.
 
-Pure: no I/O, no clock; O(pools x nodes), as matching the selectors was before; when only nodes'
-readiness or capacity changed, `usable` takes the members again from the claims in O(nodes).
+Pure: no I/O, no clock; `assign` indexes the nodes by label once and intersects each selector's lists
+(O(nodes x labels + the nodes the selectors match), not O(pools x nodes)); when only nodes' readiness or
+capacity changed, `usable` takes the members again from the claims in O(nodes).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def assign(
     }
     order = sorted(range(len(pools)), key=lambda p: (created[pools[p].center], pools[p].center, position[pools[p].key]))
     names = sorted(nodes)
+    # (cluster, label, value) -> the nodes with it, by name: a pool's selector is matched by intersecting
+    # the lists of its labels, not by testing every node (5,000 nodes x 100 pools took 0.5 s).
+    index: dict[tuple[str, str, str], list[str]] = {}
+    for n in names:
+        info = nodes[n]
+        for label, value in info.labels.items():
+            index.setdefault((info.cluster, label, value), []).append(n)
     claimed: dict[str, int] = {}  # node name -> the pool that counts it
     members: list[list[kobj.NodeInfo]] = [[] for _ in pools]
     refused = ["" for _ in pools]
@@ -66,7 +74,9 @@ def assign(
         if not selector:
             continue
         cluster = pools[p].center if centers[pools[p].center].spec.cluster is not None else ""
-        matched = [nodes[n] for n in names if nodes[n].cluster == cluster and nodes[n].matches(selector)]
+        lists = sorted((index.get((cluster, label, value), []) for label, value in selector.items()), key=len)
+        others = [set(names_with) for names_with in lists[1:]]
+        matched = [nodes[n] for n in lists[0] if all(n in other for other in others)]
         clashes = [n.name for n in matched if n.name in claimed]
         if clashes:
             refused[p] = _reason(pools[p], pools[claimed[clashes[0]]], clashes, created)
