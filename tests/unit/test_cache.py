@@ -499,3 +499,25 @@ def test_node_exact_holds_kept_step_by_step_equal_holds_built_from_the_final_obj
     assert books(live) == books(fresh)
     assert live.holds.pinned == fresh.holds.pinned
     assert live.snapshot(NOW).capacity.oversubscription() == 0
+
+
+def test_a_job_in_a_region_the_fleet_knows_keeps_the_fleet_and_the_pools_claims(cache):
+    """The fleet is rebuilt (and the pools' claims on nodes redone) only for a data region it has no word
+    for: a job whose data sits in a center's own region, or in one an earlier job brought, changes
+    nothing (before, any region no earlier job had rebuilt it: on a 5,000-node fleet, 0.6 s a time)."""
+    fleet = cache.fleet()
+    cache.pool_members(fleet)
+    members = cache._members
+    for name, region in (("home", "cn-guizhou"), ("far", "cn-tibet"), ("far-again", "cn-tibet")):
+        doc = cjob(name)
+        doc["spec"]["data"] = {"region": region, "sizeGiB": 1}
+        cache.upsert_job(doc, NOW)
+        if name == "far":
+            assert cache.fleet() is not fleet and "cn-tibet" in cache.fleet().regions  # a word it lacked
+            fleet = cache.fleet()
+            cache.pool_members(fleet)
+            members = cache._members
+        else:
+            assert cache.fleet() is fleet
+            cache.pool_members(fleet)
+            assert cache._members is members

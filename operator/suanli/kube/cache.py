@@ -388,7 +388,7 @@ class Cache:
             }
             centers = [self.centers[n] for n in sorted(self.centers)]
             self._fleet = fleet_mod.build(centers, extra_regions=sorted(regions))
-            self._fleet_regions = frozenset(regions)
+            self._fleet_regions = frozenset(self._fleet.regions)  # the centers' regions and the jobs'
             self._members = None
         return self._fleet
 
