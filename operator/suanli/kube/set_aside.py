@@ -177,12 +177,12 @@ class SetAside:
     def _unfile(self, key: Key) -> None:
         self._invalid.pop(key, None)
         filed = self._filed.pop(key, None)
-        if filed is not None:
-            self._by_queue[filed.demand.queue or ""] -= 1
-        if filed is not None and filed.requeue_at is not None:
-            self._backoff.discard(key)
-        if filed is None or filed.requeue_at is not None:
-            return  # not filed, or in backoff (not in a list)
+        if filed is None:
+            return
+        self._by_queue[filed.demand.queue or ""] -= 1
+        if filed.requeue_at is not None:
+            self._backoff.discard(key)  # in backoff: in no list
+            return
         members = self._open if filed.group is None else self._groups[filed.group]
         member = (filed.order, key)
         i = bisect.bisect_left(members, member)

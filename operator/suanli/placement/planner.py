@@ -266,13 +266,12 @@ def plan_one(
     batch = demand_mod.batch([job], fleet, config.scoring.reference_pue)
     ev = engine.evaluate(fleet, state, batch, request.now, config.scoring)
     ev, quota = tenancy.filter_pools(fleet, job, ev, work.quotas, job.queue_problem)
-    chosen = policies.choose(request.policy, fleet, ev, 0, work.capacity, job, request.seed)
-    green = request.policy == policies.SCORE and policies.uses_green_rule(job)
+    ranks, charge = policies.ranking(request.policy, ev, 0, work.capacity, job)  # before the gang is booked
+    chosen = policies.choose(request.policy, fleet, ev, 0, work.capacity, job, request.seed, ranks)
 
     candidates: tuple[decision_mod.Candidate, ...] = ()
     rejected: tuple[decision_mod.Rejection, ...] = ()
     if explain:
-        ranks = policies.ranking(request.policy, ev, 0, work.capacity, job)
         candidates, rejected = _explained(request, state, job, ev, ranks, quota)
     summary = explain_mod.summary(ev, 0)
     summary_items = tuple(sorted(summary.items()))
@@ -318,7 +317,6 @@ def plan_one(
             reclaimable=tenancy.reclaimable(fleet, job, ev),
         )
     binding = _candidate(fleet, ev, 0, chosen)
-    charge = policies.green_charge(ev, 0, work.capacity) if green else None  # before the gang is booked
     allocation = work.bind(fleet, job, chosen, binding.estimates.energy_kwh, tenancy.demand(fleet, job, ev, 0, chosen))
     runner_up = next((c for c in candidates if c.pool.index != chosen), None)
     b = binding.breakdown

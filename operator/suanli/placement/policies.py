@@ -70,14 +70,14 @@ def ranking(
     row: int,
     ledger: capacity_mod.CapacityLedger,
     job: demand_mod.JobDemand,
-) -> FloatArray:
+) -> tuple[FloatArray, GreenCharge | None]:
     """Per pool, how good a choice it is under a scoring policy (higher is better; infeasible pools
-    lowest): the score, or minus green's cost."""
+    lowest): the score, or minus green's cost; and green's terms when its rule ranked (else None)."""
     if policy == SCORE and uses_green_rule(job):
-        ranks: FloatArray = -green_charge(evaluation, row, ledger).cost
-    else:
-        ranks = evaluation.score[row]
-    return ranks
+        charge = green_charge(evaluation, row, ledger)
+        ranks: FloatArray = -charge.cost
+        return ranks, charge
+    return evaluation.score[row], None
 
 
 def choose(
@@ -88,14 +88,17 @@ def choose(
     ledger: capacity_mod.CapacityLedger,
     job: demand_mod.JobDemand,
     seed: int,
+    ranks: FloatArray | None = None,
 ) -> int:
-    """Index of the chosen pool among the feasible ones of one evaluation row, -1 if none."""
+    """Index of the chosen pool among the feasible ones of one evaluation row, -1 if none. `ranks`: the
+    row's `ranking`, when the caller has it already."""
     feasible = np.flatnonzero(evaluation.feasible[row])
     if feasible.size == 0:
         return -1
     if policy == SCORE:
-        ranks = ranking(policy, evaluation, row, ledger, job)[feasible]
-        return int(feasible[int(np.argmax(ranks))])  # pools sorted by name: first max = name tie-break
+        if ranks is None:
+            ranks = ranking(policy, evaluation, row, ledger, job)[0]
+        return int(feasible[int(np.argmax(ranks[feasible]))])  # pools sorted by name: first max = name tie-break
     if policy == "first-fit":
         order = np.array([fleet.pools[i].declared_order for i in feasible])
         return int(feasible[int(np.argmin(order))])
