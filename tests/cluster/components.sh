@@ -263,8 +263,19 @@ launch() {
   log "starting $name (log: $LOGS/$name.log)"
   # 7>&- 8>&- 9>&-: the component must not inherit (and so hold forever) our lock files.
   setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
-  echo $! > "$PIDS/$name.pid"
+  local pid=$! i
+  echo "$pid" > "$PIDS/$name.pid"
   STARTED+=("$name")
+  # $! is our forked shell until it has exec'd setsid and setsid the component, and pid_of
+  # recognises only the component: wait for the exec, so wait_until never takes a component
+  # still starting for one that exited (on a busy machine it did, with an empty log). A
+  # component that dies at once is left for wait_until to report, with its log.
+  for ((i = 0; i < 400; i++)); do
+    pid_of "$name" >/dev/null && return 0
+    alive "$pid" || return 0
+    sleep 0.025
+  done
+  die "$name (pid $pid) was not running $bin 10s after it was started; see $LOGS/$name.log"
 }
 
 # start_component NAME: start one component with the flags below.
