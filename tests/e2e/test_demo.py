@@ -53,15 +53,6 @@ def _suanli() -> list[str]:
     return [str(SUANLI)] if SUANLI.exists() else [sys.executable, "-m", "suanli.cli"]
 
 
-def _operator_missing() -> str | None:
-    probe = subprocess.run(
-        [*_suanli(), "run", "--help"], capture_output=True, text=True, timeout=60, check=False
-    )
-    if probe.returncode != 0:
-        return f"`suanli run` (the operator) is not available yet: {probe.stderr.strip()[-300:]}"
-    return None
-
-
 def _plan(paths: list[Path]) -> dict[str, dict[str, Any]]:
     cmd = [*_suanli(), "plan", "-o", "json"]
     for path in paths:
@@ -97,9 +88,6 @@ class DemoRun:
 @pytest.fixture(scope="module")
 def demo_run(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     """The demo run once for this module's tests (the first one waits for it)."""
-    reason = _operator_missing()
-    if reason:
-        pytest.skip(reason)
     members, members_skipped = _members(kube)
     local = members == ",".join(LOCAL_MEMBERS)  # the demo brings them up: the ones not there yet are new
     fresh = [n for n in LOCAL_MEMBERS if local and not (LOCAL_CLUSTERS_ROOT / n / "kubeconfig").exists()]

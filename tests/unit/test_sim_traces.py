@@ -136,8 +136,8 @@ spec: {accelerators: {count: 1, types: [GPU]}, images: {GPU: x}}
     assert [(j.name, j.arrival_epoch - start) for j in trace.jobs] == [("c", -27000.0), ("a", 90.0), ("b", 3600.0)]
 
 
-@pytest.mark.skipif(not ALIBABA.is_dir(), reason=f"Alibaba trace not found at {ALIBABA} (../shared/data beside the repo)")
 def test_the_real_trace_loads_with_its_documented_skips() -> None:
+    assert ALIBABA.is_dir(), f"the Alibaba trace is not at {ALIBABA}: put the shared data (../shared/data) beside the repo"
     trace = traces.load_alibaba(str(ALIBABA / "openb_pod_list_default.csv"), _fleet(), options.AlibabaOptions())
     assert len(trace.jobs) + sum(trace.skipped.values()) == 8152
     assert trace.skipped["cpu-only"] == 1088
