@@ -480,15 +480,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def component_cpu(cluster: Any) -> dict[str, float]:
+def component_cpu(cluster: Any, state_dir: Path | None = None) -> dict[str, float]:
     """CPU seconds so far of each local control-plane process (none on an external cluster) and of
-    this test's own process (the load generator and its watches, on the same cores)."""
+    this test's own process (the load generator and its watches, on the same cores). `state_dir`: a
+    named local cluster's (default: the cluster under test's)."""
     from tests.cluster.pytest_plugin import LOCAL_STATE_DIR
 
     out = {"the test (creates, watches)": cpu_seconds(os.getpid())}
     if cluster.external:
         return out
-    for pidfile in sorted((LOCAL_STATE_DIR / "pids").glob("*.pid")):
+    for pidfile in sorted(((state_dir or LOCAL_STATE_DIR) / "pids").glob("*.pid")):
         with contextlib.suppress(OSError, ValueError):
             out[pidfile.stem] = cpu_seconds(int(pidfile.read_text().strip()))
     return out

@@ -248,6 +248,8 @@ ETCD_URL=http://$LISTEN_ADDRESS:$ETCD_CLIENT_PORT
 CONTROLLER_MANAGER_HEALTHZ=https://$LISTEN_ADDRESS:$CONTROLLER_MANAGER_PORT/healthz
 SCHEDULER_HEALTHZ=https://$LISTEN_ADDRESS:$SCHEDULER_PORT/healthz
 KWOK_HEALTHZ=http://$LISTEN_ADDRESS:$KWOK_PORT/healthz
+NODE_LEASE_SECONDS=$NODE_LEASE_SECONDS
+CONTROLLER_MANAGER_QPS=$CONTROLLER_MANAGER_QPS
 ENV
 }
 
@@ -339,6 +341,9 @@ start_controller_manager() {
     --cluster-signing-cert-file "$PKI/ca.crt" \
     --cluster-signing-key-file "$PKI/ca.key" \
     --cluster-name suanli-local \
+    --node-monitor-grace-period "$((NODE_LEASE_SECONDS * 5 / 4))s" \
+    --kube-api-qps "$CONTROLLER_MANAGER_QPS" \
+    --kube-api-burst "$((CONTROLLER_MANAGER_QPS * 3 / 2))" \
     --leader-elect=true \
     --profiling=false \
     --v=1
@@ -364,7 +369,7 @@ start_kwok() {
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --server-address "$LISTEN_ADDRESS:$KWOK_PORT" \
-    --node-lease-duration-seconds 40 \
+    --node-lease-duration-seconds "$NODE_LEASE_SECONDS" \
     --node-ip 10.244.0.1 \
     --cidr 10.244.0.0/16
 }

@@ -88,6 +88,26 @@ unset var env_var port
 # Deadline for the whole control plane to become ready, in seconds.
 READY_TIMEOUT_SECONDS="${SUANLI_READY_TIMEOUT_SECONDS:-120}"
 
+# --- scale settings (kept in cluster.env: a cluster restarted keeps the ones it was started with) ---
+# NODE_LEASE_SECONDS: kwok renews one Lease per fake node every quarter of it, and the controller-manager
+# takes a node whose Lease went 1.25x it unrenewed for unhealthy (40 -> 50 s: the kubelet's and
+# Kubernetes' defaults). CONTROLLER_MANAGER_QPS: the controller-manager's API rate (burst 1.5x it), one
+# budget for all its controllers (Kubernetes' default 20). Thousands of fake nodes on a small host need
+# both raised: at 40 s, 5,000 Leases are 500 writes a second, and at 20 QPS the node lifecycle controller
+# lifts the not-ready taint of about 4 new nodes a second (the big-fleet benchmark uses 120 and 200).
+setting_kept() { # setting_kept NAME: its value in this cluster's cluster.env, if any (never fails)
+  [[ -f "$STATE_DIR/cluster.env" ]] || return 0
+  sed -n "s/^$1=\([0-9][0-9]*\)$/\1/p" "$STATE_DIR/cluster.env" | head -n 1
+}
+NODE_LEASE_SECONDS="${SUANLI_NODE_LEASE_SECONDS:-$(setting_kept NODE_LEASE_SECONDS)}"
+NODE_LEASE_SECONDS="${NODE_LEASE_SECONDS:-40}"
+[[ "$NODE_LEASE_SECONDS" =~ ^[0-9]+$ ]] && ((NODE_LEASE_SECONDS >= 10 && NODE_LEASE_SECONDS <= 3600)) \
+  || die "SUANLI_NODE_LEASE_SECONDS must be whole seconds from 10 to 3600, got '$NODE_LEASE_SECONDS'"
+CONTROLLER_MANAGER_QPS="${SUANLI_CONTROLLER_MANAGER_QPS:-$(setting_kept CONTROLLER_MANAGER_QPS)}"
+CONTROLLER_MANAGER_QPS="${CONTROLLER_MANAGER_QPS:-20}"
+[[ "$CONTROLLER_MANAGER_QPS" =~ ^[0-9]+$ ]] && ((CONTROLLER_MANAGER_QPS >= 1 && CONTROLLER_MANAGER_QPS <= 10000)) \
+  || die "SUANLI_CONTROLLER_MANAGER_QPS must be a whole number from 1 to 10000, got '$CONTROLLER_MANAGER_QPS'"
+
 # take_cluster_lock: one up.sh/down.sh at a time per state dir (waits up to 10 minutes,
 # e.g. behind a first-time build). Nested calls (up.sh -> down.sh) inherit the lock.
 take_cluster_lock() {

@@ -397,11 +397,13 @@ def parse_member_kubeconfigs(text: str) -> dict[str, str]:
     return members
 
 
-def _run_script(script: str, *args: str, name: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _run_script(script: str, *args: str, name: str, timeout: float,
+                settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """tests/cluster/SCRIPT on the named cluster; `settings`: SUANLI_* variables for it (lib.sh)."""
     try:
         return subprocess.run(["bash", str(CLUSTER_SCRIPTS / script), *args], cwd=REPO_ROOT,
-                              env=cluster_script_env(name), capture_output=True, text=True, timeout=timeout,
-                              check=False)
+                              env={**cluster_script_env(name), **(settings or {})}, capture_output=True, text=True,
+                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"CLUSTER={name} tests/cluster/{script} {' '.join(args)} did not finish "
                              f"within {timeout:g}s") from exc

@@ -35,8 +35,19 @@ print_usage_hint() {
 HINT
 }
 
+# A setting asked for that the running cluster was not started with: it cannot change in place.
+check_kept_settings() {
+  local var kept
+  for var in NODE_LEASE_SECONDS CONTROLLER_MANAGER_QPS; do
+    kept=$(setting_kept "$var")
+    [[ -z "$kept" || "$kept" == "${!var}" ]] || die "the running cluster in $STATE_DIR has $var=$kept, \
+not the ${!var} asked for with SUANLI_$var; stop it first (make cluster-down$MAKE_ARGS), then start it again"
+  done
+}
+
 reuse_if_healthy() {
   if [[ -f "$STATE_DIR/kubeconfig" ]] && all_running && apiserver_ready; then
+    check_kept_settings
     log "reusing the running cluster in $STATE_DIR"
     print_usage_hint
     exit 0

@@ -1,7 +1,8 @@
 """`make cluster-up CLUSTER=NAME`: further local control planes, independent of each other.
 
 Two named clusters are brought up next to the cluster under test, ``itest-a`` with
-``make cluster-up CLUSTER=itest-a`` and ``itest-b`` with ``SUANLI_CLUSTER=itest-b up.sh``: each
+``make cluster-up CLUSTER=itest-a`` and ``itest-b`` with ``SUANLI_CLUSTER=itest-b up.sh`` and the scale
+settings ``B_SETTINGS`` (node Lease length, controller-manager API rate: kept, and refused when changed): each
 has its kubeconfig at ``.cluster/NAME/kubeconfig``, answers there, has ports of its own (none of
 the default cluster's, none of the other's), and does not see the other's nodes. The
 ``member_cluster`` fixture stops and starts one's control plane and finds its objects and ports
@@ -37,6 +38,7 @@ from tests.cluster.pytest_plugin import (
 )
 
 A, B = "itest-a", "itest-b"
+B_SETTINGS = {"SUANLI_NODE_LEASE_SECONDS": "60", "SUANLI_CONTROLLER_MANAGER_QPS": "50"}
 DEFAULT_PORTS = {16443, 12379, 12380, 16257, 16259, 16080}  # tests/cluster/lib.sh
 UP_TIMEOUT_S = 300  # one named cluster's start on 2 busy cores takes ~10-40 s
 SCRIPT_TIMEOUT_S = 120
@@ -138,6 +140,15 @@ def test_the_default_clusters_ownership_check_ignores_the_named_clusters(tmp_pat
     assert sorted(p.name for p in root.iterdir()) == ["guian", "stray-file"]
 
 
+@pytest.mark.parametrize("env", [{"SUANLI_NODE_LEASE_SECONDS": "5"}, {"SUANLI_NODE_LEASE_SECONDS": "40s"},
+                                 {"SUANLI_CONTROLLER_MANAGER_QPS": "0"}, {"SUANLI_CONTROLLER_MANAGER_QPS": "fast"}])
+def test_unusable_scale_settings_are_refused_with_the_variable(tmp_path: Path, env: dict[str, str]) -> None:
+    proc = _script("up.sh", name="guian", SUANLI_CLUSTER_DIR=str(tmp_path), **env)
+    (variable, value), = env.items()
+    assert proc.returncode != 0 and f"{variable} must be" in proc.stderr and f"got '{value}'" in proc.stderr, proc.stderr
+    assert not any(tmp_path.iterdir()), "a refused setting must leave nothing behind"
+
+
 # --- two named clusters, for real -------------------------------------------------------------
 
 
@@ -154,7 +165,8 @@ def named_clusters() -> Iterator[dict[str, Path]]:
         made.append(A)
         _ok(_make("cluster-up", A))
         made.append(B)
-        _ok(_run(["bash", str(CLUSTER_SCRIPTS / "up.sh")], cluster_script_env(B), timeout=UP_TIMEOUT_S))
+        _ok(_run(["bash", str(CLUSTER_SCRIPTS / "up.sh")], {**cluster_script_env(B), **B_SETTINGS},
+                 timeout=UP_TIMEOUT_S))
         yield {name: local_cluster_dir(name) for name in (A, B)}
     finally:
         for name in made:
@@ -213,6 +225,48 @@ def test_a_node_made_in_one_named_cluster_is_not_in_another(named_clusters: dict
         assert names[0] not in _ok(_kubectl(B, "get", "nodes", "-o", "name")).stdout
     finally:
         fake_nodes_lib.delete_nodes(core_a, names)
+
+
+def _command_line(name: str, component: str) -> str:
+    pid = (local_cluster_dir(name) / "pids" / f"{component}.pid").read_text().strip()
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@cluster_test
+def test_scale_settings_reach_kwok_and_the_controller_manager_and_are_kept(named_clusters: dict[str, Path]) -> None:
+    for name, lease, qps in ((A, 40, 20), (B, 60, 50)):  # A: the defaults
+        env = (named_clusters[name] / "cluster.env").read_text().splitlines()
+        assert f"NODE_LEASE_SECONDS={lease}" in env and f"CONTROLLER_MANAGER_QPS={qps}" in env, env
+        assert f"--node-lease-duration-seconds {lease} " in _command_line(name, "kwok")
+        manager = _command_line(name, "kube-controller-manager")
+        grace = lease * 5 // 4
+        assert f"--node-monitor-grace-period {grace}s " in manager and f"--kube-api-qps {qps} " in manager, manager
+        assert f"--kube-api-burst {qps * 3 // 2} " in manager, manager
+    # kwok of itest-b holds a node's Lease for the length it was given.
+    core = _core_v1(B)
+    center = {"metadata": {"name": f"itest-{uuid.uuid4().hex[:5]}"}, "spec": {"pools": [
+        {"name": "gpu", "resourceName": "nvidia.com/gpu", "expected": {"acceleratorsPerNode": 8}}]}}
+    names = fake_nodes_lib.apply_nodes(core, fake_nodes_lib.nodes_for_centers([center], nodes_per_pool=1))
+    try:
+        from kubernetes import client
+
+        leases = client.CoordinationV1Api(core.api_client)
+
+        def lease_seconds() -> int | None:
+            with contextlib.suppress(Exception):
+                return leases.read_namespaced_lease(names[0], "kube-node-lease").spec.lease_duration_seconds
+            return None
+
+        assert wait_for_value(lease_seconds, API_TIMEOUT_S, lease_seconds, what=f"the Lease of {names[0]}") == 60
+    finally:
+        fake_nodes_lib.delete_nodes(core, names)
+    # Started again without the variables, it keeps them; asked for others while it runs, it refuses.
+    again = _ok(_script("up.sh", name=B))
+    assert "reusing the running cluster" in again.stderr, again.stderr
+    refused = _script("up.sh", name=B, SUANLI_NODE_LEASE_SECONDS="40")
+    assert refused.returncode != 0, refused.stderr
+    assert "has NODE_LEASE_SECONDS=60, not the 40 asked for with SUANLI_NODE_LEASE_SECONDS" in refused.stderr
+    assert "make cluster-down CLUSTER=itest-b" in refused.stderr, refused.stderr
 
 
 @cluster_test
