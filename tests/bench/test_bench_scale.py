@@ -748,12 +748,8 @@ def big_fleet_cluster(kube: Any, request: pytest.FixtureRequest) -> Iterator[Big
         core = client.CoreV1Api(api_client)
         namespace = "bench-big-fleet"
         core.create_namespace({"metadata": {"name": namespace}})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # bounded: the controller-manager gives it a ServiceAccount
-            with contextlib.suppress(Exception):
-                core.read_namespaced_service_account("default", namespace)
-                break
-            time.sleep(0.5)
+        plugin.wait_for_value(lambda: core.read_namespaced_service_account("default", namespace), 60,
+                              f"the default ServiceAccount in namespace {namespace} of CLUSTER={BIG_CLUSTER}")
         yield BigFleetCluster(big, core, client.CustomObjectsApi(api_client), namespace, state_dir,
                               dict(BIG_CLUSTER_SETTINGS))
     finally:
@@ -868,7 +864,7 @@ def test_big_fleet(big_fleet_cluster: BigFleetCluster, tmp_path: Any, write_repo
             for doc in centers:
                 with contextlib.suppress(Exception):
                     objects.delete_cluster_custom_object(ob.GROUP, ob.VERSION, "computecenters",
-                                                                doc["metadata"]["name"])
+                                                         doc["metadata"]["name"])
             delete_big_fleet(core)
     lines = [
         "# Big fleet (`tests/bench/test_bench_scale.py::test_big_fleet`)",

@@ -53,6 +53,7 @@ def test_a_component_still_starting_is_not_reported_as_exited(tmp_path: pathlib.
     assert "exited" not in done.stderr, done.stderr
     assert "stopping kwok" in done.stderr, done.stderr  # it was running, and is stopped again
 
+
 def test_a_component_that_dies_at_once_is_still_reported_with_its_log(tmp_path: pathlib.Path) -> None:
     done = _run(tmp_path, "false", "")
     assert done.returncode == 1, done.stderr
